@@ -1,0 +1,45 @@
+# AtomLens: `make run` starts the app on a sample image, `make test` runs the test suite.
+# Both create .venv on first use and reinstall only when setup.cfg or pyproject.toml change.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  := torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: run test bench clean distclean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "AtomLens needs Python >= 3.10"'
+	$(PYTHON) -m venv $(VENV) || { echo "python venv failed: on Debian/Ubuntu run 'apt-get install python3-venv'"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+# torch first, pinned: a plain 'torch' requirement would pull a multi-GB CUDA build
+$(VENV)/.torch-stamp: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	@touch $@
+
+$(VENV)/.run-stamp: setup.cfg pyproject.toml $(VENV)/.torch-stamp
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.test-stamp: setup.cfg pyproject.toml $(VENV)/.torch-stamp
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $@ $(VENV)/.run-stamp
+
+run: $(VENV)/.run-stamp
+	$(BIN)/atomlens --sample sto-haadf
+
+test: $(VENV)/.test-stamp
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.test-stamp
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/load_speed.py
+
+clean:
+	rm -rf build dist app/*.egg-info .pytest_cache tests/_artifacts
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

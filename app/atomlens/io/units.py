@@ -1,0 +1,49 @@
+"""Normalisation of length units as microscope files spell them."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["length_unit_to_nm", "normalise_length_unit"]
+
+# factor to nm for each canonical unit
+_TO_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+
+_ALIASES = {
+    "pm": "pm", "picometer": "pm", "picometre": "pm", "picometers": "pm", "picometres": "pm",
+    "å": "Å", "a": "Å", "ang": "Å", "angstrom": "Å", "angstroms": "Å", "ångström": "Å",
+    "aa": "Å", "\\aa": "Å", "\\aa{}": "Å", "\\r{a}": "Å", "a°": "Å",
+    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm", "nanometres": "nm",
+    "µm": "µm", "μm": "µm", "um": "µm", "micron": "µm", "microns": "µm",
+    "micrometer": "µm", "micrometre": "µm", "micrometers": "µm", "micrometres": "µm",
+    "mm": "mm", "millimeter": "mm", "millimetre": "mm",
+    "cm": "cm",
+    "m": "m", "meter": "m", "metre": "m", "meters": "m", "metres": "m",
+}
+
+
+def normalise_length_unit(units) -> str | None:
+    """Return the canonical spelling (``pm``, ``Å``, ``nm``, ``µm``, ``mm``, ``cm``, ``m``)
+    of a length unit, or None when `units` is not a real-space length.
+
+    Odd spellings that files use are accepted: ``n_m`` and ``n m`` (Berkeley EMD),
+    ``nanometers``, ``A``/``Angstrom``, ``u_m``/``um``/``μm``, and so on.  Reciprocal
+    units such as ``1/nm`` are not lengths and return None.
+    """
+    if units is None:
+        return None
+    u = str(units).strip()
+    if not u or u.lower() in {"<undefined>", "undefined", "none", "px", "pixel", "pixels"}:
+        return None
+    if u.startswith("1/") or u.endswith("^-1") or u.endswith("-1"):
+        return None
+    if u in ("Å", "Å"):  # precomposed and combining forms
+        return "Å"
+    key = re.sub(r"[\s_]", "", u).lower()
+    return _ALIASES.get(key)
+
+
+def length_unit_to_nm(units) -> float | None:
+    """Factor that converts a length in `units` to nm, or None if `units` is not a length."""
+    canon = normalise_length_unit(units)
+    return None if canon is None else _TO_NM[canon]
