@@ -1,0 +1,90 @@
+"""Detector noise and scan artefacts, applied after rendering, in physical units.
+
+Scan distortions that move atoms (drift, shear, flyback) are applied to the coordinates
+instead (see :mod:`atomlens.sim.augment`), so that labels stay exact.  Scan-line jitter is
+the one row-wise artefact applied here; :func:`line_jitter` returns the shifts so that
+labels can follow.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["stem_counts", "read_noise", "line_jitter", "background", "gain_offset", "blur",
+           "stm_noise"]
+
+
+def stem_counts(image: np.ndarray, rng, dose_e_per_A2: float, px_size_A: float,
+                collection: float = 0.05) -> np.ndarray:
+    """Poisson shot noise for a dose in e-/Å^2.
+
+    `image` is scaled so that its 99.9th percentile receives `collection` (the fraction of
+    the probe current that the detector collects on the brightest columns) of the
+    electrons per pixel, dose * px^2.  Returns detected electron counts (float32).
+    """
+    peak = float(np.percentile(image, 99.9)) or 1.0
+    lam = np.clip(image, 0, None) * (dose_e_per_A2 * px_size_A**2 * collection / peak)
+    return rng.poisson(lam).astype(np.float32)
+
+
+def read_noise(image: np.ndarray, rng, sigma: float) -> np.ndarray:
+    """Additive Gaussian read-out noise of std `sigma` (in the image's units)."""
+    if sigma <= 0:
+        return image
+    return image + rng.normal(0, sigma, image.shape).astype(np.float32)
+
+
+def line_jitter(image: np.ndarray, rng, sigma_px: float, corr_rows: float = 1.0):
+    """Shift each scan row sideways by a random amount (std `sigma_px`), as from
+    mechanical or electrical instabilities of the scan.
+
+    Returns ``(image, shifts)`` where ``shifts[row]`` (px) is how far row `row` moved:
+    an atom at row y appears at x + shifts(y).
+    """
+    h, w = image.shape
+    if sigma_px <= 0:
+        return image, np.zeros(h, np.float32)
+    s = rng.normal(0, sigma_px, h)
+    if corr_rows > 1:
+        s = ndimage.gaussian_filter1d(s, corr_rows) * np.sqrt(corr_rows * 2 * np.sqrt(np.pi))
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = ndimage.map_coordinates(image, [yy, xx - s[:, None]], order=1, mode="nearest")
+    return out.astype(np.float32), s.astype(np.float32)
+
+
+def background(shape, rng, amplitude: float, scale_px: float) -> np.ndarray:
+    """A slowly varying background (thickness, carbon film, detector non-uniformity):
+    Gaussian-filtered noise with correlation length `scale_px`, plus a tilt, std ~ amplitude."""
+    h, w = shape
+    coarse = ndimage.gaussian_filter(rng.normal(size=shape), scale_px, mode="wrap")
+    coarse /= coarse.std() or 1.0
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    tilt = rng.normal() * (xx - 0.5) + rng.normal() * (yy - 0.5)
+    return (amplitude * (coarse + tilt)).astype(np.float32)
+
+
+def gain_offset(image: np.ndarray, gain: float, offset: float) -> np.ndarray:
+    """Detector gain and dark offset: counts -> recorded values."""
+    return (image * gain + offset).astype(np.float32)
+
+
+def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Extra Gaussian blur (vibration, defocus spread, sample drift during the dwell)."""
+    if sigma_px <= 0:
+        return image
+    return ndimage.gaussian_filter(image, sigma_px).astype(np.float32)
+
+
+def stm_noise(height_A: np.ndarray, rng, *, sigma_A: float = 0.02, line_offset_A: float = 0.05,
+              tip_change_prob: float = 0.0) -> np.ndarray:
+    """STM noise: white z noise, a random-walk offset per scan line (feedback and 1/f drift),
+    and optionally a tip change (a step in apparent height from a random line on)."""
+    h, _ = height_A.shape
+    out = height_A + rng.normal(0, sigma_A, height_A.shape)
+    steps = rng.normal(0, line_offset_A, h)
+    out += (np.cumsum(steps) * 0.3 + steps)[:, None]
+    if rng.random() < tip_change_prob:
+        row = rng.integers(h // 8, h - h // 8)
+        out[row:] += rng.choice([-1, 1]) * rng.uniform(0.1, 0.4)
+    return out.astype(np.float32)

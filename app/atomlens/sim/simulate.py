@@ -1,0 +1,289 @@
+"""``simulate(config, seed) -> SimResult``: one labelled image, deterministic for a seed.
+
+A config is a JSON-serialisable dict (or :class:`SimConfig`).  Any number in it may be given
+as a range ``[lo, hi]`` (drawn uniformly for each image) and any string as a list of choices,
+so one config describes a whole randomised training distribution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from . import augment, defects, imaging, noise
+from .atoms import ATOM, CLASSES, DEFECT_TYPES, DOPANT, VACANCY, AtomTable
+from .elements import atomic_number
+from .render import Grid, gaussian_ft, render_points
+from .structures import amorphous_support, build, from_cif, fcc
+
+__all__ = ["SimConfig", "SimResult", "simulate", "draw"]
+
+
+@dataclasses.dataclass
+class SimConfig:
+    """Everything that defines a simulated data set (see the module docstring for ranges)."""
+
+    structure: Any = "graphene"  # a name in STRUCTURES, "single_atoms", or a list to choose from
+    structure_params: dict = dataclasses.field(default_factory=dict)
+    cif: str | None = None  # a CIF file projected along zone_axis (overrides structure)
+    zone_axis: tuple = (0, 0, 1)
+    shape: tuple = (256, 256)
+    px_size_A: Any = 0.1
+    thickness: Any = 1.0  # unit cells along the beam (3D crystals)
+    mode: Any = "HAADF"  # HAADF, ADF, ABF, BF, STM
+    z_exponent: Any = 1.7
+    probe: dict = dataclasses.field(default_factory=dict)  # ProbeParams fields
+    stm: dict = dataclasses.field(default_factory=dict)  # StmParams fields (+ double_tip_prob)
+    defects: dict = dataclasses.field(default_factory=dict)
+    augment: dict = dataclasses.field(default_factory=lambda: {"rotation": True, "shift": True})
+    noise: dict = dataclasses.field(default_factory=lambda: {"dose_e_per_A2": 1e5})
+    labels: dict = dataclasses.field(default_factory=lambda: {"kind": "disc", "radius_A": 0.5})
+
+    @classmethod
+    def from_any(cls, cfg) -> "SimConfig":
+        if isinstance(cfg, SimConfig):
+            return cfg
+        if isinstance(cfg, str):
+            with open(cfg, encoding="utf-8") as fh:
+                cfg = json.load(fh)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(cfg) - names
+        if unknown:
+            raise ValueError(f"unknown simulation setting(s): {sorted(unknown)}")
+        return cls(**cfg)
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclasses.dataclass
+class SimResult:
+    """One simulated micrograph with exact labels.
+
+    image : (H, W) float32.  atoms : AtomTable (Å) of the labelled columns inside the image,
+    vacancies included.  masks : (C, H, W) per-class masks (uint8 one-hot for ``disc``,
+    float32 for ``gaussian``), classes as in :data:`CLASSES`.  px_size_A : pixel size.
+    meta : the values drawn for this image, the image-level defect labels and more.
+    """
+
+    image: np.ndarray
+    atoms: AtomTable
+    masks: np.ndarray
+    px_size_A: float
+    meta: dict
+
+    def points_px(self) -> tuple[np.ndarray, np.ndarray]:
+        """(xy in px of the image, class index) of all labelled columns."""
+        return self.atoms.xy / self.px_size_A, self.atoms.cls.copy()
+
+    @property
+    def defect_labels(self) -> np.ndarray:
+        """Multi-hot vector over DEFECT_TYPES (pristine set when there is no defect)."""
+        v = np.zeros(len(DEFECT_TYPES), np.uint8)
+        for name in self.meta["defect_types"]:
+            v[DEFECT_TYPES.index(name)] = 1
+        return v
+
+
+def draw(rng: np.random.Generator, spec):
+    """A value from a spec: a number, ``[lo, hi]`` (uniform), or a list of choices."""
+    if isinstance(spec, (list, tuple)):
+        if len(spec) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec):
+            lo, hi = float(spec[0]), float(spec[1])
+            return lo if lo == hi else float(rng.uniform(lo, hi))
+        return spec[int(rng.integers(len(spec)))]
+    return spec
+
+
+def _draw_dict(rng, d: dict) -> dict:
+    return {k: draw(rng, v) for k, v in d.items()}
+
+
+def _sites(cell, role):
+    return None if role in (None, "any") else cell.role_index(role)
+
+
+def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None]:
+    """Heavy single atoms and small clusters on amorphous carbon."""
+    z = atomic_number(draw(rng, params.get("element", "Pt")))
+    t = amorphous_support(*field_A, rng, density_per_A2=draw(rng, params.get("support_density", [0.3, 0.5])),
+                          margin_A=margin_A)
+    t.count *= np.float32(draw(rng, params.get("support_thickness", [1.0, 3.0])))
+    n_atoms = int(round(draw(rng, params.get("n_atoms", [3, 15]))))
+    t = defects.adatoms(t.subset(np.ones(len(t), bool)), rng, n_atoms, z, field_A, min_dist_A=0.0)
+    t.cls[t.cls == DOPANT] = ATOM
+    t.defect[:] = 0
+    pts = []
+    for _ in range(int(round(draw(rng, params.get("n_clusters", [0, 2]))))):
+        cl = fcc(draw(rng, params.get("cluster_element", "Pt")), "110").tile(8, 8, rotation_deg=rng.uniform(0, 360))
+        cl = cl.subset(np.linalg.norm(cl.xy - 4, axis=1) < rng.uniform(2.5, 5.0))
+        cl.xy += rng.uniform(0.2, 0.8, 2) * np.asarray(field_A) - 4
+        cl.count[:] = rng.integers(1, 4, len(cl))
+        pts.append(cl)
+    for cl in pts:
+        t = t.concat(cl)
+    return t, None
+
+
+def simulate(config, seed: int) -> SimResult:
+    """Simulate one labelled micrograph.  Same config and seed, same result, bit for bit."""
+    cfg = SimConfig.from_any(config)
+    rng = np.random.default_rng(seed)
+    h, w = (int(v) for v in cfg.shape)
+    px = float(draw(rng, cfg.px_size_A))
+    field = (w * px, h * px)
+    margin = 3 * imaging.PAD_A + 1.0  # the widest rendering pad (STM halos) plus a bond
+    mode = str(draw(rng, cfg.mode)).upper()
+    aug = cfg.augment
+    rot = draw(rng, aug.get("rotation", True))
+    rot_deg = float(rng.uniform(0, 360)) if rot is True else float(rot or 0.0)
+    structure = draw(rng, cfg.structure)
+    params = _draw_dict(rng, cfg.structure_params)
+    thickness = float(draw(rng, cfg.thickness))
+    d = cfg.defects
+    cell = None
+    if structure == "single_atoms":
+        t, cell = _single_atoms(field, rng, params, margin)
+    else:
+        cell = from_cif(cfg.cif, tuple(cfg.zone_axis)) if cfg.cif else build(structure, **params)
+        gb = d.get("grain_boundary", {})
+        if gb and rng.random() < draw(rng, gb.get("prob", 0.0)):
+            t = defects.grain_boundary(cell, field, rng, margin_A=margin, thickness=thickness,
+                                       misorientation_deg=gb.get("misorientation_deg"))
+        else:
+            shift = tuple(rng.uniform(0, 10, 2)) if aug.get("shift", True) else (0.0, 0.0)
+            t = cell.tile(*field, rotation_deg=rot_deg, shift_A=shift, margin_A=margin, thickness=thickness)
+    # ---- defects (exact labels)
+    if "alloy" in d:
+        a = d["alloy"]
+        t = defects.substitute(t, rng, atomic_number(draw(rng, a["element"])), draw(rng, a.get("fraction", 0.1)),
+                               sites=_sites(cell, a.get("sites")))
+    if "dopant" in d:
+        a = d["dopant"]
+        n = a.get("n")
+        t = defects.substitute(t, rng, atomic_number(draw(rng, a["element"])), draw(rng, a.get("rate", 0.0)),
+                               sites=_sites(cell, a.get("sites")),
+                               n=None if n is None else int(round(draw(rng, n))), field_A=field)
+    if "vacancy" in d:
+        a = d["vacancy"]
+        t = defects.vacancies(t, rng, draw(rng, a.get("rate", 0.0)), sites=_sites(cell, a.get("sites")))
+    if "partial_vacancy" in d:
+        a = d["partial_vacancy"]
+        t = defects.vacancies(t, rng, draw(rng, a.get("rate", 0.0)), sites=_sites(cell, a.get("sites")), partial=True)
+    if "multi_vacancy" in d:
+        a = d["multi_vacancy"]
+        t = defects.multi_vacancy(t, rng, int(round(draw(rng, a.get("n", 1)))), int(round(draw(rng, a.get("size", 2)))),
+                                  field, sites=_sites(cell, a.get("sites")))
+    if "stone_wales" in d:
+        t = defects.stone_wales(t, rng, int(round(draw(rng, d["stone_wales"].get("n", 1)))), field)
+    if "adatom" in d:
+        a = d["adatom"]
+        t = defects.adatoms(t, rng, int(round(draw(rng, a.get("n", 1)))), atomic_number(draw(rng, a["element"])), field)
+    if "hole" in d and rng.random() < draw(rng, d["hole"].get("prob", 0.0)):
+        t = defects.hole(t, rng, draw(rng, d["hole"].get("radius_A", [3.0, 8.0])), field)
+    if "edge" in d and rng.random() < draw(rng, d["edge"].get("prob", 0.0)):
+        t = defects.edge(t, rng, field)
+    if "strain" in d:
+        a = d["strain"]
+        t = defects.strain_field(t, rng, draw(rng, a.get("amplitude_A", 0.1)), field, kind=a.get("kind", "smooth"))
+    if "contamination" in d and rng.random() < draw(rng, d["contamination"].get("prob", 0.0)):
+        t = defects.contamination(t, rng, int(round(draw(rng, d["contamination"].get("n", 1)))), field)
+    if d.get("support"):  # amorphous carbon under a crystal or single atoms
+        sup = amorphous_support(*field, rng, density_per_A2=draw(rng, d["support"].get("density", 0.3)), margin_A=margin)
+        sup.count *= np.float32(draw(rng, d["support"].get("weight", 0.5)))
+        t = t.concat(sup)
+    # ---- coordinate-level augmentation
+    shear = draw(rng, aug.get("shear", 0.0))
+    if shear:
+        s = rng.normal(0, shear, 3)
+        t = augment.affine(t, np.eye(2) + np.array([[s[0], s[1]], [0, s[2]]]), (field[0] / 2, field[1] / 2))
+    t = augment.jiggle(t, rng, draw(rng, aug.get("jiggle_A", 0.0)))
+    t = augment.scan_drift(t, rng, field, drift_A=draw(rng, aug.get("drift_A", 0.0)),
+                           flyback_A=draw(rng, aug.get("flyback_A", 0.0)))
+    # ---- imaging
+    nz = _draw_dict(rng, cfg.noise)
+    meta: dict[str, Any] = {"seed": int(seed), "structure": structure if not cfg.cif else cfg.cif,
+                            "structure_params": params, "px_size_A": px, "mode": mode,
+                            "rotation_deg": rot_deg, "thickness": thickness, "noise": nz}
+    if mode == "STM":
+        sp = _draw_dict(rng, cfg.stm)
+        dt_prob = sp.pop("double_tip_prob", 0.0)
+        if rng.random() < dt_prob:
+            ang = rng.uniform(0, 2 * np.pi)
+            r = rng.uniform(1.5, 4.0)
+            sp["double_tip_offset_A"] = (r * math.cos(ang), r * math.sin(ang))
+        stm = imaging.StmParams(**sp)
+        meta["stm"] = dataclasses.asdict(stm)
+        img = imaging.render_stm(t, (h, w), px, stm)
+        img = noise.stm_noise(img, rng, sigma_A=nz.get("sigma_A", 0.02), line_offset_A=nz.get("line_offset_A", 0.03),
+                              tip_change_prob=nz.get("tip_change_prob", 0.0))
+        shifts = np.zeros(h, np.float32)
+        if nz.get("jitter_px", 0):
+            img, shifts = noise.line_jitter(img, rng, nz["jitter_px"])
+    else:
+        probe = imaging.ProbeParams(**_draw_dict(rng, cfg.probe))
+        zexp = float(draw(rng, cfg.z_exponent))
+        meta["probe"], meta["z_exponent"] = dataclasses.asdict(probe), zexp
+        img = imaging.render_stem(t, (h, w), px, mode=mode, probe=probe, z_exponent=zexp)
+        if nz.get("background", 0):
+            img = img + noise.background((h, w), rng, nz["background"] * float(img.std() or 1.0),
+                                         nz.get("background_scale_px", w / 6))
+        if nz.get("dose_e_per_A2"):
+            img = noise.stem_counts(img, rng, nz["dose_e_per_A2"], px, nz.get("collection", 0.05))
+        img, shifts = noise.line_jitter(img, rng, nz.get("jitter_px", 0.0))
+        img = noise.blur(img, nz.get("blur_px", 0.0))
+        if nz.get("read_noise", 0):
+            img = noise.read_noise(img, rng, nz["read_noise"] * float(img.std() or 1.0))
+        img = noise.gain_offset(img, nz.get("gain", 1.0), nz.get("offset", 0.0))
+    # ---- labels: columns inside the image, moved by the line jitter like their pixels
+    lab = t.subset(t.labelled)
+    if shifts.any():
+        rows = np.clip(lab.xy[:, 1] / px, 0, h - 1)
+        lab.xy[:, 0] += np.interp(rows, np.arange(h), shifts) * px
+    inside = ((lab.xy[:, 0] >= -0.5 * px) & (lab.xy[:, 0] < (w - 0.5) * px)
+              & (lab.xy[:, 1] >= -0.5 * px) & (lab.xy[:, 1] < (h - 0.5) * px))
+    lab = lab.subset(inside)
+    masks = _masks(lab, (h, w), px, cfg.labels)
+    present = sorted({DEFECT_TYPES[c] for c in np.unique(lab.defect) if c > 0})
+    meta["defect_types"] = present or ["pristine"]
+    meta["n_atoms"] = {c: int((lab.cls == i).sum()) for i, c in enumerate(CLASSES) if i > 0}
+    return SimResult(np.ascontiguousarray(img, dtype=np.float32), lab, masks, px, meta)
+
+
+def _masks(lab: AtomTable, shape, px: float, spec: dict) -> np.ndarray:
+    kind = spec.get("kind", "disc")
+    h, w = shape
+    xy = lab.xy / px
+    if kind == "gaussian":
+        g = Grid(shape, px, imaging.pad_px(px))
+        sig = float(spec.get("sigma_A", 0.3))
+        K = gaussian_ft(g, sig) * (2 * np.pi * (sig / px) ** 2)  # unit peak
+        out = np.zeros((len(CLASSES), h, w), np.float32)
+        for c in (ATOM, DOPANT, VACANCY):
+            m = lab.cls == c
+            if m.any():
+                out[c] = np.clip(render_points(g, xy[m], np.ones(m.sum()), K), 0, 1)
+        out[0] = np.clip(1 - out[1:].sum(0), 0, 1)
+        return out
+    if kind != "disc":
+        raise ValueError(f"label kind must be 'disc' or 'gaussian', not {kind!r}")
+    r = float(spec.get("radius_A", 0.5)) / px
+    cls_map = np.zeros(shape, np.int8)
+    R = int(math.ceil(r)) + 1
+    oy, ox = np.mgrid[-R:R + 1, -R:R + 1]
+    oy, ox = oy.ravel(), ox.ravel()
+    for c in (ATOM, DOPANT, VACANCY):  # later classes win where discs overlap
+        m = lab.cls == c
+        if not m.any():
+            continue
+        p = xy[m]
+        base = np.round(p).astype(int)
+        yy = base[:, 1:2] + oy
+        xx = base[:, 0:1] + ox
+        ok = ((xx - p[:, 0:1]) ** 2 + (yy - p[:, 1:2]) ** 2 <= r * r) & (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
+        cls_map[yy[ok], xx[ok]] = c
+    return (cls_map[None] == np.arange(len(CLASSES))[:, None, None]).astype(np.uint8)

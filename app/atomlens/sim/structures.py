@@ -1,0 +1,301 @@
+"""Projected crystal structures: unit cells of atom columns and their tiling over a field.
+
+Every structure is a :class:`ProjectedCell`: two in-plane lattice vectors (Å) and the
+columns of one cell, each with its element, its number of atoms along the beam and the
+height of its top atom.  :func:`build` makes the named structures of :data:`STRUCTURES`;
+:func:`from_ase` projects any ASE ``Atoms`` (or a CIF file) along a zone axis.
+
+Lattice constants are room-temperature literature values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .atoms import ATOM, AtomTable
+from .elements import atomic_number
+
+__all__ = ["Site", "ProjectedCell", "STRUCTURES", "build", "from_ase", "from_cif",
+           "amorphous_support"]
+
+SQ3 = math.sqrt(3.0)
+SQ2 = math.sqrt(2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One column of a projected unit cell.
+
+    frac : (u, v) fractional coordinates along the cell vectors a1, a2.
+    Z : atomic number.  count : atoms in the column per cell along the beam.
+    height : height of the top atom in Å.  role : a name used to pick sites
+    ('metal', 'chalcogen', 'A', 'B', 'O'...).
+    """
+
+    frac: tuple[float, float]
+    Z: int
+    count: float = 1.0
+    height: float = 0.0
+    role: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectedCell:
+    """A 2D periodic arrangement of atom columns (lattice vectors in Å, x right, y down)."""
+
+    a1: tuple[float, float]
+    a2: tuple[float, float]
+    sites: tuple[Site, ...]
+    name: str = "custom"
+
+    @property
+    def nn_distance_A(self) -> float:
+        """Shortest distance between two columns (Å)."""
+        t = self.tile(4 * max(self._lengths()), 4 * max(self._lengths()), margin_A=0)
+        from scipy.spatial import cKDTree
+
+        d, _ = cKDTree(t.xy).query(t.xy, k=2)
+        return float(d[:, 1].min())
+
+    def _lengths(self):
+        return (math.hypot(*self.a1), math.hypot(*self.a2))
+
+    def tile(self, width_A: float, height_A: float, *, rotation_deg: float = 0.0,
+             shift_A: tuple[float, float] = (0.0, 0.0), margin_A: float = 3.0,
+             thickness: float = 1.0) -> AtomTable:
+        """Columns of this cell covering [-margin, width+margin] x [-margin, height+margin].
+
+        The lattice is rotated by `rotation_deg` (counter-clockwise on screen) about the
+        origin and then shifted by `shift_A`.  Column counts are multiplied by `thickness`
+        (number of cells along the beam).
+        """
+        th = math.radians(rotation_deg)
+        # y points down on screen, so a counter-clockwise rotation on screen is clockwise in (x, y)
+        rot = np.array([[math.cos(th), math.sin(th)], [-math.sin(th), math.cos(th)]])
+        basis = rot @ np.array([self.a1, self.a2], dtype=float).T  # columns are a1', a2'
+        inv = np.linalg.inv(basis)
+        corners = np.array([[-margin_A, -margin_A], [width_A + margin_A, -margin_A],
+                            [-margin_A, height_A + margin_A],
+                            [width_A + margin_A, height_A + margin_A]]) - np.asarray(shift_A)
+        ij = inv @ corners.T
+        lo = np.floor(ij.min(axis=1)).astype(int) - 1
+        hi = np.ceil(ij.max(axis=1)).astype(int) + 1
+        ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
+        cells = np.stack([ii.ravel(), jj.ravel()], axis=1).astype(float)
+        fr = np.array([s.frac for s in self.sites], dtype=float)
+        allfrac = (cells[:, None, :] + fr[None, :, :]).reshape(-1, 2)
+        xy = allfrac @ basis.T + np.asarray(shift_A)
+        ns = len(self.sites)
+        Z = np.tile([s.Z for s in self.sites], len(cells))
+        count = np.tile([s.count * thickness for s in self.sites], len(cells))
+        height = np.tile([s.height for s in self.sites], len(cells))
+        inside = ((xy[:, 0] >= -margin_A) & (xy[:, 0] <= width_A + margin_A)
+                  & (xy[:, 1] >= -margin_A) & (xy[:, 1] <= height_A + margin_A))
+        site = np.tile(np.arange(ns), len(cells))[inside]
+        return AtomTable.from_arrays(xy[inside], Z[inside], count[inside], height[inside], ATOM,
+                                     site=site)
+
+    def role_index(self, role: str) -> list[int]:
+        """Indices of the sites whose role (or element symbol) is `role`."""
+        from .elements import SYMBOL_OF
+
+        out = [i for i, s in enumerate(self.sites) if s.role == role or SYMBOL_OF.get(s.Z) == role]
+        if not out:
+            roles = sorted({s.role for s in self.sites if s.role})
+            raise ValueError(f"{self.name} has no site {role!r}; it has {roles}")
+        return out
+
+
+# --------------------------------------------------------------------------- builders
+def _hexagonal(a: float):
+    return (a, 0.0), (a / 2, a * SQ3 / 2)
+
+
+def graphene(a: float = 2.46) -> ProjectedCell:
+    a1, a2 = _hexagonal(a)
+    return ProjectedCell(a1, a2, (Site((1 / 3, 1 / 3), 6, role="C"), Site((2 / 3, 2 / 3), 6, role="C")),
+                         "graphene")
+
+
+def hbn(a: float = 2.50) -> ProjectedCell:
+    a1, a2 = _hexagonal(a)
+    return ProjectedCell(a1, a2, (Site((1 / 3, 1 / 3), 5, role="B"), Site((2 / 3, 2 / 3), 7, role="N")), "hBN")
+
+
+_TMD_A = {("Mo", "S"): 3.16, ("W", "S"): 3.15, ("Mo", "Se"): 3.29, ("W", "Se"): 3.28,
+          ("Mo", "Te"): 3.52, ("W", "Te"): 3.55}
+
+
+def tmd(metal: str = "Mo", chalcogen: str = "S", a: float | None = None) -> ProjectedCell:
+    """A 2H transition-metal dichalcogenide monolayer seen along c: metal columns of one atom,
+    chalcogen columns of two (top and bottom layer), 1.56-1.7 Å above/below the metal plane."""
+    a = a or _TMD_A.get((metal, chalcogen), 3.2)
+    a1, a2 = _hexagonal(a)
+    return ProjectedCell(a1, a2, (
+        Site((1 / 3, 1 / 3), atomic_number(metal), 1, 1.6, "metal"),
+        Site((2 / 3, 2 / 3), atomic_number(chalcogen), 2, 3.2, "chalcogen"),
+    ), f"{metal}{chalcogen}2")
+
+
+def perovskite(A: str = "Sr", B: str = "Ti", X: str = "O", a: float = 3.905) -> ProjectedCell:
+    """ABX3 perovskite along [001]: A columns, B-X columns and pure X columns."""
+    zb, zx = atomic_number(B), atomic_number(X)
+    # the B-O column holds one B and one O per cell; keep B as its element with an effective count
+    return ProjectedCell((a, 0.0), (0.0, a), (
+        Site((0.0, 0.0), atomic_number(A), 1, 0, "A"),
+        Site((0.5, 0.5), zb, 1 + (zx / zb) ** 1.7, 0, "B"),
+        Site((0.5, 0.0), zx, 1, 0, "X"),
+        Site((0.0, 0.5), zx, 1, 0, "X"),
+    ), f"{A}{B}{X}3[001]")
+
+
+_FCC_A = {"Au": 4.078, "Pt": 3.924, "Ag": 4.086, "Cu": 3.615, "Al": 4.05, "Pd": 3.891, "Ni": 3.524}
+
+
+def fcc(element: str = "Au", zone: str = "001", a: float | None = None) -> ProjectedCell:
+    """An fcc metal along [001] (square lattice of a/2 spacing... of columns at a/sqrt2) or [110]."""
+    a = a or _FCC_A.get(element, 4.0)
+    z = atomic_number(element)
+    if zone == "001":
+        return ProjectedCell((a, 0.0), (0.0, a), (Site((0, 0), z, 1, 0, element), Site((0.5, 0.5), z, 1, 0, element)),
+                             f"{element}[001]")
+    if zone == "110":
+        return ProjectedCell((a / SQ2, 0.0), (0.0, a), (Site((0, 0), z, 1, 0, element),
+                                                         Site((0.5, 0.5), z, 1, 0, element)), f"{element}[110]")
+    raise ValueError(f"fcc zone must be '001' or '110', not {zone!r}")
+
+
+def diamond110(element: str = "Si", a: float = 5.431) -> ProjectedCell:
+    """A diamond-cubic crystal along [110]: dumbbells of two columns a/4 apart along [001]."""
+    z = atomic_number(element)
+    return ProjectedCell((a / SQ2, 0.0), (0.0, a), (
+        Site((0.0, 0.0), z, 1, 0, element), Site((0.0, 0.25), z, 1, 0, element),
+        Site((0.5, 0.5), z, 1, 0, element), Site((0.5, 0.75), z, 1, 0, element),
+    ), f"{element}[110]")
+
+
+#: Named structures for configs: name -> builder(**params).
+STRUCTURES = {
+    "graphene": graphene,
+    "hbn": hbn,
+    "tmd": tmd,
+    "MoS2": lambda **k: tmd("Mo", "S", **k),
+    "WS2": lambda **k: tmd("W", "S", **k),
+    "MoSe2": lambda **k: tmd("Mo", "Se", **k),
+    "WSe2": lambda **k: tmd("W", "Se", **k),
+    "perovskite": perovskite,
+    "SrTiO3": lambda **k: perovskite("Sr", "Ti", "O", **k),
+    "fcc": fcc,
+    "diamond110": diamond110,
+    "Si110": lambda **k: diamond110("Si", **k),
+}
+
+
+def build(name: str, **params) -> ProjectedCell:
+    """The projected cell of a named structure (see :data:`STRUCTURES`)."""
+    try:
+        maker = STRUCTURES[name]
+    except KeyError:
+        raise ValueError(f"unknown structure {name!r}; choose one of {sorted(STRUCTURES)}") from None
+    return maker(**params)
+
+
+# --------------------------------------------------------------------------- ASE / CIF
+def _perpendicular_lattice_vectors(cell: np.ndarray, zone: np.ndarray, search: int = 4):
+    """Two shortest non-parallel lattice vectors (integer index triples) perpendicular to `zone`."""
+    t3 = zone @ cell
+    rng = range(-search, search + 1)
+    cands = []
+    for i in rng:
+        for j in rng:
+            for k in rng:
+                if (i, j, k) == (0, 0, 0):
+                    continue
+                v = np.array([i, j, k]) @ cell
+                if abs(v @ t3) < 1e-6 * np.linalg.norm(v) * np.linalg.norm(t3):
+                    cands.append((np.linalg.norm(v), (i, j, k), v))
+    cands.sort(key=lambda c: c[0])
+    first = cands[0]
+    for c in cands[1:]:
+        if np.linalg.norm(np.cross(first[2], c[2])) > 1e-6 * first[0] * c[0]:
+            return first[1], c[1]
+    raise ValueError("no in-plane lattice vectors found for this zone axis")
+
+
+def from_ase(atoms, zone_axis=(0, 0, 1), *, merge_tol_A: float = 0.15, name: str | None = None) -> ProjectedCell:
+    """Project an ASE ``Atoms`` crystal along the direct-lattice direction `zone_axis` [uvw].
+
+    Atoms that fall within `merge_tol_A` of each other in projection become one column; its
+    ``count`` is the number of atoms per repeat along the beam and its Z the heaviest one
+    (lighter atoms in the same column add to an effective count, HAADF-weighted with n=1.7).
+    """
+    from ase.build import cut
+
+    zone = np.asarray(zone_axis, dtype=int)
+    cell = np.asarray(atoms.cell)
+    ia, ib = _perpendicular_lattice_vectors(cell, zone)
+    slab = cut(atoms, a=ia, b=ib, c=tuple(int(v) for v in zone), tolerance=1e-3)
+    c = np.asarray(slab.cell)
+    # in-plane orthonormal frame: e1 along a, e2 in the a-b plane, perpendicular to the beam
+    e1 = c[0] / np.linalg.norm(c[0])
+    beam = np.cross(c[0], c[1])
+    beam /= np.linalg.norm(beam)
+    e2 = np.cross(beam, e1)
+    a1 = (float(c[0] @ e1), float(c[0] @ e2))
+    a2 = (float(c[1] @ e1), float(c[1] @ e2))
+    frac = slab.get_scaled_positions(wrap=True)[:, :2] % 1.0
+    heights = slab.positions @ beam
+    zs = slab.numbers
+    basis2 = np.array([a1, a2])
+    cols: list[dict] = []
+    for f, z, h in zip(frac, zs, heights):
+        for col in cols:
+            d = (f - col["frac"] + 0.5) % 1.0 - 0.5
+            if np.linalg.norm(d @ basis2) < merge_tol_A:
+                col["members"].append((int(z), float(h)))
+                break
+        else:
+            cols.append({"frac": f.copy(), "members": [(int(z), float(h))]})
+    sites = []
+    for col in cols:
+        zmax = max(z for z, _ in col["members"])
+        eff = sum((z / zmax) ** 1.7 for z, _ in col["members"])
+        top = max(h for _, h in col["members"])
+        sites.append(Site(tuple(float(v) for v in col["frac"]), zmax, eff, top))
+    hmin = min(s.height for s in sites)
+    sites = [dataclasses.replace(s, height=s.height - hmin) for s in sites]
+    return ProjectedCell(a1, a2, tuple(sites), name or f"{atoms.get_chemical_formula()}[{''.join(map(str, zone))}]")
+
+
+def from_cif(path, zone_axis=(0, 0, 1), **kw) -> ProjectedCell:
+    """Read a CIF (or any file ASE reads) and project it along `zone_axis`."""
+    from ase.io import read
+
+    return from_ase(read(str(path)), zone_axis, **kw)
+
+
+# --------------------------------------------------------------------------- amorphous
+def amorphous_support(width_A: float, height_A: float, rng: np.random.Generator, *,
+                      density_per_A2: float = 0.38, min_dist_A: float = 1.2, Z: int = 6,
+                      margin_A: float = 3.0) -> AtomTable:
+    """Random, unlabelled columns of a thin amorphous film (carbon by default).
+
+    Points are drawn with a minimum projected distance (dart throwing in a grid), at
+    `density_per_A2` columns per Å^2 (monolayer graphene has 0.38).
+    """
+    w, h = width_A + 2 * margin_A, height_A + 2 * margin_A
+    n = rng.poisson(density_per_A2 * w * h)
+    # oversample, then thin out points closer than min_dist (keeps a liquid-like order)
+    pts = rng.uniform((0, 0), (w, h), size=(int(n * 1.6) + 1, 2))
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(pts).query_pairs(min_dist_A, output_type="ndarray")
+    keep = np.ones(len(pts), bool)
+    for i, j in pairs:
+        if keep[i] and keep[j]:
+            keep[j] = False
+    pts = pts[keep][:n] - margin_A
+    return AtomTable.from_arrays(pts, Z, count=rng.uniform(0.5, 1.5, len(pts)), labelled=False)
