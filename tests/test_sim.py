@@ -335,3 +335,59 @@ def test_image_level_defect_labels():
     assert r.meta["defect_types"] == ["topological"]
     assert r.defect_labels[defects.DEFECT_CODE["topological"]] == 1
     assert simulate({"structure": "graphene", "shape": (64, 64)}, 0).meta["defect_types"] == ["pristine"]
+
+
+# ------------------------------------------------------------------ data sets and the CLI
+def test_write_dataset_and_read_back(tmp_path):
+    from atomlens.sim.dataset import read_shard, write_dataset
+
+    cfg = {**CFG, "shape": (64, 64)}
+    seen = []
+    man = write_dataset(cfg, 10, tmp_path, seed=100, shard_size=4, progress=lambda f, m: seen.append(f))
+    assert man["n"] == 10 and [s["n"] for s in man["shards"]] == [4, 4, 2]
+    assert seen[-1] == 1.0 and seen == sorted(seen)
+    assert json.loads((tmp_path / "manifest.json").read_text())["n"] == 10
+    assert (tmp_path / "gallery.png").stat().st_size > 1000
+    sh = read_shard(tmp_path / "shard_00001.h5")
+    ref = simulate(cfg, 104)  # shard 1 starts at seed 104
+    np.testing.assert_array_equal(sh["images"][0], ref.image)
+    np.testing.assert_array_equal(sh["labels"][0], ref.masks.argmax(0))
+    xy, cls = sh["points"][0]
+    np.testing.assert_allclose(xy, ref.points_px()[0], rtol=1e-6)
+    np.testing.assert_array_equal(cls, ref.atoms.cls)
+    assert not list(tmp_path.glob(".*tmp"))  # no temporary files left
+
+
+def test_write_dataset_cancel_keeps_complete_shards(tmp_path):
+    import threading
+
+    from atomlens.sim.dataset import write_dataset
+
+    ev = threading.Event()
+    man = write_dataset({**CFG, "shape": (32, 32)}, 12, tmp_path, shard_size=3,
+                        progress=lambda f, m: ev.set() if f >= 0.5 else None, cancel=ev)
+    assert man["n"] == 6 and len(man["shards"]) == 2
+    assert sorted(p.name for p in tmp_path.glob("shard_*.h5")) == ["shard_00000.h5", "shard_00001.h5"]
+
+
+def test_cli_simulate(tmp_path, capsys):
+    from atomlens.cli import EXIT_OK, EXIT_USAGE, main
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"structure": "hbn", "shape": [48, 48], "px_size_A": 0.12}))
+    assert main(["simulate", "--config", str(cfg), "--n", "5", "--out", str(tmp_path / "ds"), "--shard-size", "2"]) == EXIT_OK
+    assert "wrote 5 images in 3 shard(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"structure": "kryptonite"}))
+    assert main(["simulate", "--config", str(bad), "--n", "5", "--out", str(tmp_path / "x")]) == EXIT_USAGE
+    assert "unknown structure 'kryptonite'" in capsys.readouterr().err
+
+
+def test_bundled_configs_simulate():
+    from atomlens.samples import resource_path
+
+    for name in ("graphene_haadf.json", "mose2_w_haadf.json", "wse2_stm.json"):
+        cfg = json.loads(resource_path("sim_configs", name).read_text())
+        cfg["shape"] = [64, 64]
+        r = simulate(cfg, 7)
+        assert np.isfinite(r.image).all() and len(r.atoms) > 0

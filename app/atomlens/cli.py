@@ -4,7 +4,9 @@
     atomlens --sample sto-haadf         open a bundled sample
     atomlens info FILE [--channel C]    print what AtomLens reads from a file (no GUI)
 
-``detect``, ``simulate`` and ``train`` are added by the analysis layers.
+    atomlens simulate --config CFG.json --n N --out DIR   write a simulated data set
+
+``detect`` and ``train`` are added by the network layers.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from . import __version__  # noqa: E402
 #: Exit codes shared by all sub-commands.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
-SUBCOMMANDS = ("info", "gui")
+SUBCOMMANDS = ("info", "simulate", "gui")
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -33,7 +35,8 @@ def _gui_parser() -> argparse.ArgumentParser:
         prog="atomlens",
         description="Find, class and correct atom columns in STEM and STM images. "
         "With no command, starts the desktop application.",
-        epilog="Commands: 'atomlens info FILE' prints what AtomLens reads from a file. "
+        epilog="Commands: 'atomlens info FILE' prints what AtomLens reads from a file; "
+        "'atomlens simulate' writes a simulated data set. "
         "Run 'atomlens COMMAND --help' for its options.",
     )
     p.add_argument("files", nargs="*", help="micrographs to open")
@@ -86,11 +89,68 @@ def cmd_info(argv: list[str]) -> int:
     return status
 
 
+def _simulate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atomlens simulate",
+        description="Write a labelled, simulated data set: HDF5 shards, manifest.json and gallery.png.",
+    )
+    p.add_argument("--config", required=True, help="simulation config (JSON); see atomlens.sim.SimConfig")
+    p.add_argument("--n", type=int, required=True, help="number of images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="first seed (images use seed .. seed+n-1)")
+    p.add_argument("--shard-size", type=int, default=256, help="images per HDF5 shard")
+    p.add_argument("--workers", type=int, default=1, help="parallel processes")
+    p.add_argument("--no-gallery", action="store_true", help="do not write gallery.png")
+    return p
+
+
+def cmd_simulate(argv: list[str]) -> int:
+    """``atomlens simulate``: write a simulated data set with a progress bar."""
+    args = _simulate_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    from .sim.dataset import write_dataset
+    from .sim.simulate import SimConfig
+
+    try:
+        cfg = SimConfig.from_any(args.config)
+        from .sim import simulate
+
+        simulate(cfg, args.seed)  # fail fast, with a clear message, on a bad config
+    except FileNotFoundError:
+        print(f"error: config file {args.config} not found", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
+        print(f"error: bad simulation config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.n < 1:
+        print("error: --n must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    bar = tqdm(total=args.n, unit="img", desc="simulating")
+
+    def progress(frac, _msg):
+        bar.update(round(frac * args.n) - bar.n)
+
+    try:
+        man = write_dataset(cfg, args.n, args.out, seed=args.seed, shard_size=args.shard_size,
+                            workers=args.workers, gallery=not args.no_gallery, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: the shards written so far are complete", file=sys.stderr)
+        return EXIT_ERROR
+    bar.close()
+    print(f"wrote {man['n']} images in {len(man['shards'])} shard(s) to {args.out} "
+          f"({man['n'] / max(man['seconds'], 1e-9):.0f} images/s)")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atomlens`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "info":
         return cmd_info(argv[1:])
+    if argv and argv[0] == "simulate":
+        return cmd_simulate(argv[1:])
     if argv and argv[0] == "gui":
         argv = argv[1:]
     args = _gui_parser().parse_args(argv)

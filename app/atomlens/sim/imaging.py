@@ -60,31 +60,43 @@ class ProbeParams:
                            round(self.cs_mm, 3), round(self.source_fwhm_A, 2))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=512)
+def _probe_mtf_table(probe: ProbeParams) -> tuple[np.ndarray, np.ndarray]:
+    """Radial profile of the transform of the probe intensity: (k in 1/Å, value), unit at k=0.
+
+    Without astigmatism the probe is radially symmetric, so its transform depends on |k| only
+    and one table serves every pixel size.  psi^ is sampled out to 4 k_ap so that |psi|^2,
+    whose transform reaches 2 k_ap, is not aliased.
+    """
+    lam = electron_wavelength_A(probe.kv)
+    k_ap = probe.alpha_mrad * 1e-3 / lam  # 1/Å
+    n = 256
+    k = np.fft.fftfreq(n, d=1.0 / (8 * k_ap))  # spans -4 k_ap .. 4 k_ap
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    cs_A = probe.cs_mm * 1e7
+    chi = np.pi * lam * probe.defocus_A * k2 + 0.5 * np.pi * cs_A * lam**3 * k2**2
+    psi = np.fft.ifft2(np.where(k2 <= k_ap**2, np.exp(-1j * chi), 0))
+    spec = np.fft.fft2(np.abs(psi) ** 2).real
+    spec /= spec[0, 0]
+    kr = np.sqrt(k2).ravel()
+    bins = np.linspace(0, 2.2 * k_ap, 400)
+    idx = np.digitize(kr, bins)
+    prof = np.bincount(idx, spec.ravel(), minlength=len(bins) + 1)[1:len(bins)] / np.maximum(
+        np.bincount(idx, minlength=len(bins) + 1)[1:len(bins)], 1)
+    centres = 0.5 * (bins[1:] + bins[:-1])
+    centres[0], prof[0] = 0.0, 1.0
+    return centres, np.clip(prof, 0, None)
+
+
+@functools.lru_cache(maxsize=128)
 def _probe_ft_cached(grid_key, probe: ProbeParams) -> np.ndarray:
     shape, pad, px = grid_key
     grid = Grid(shape, px, pad)
-    lam = electron_wavelength_A(probe.kv)
-    k_ap = probe.alpha_mrad * 1e-3 / lam  # 1/Å
-    # psi on a 2x finer real-space grid (so |psi|^2, whose transform reaches 2 k_ap, is not
-    # aliased), then the transform of |psi|^2 is cut back to the image's band
-    hp, wp = grid.hp, grid.wp
-    ky = np.fft.fftfreq(2 * hp, d=px / 2)
-    kx = np.fft.fftfreq(2 * wp, d=px / 2)
-    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
-    cs_A = probe.cs_mm * 1e7
-    chi = np.pi * lam * probe.defocus_A * k2 + 0.5 * np.pi * cs_A * lam**3 * k2**2
-    aperture = k2 <= k_ap**2
-    psi = np.fft.ifft2(np.where(aperture, np.exp(-1j * chi), 0))
-    inten = np.abs(psi) ** 2
-    spec = np.fft.fft2(inten)
-    spec /= spec[0, 0].real  # unit integral
-    # fold into the image's (hp, wp//2+1) rfft grid: same frequencies, base band only
-    rows = np.r_[0:hp // 2 + 1, 2 * hp - (hp - hp // 2 - 1):2 * hp]
-    out = spec[rows][:, : wp // 2 + 1]
+    kt, vt = _probe_mtf_table(dataclasses.replace(probe, source_fwhm_A=0.0))  # source applied below
+    out = np.interp(np.sqrt(grid.k2_A), kt, vt, right=0.0)
     sigma_src = probe.source_fwhm_A / 2.3548
     out = out * np.exp(-2 * np.pi**2 * sigma_src**2 * grid.k2_A)
-    return np.ascontiguousarray(out.real.astype(np.float32))
+    return np.ascontiguousarray(out.astype(np.float32))
 
 
 def probe_ft(grid: Grid, probe: ProbeParams) -> np.ndarray:
