@@ -1,0 +1,129 @@
+"""``run_gui``: create the QApplication, show the main window, open files, run the loop."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+__all__ = ["run_gui", "process_start_time", "seconds_since_start"]
+
+
+def process_start_time() -> float:
+    """Wall-clock time (``time.time()`` scale) at which this process started.
+
+    On Linux this is read from ``/proc/self/stat`` (start time in clock ticks after boot)
+    and ``/proc/uptime``; elsewhere it falls back to the time this module was imported.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        fields = stat[stat.rindex(")") + 2:].split()
+        start_ticks = int(fields[19])  # field 22 of the man page
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        if 0 <= age < 86400 * 365:
+            return time.time() - age
+    except (OSError, ValueError, IndexError):
+        pass
+    return _IMPORT_TIME
+
+
+_IMPORT_TIME = time.time()
+_START_TIME = process_start_time()
+
+
+def seconds_since_start() -> float:
+    return time.time() - _START_TIME
+
+
+def _window_icon():
+    from PyQt5 import QtGui
+
+    try:
+        from atomlens.samples import resource_path
+
+        return QtGui.QIcon(str(resource_path("icons", "atomlens.png")))
+    except (FileNotFoundError, ModuleNotFoundError):
+        return QtGui.QIcon()
+
+
+def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
+            channel: str | None = None, exit_after_show: bool = False,
+            screenshot: str | None = None) -> int:
+    """Run the AtomLens viewer; returns the exit code.
+
+    Parameters
+    ----------
+    paths : list of str
+        Files to open (the first one is shown).
+    sample : str, optional
+        Key of a bundled sample to open when no path is given.
+    channel : str, optional
+        Channel to read from a multi-channel file.
+    exit_after_show : bool
+        Quit as soon as the window is shown and the image painted, printing
+        ``window shown after X.XXX s`` (time since process start).
+    screenshot : str, optional
+        Save a PNG of the window to this path once the image is shown, then quit.
+    """
+    from PyQt5 import QtCore, QtWidgets
+
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        QtWidgets.QApplication.setAttribute(QtCore.Qt.AA_EnableHighDpiScaling, True)
+        QtWidgets.QApplication.setAttribute(QtCore.Qt.AA_UseHighDpiPixmaps, True)
+        app = QtWidgets.QApplication(sys.argv[:1])
+    app.setOrganizationName("AtomLens")
+    app.setApplicationName("AtomLens")
+    app.setApplicationDisplayName("AtomLens")
+    app.setWindowIcon(_window_icon())
+
+    from .main_window import MainWindow
+
+    scripted = exit_after_show or bool(screenshot)
+    win = MainWindow(interactive=not scripted)
+    win.setWindowIcon(app.windowIcon())
+    paths = list(paths or [])
+    will_load = bool(paths) or bool(sample)
+    rc = {"code": 0}
+
+    def finish() -> None:
+        if exit_after_show:
+            print(f"window shown after {seconds_since_start():.3f} s", flush=True)
+        if screenshot:
+            win.repaint()
+            pix = win.grab()
+            if not pix.save(str(screenshot), "PNG"):
+                print(f"could not write screenshot {screenshot}", file=sys.stderr)
+                rc["code"] = 1
+        win.close()
+        app.quit()
+
+    if scripted:
+        delay = 200 if screenshot else 0  # let the scale bar and histogram settle
+        if will_load:
+            win.image_view.firstPainted.connect(lambda: QtCore.QTimer.singleShot(delay, finish))
+
+            def failed(_msg):
+                rc["code"] = 1
+                QtCore.QTimer.singleShot(0, finish)
+
+            win.loadFailed.connect(failed)
+        else:
+            QtCore.QTimer.singleShot(delay, finish)
+
+    # start loading first: the worker reads the file while the window is shown and polished
+    # (a missing file's error box should have the window behind it, so show that first)
+    if paths and not os.path.isfile(paths[0]):
+        win.show()
+    if paths:
+        win.open_file(paths[0], channel=channel)
+        if len(paths) > 1:
+            win.statusBar().showMessage(f"{len(paths)} files given; showing the first", 10000)
+    elif sample:
+        win.open_sample(sample)
+    win.show()
+    code = app.exec_()
+    return rc["code"] or code

@@ -1,0 +1,332 @@
+"""The AtomLens main window: menus, toolbar, image view, Info dock, status bar."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from . import dialogs
+from .image_view import COLORMAPS, ImageView
+from .info_dock import InfoDock
+from .loader import BackgroundLoader, LoadFailure, LoadResult
+from .settings import RecentFiles, make_settings
+
+__all__ = ["MainWindow"]
+
+APP_NAME = "AtomLens"
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """Viewer window.
+
+    Parameters
+    ----------
+    settings : QSettings, optional
+        Where recent files and the window state are kept (default: :func:`make_settings`).
+    interactive : bool
+        False for scripted runs (``--screenshot``, ``--exit-after-show``): errors go to
+        stderr instead of modal message boxes.
+
+    Signals: ``imageLoaded(object)`` with the Micrograph, ``loadFailed(str)`` with the message.
+    """
+
+    imageLoaded = QtCore.pyqtSignal(object)
+    loadFailed = QtCore.pyqtSignal(str)
+
+    def __init__(self, settings: QtCore.QSettings | None = None, interactive: bool = True):
+        super().__init__()
+        self.settings = settings if settings is not None else make_settings()
+        self.recent = RecentFiles(self.settings)
+        self.interactive = interactive
+        self.micrograph = None
+        self.setWindowTitle(APP_NAME)
+        self.setAcceptDrops(True)
+        self.resize(1300, 850)
+
+        self.image_view = ImageView(self)
+        self.setCentralWidget(self.image_view)
+        self.info_dock = InfoDock(self)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.info_dock)
+        self.resizeDocks([self.info_dock], [360], QtCore.Qt.Horizontal)
+        self.info_dock.channelRequested.connect(self.open_channel)
+        self.info_dock.setPixelSizeRequested.connect(self.ask_pixel_size)
+
+        self.loader = BackgroundLoader(self)
+        self.loader.started.connect(self._on_load_started)
+        self.loader.finished.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_load_failed)
+
+        self._build_status_bar()
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self.image_view.cursorMoved.connect(self._on_cursor)
+        self._restore_state()
+
+    # ================================================================= construction
+    def _build_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.busy_label = QtWidgets.QLabel()
+        self.busy_bar = QtWidgets.QProgressBar()
+        self.busy_bar.setRange(0, 0)  # indeterminate
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.setMaximumHeight(14)
+        self.readout_label = QtWidgets.QLabel()
+        font = QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.FixedFont)
+        self.readout_label.setFont(font)
+        self.readout_label.setMinimumWidth(380)
+        sb.addPermanentWidget(self.busy_label)
+        sb.addPermanentWidget(self.busy_bar)
+        sb.addPermanentWidget(self.readout_label)
+        self.busy_label.hide()
+        self.busy_bar.hide()
+
+    def _action(self, text, slot, shortcut=None, tip=None, checkable=False):
+        act = QtWidgets.QAction(text, self)
+        if shortcut:
+            act.setShortcut(QtGui.QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+        act.setCheckable(checkable)
+        act.triggered.connect(slot)
+        return act
+
+    def _build_actions(self) -> None:
+        self.act_open = self._action("&Open…", self.open_dialog, QtGui.QKeySequence.Open,
+                                     "Open a micrograph")
+        self.act_quit = self._action("&Quit", self.close, QtGui.QKeySequence.Quit)
+        self.act_px = self._action("Set &pixel size…", self.ask_pixel_size, None,
+                                   "Set the calibration by hand")
+        self.act_auto = self._action("&Auto contrast", self.auto_contrast, "A",
+                                     "Reset contrast to the 0.5-99.5 % percentiles")
+        self.act_fit = self._action("&Zoom to fit", self.image_view.zoom_to_fit, "Ctrl+0")
+        self.act_scalebar = self._action("Scale &bar", self.image_view.scale_bar.set_enabled,
+                                         None, checkable=True)
+        self.act_scalebar.setChecked(True)
+        self.act_hist = self._action("Contrast &histogram", self.image_view.histogram.setVisible,
+                                     None, checkable=True)
+        self.act_hist.setChecked(True)
+        self.act_about = self._action("&About AtomLens", lambda: dialogs.show_about(self))
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        m_file = mb.addMenu("&File")
+        m_file.addAction(self.act_open)
+        self.recent_menu = m_file.addMenu("Open &Recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
+        self.sample_menu = m_file.addMenu("Open &Sample")
+        from atomlens.samples import SAMPLES
+
+        for s in SAMPLES:
+            act = self.sample_menu.addAction(s.title)
+            act.setStatusTip(s.description)
+            act.setData(s.key)
+            act.triggered.connect(lambda _=False, key=s.key: self.open_sample(key))
+        m_file.addSeparator()
+        m_file.addAction(self.act_quit)
+
+        m_image = mb.addMenu("&Image")
+        m_image.addAction(self.act_px)
+        m_image.addAction(self.act_auto)
+        m_image.addAction(self.act_fit)
+
+        self.view_menu = mb.addMenu("&View")
+        self.view_menu.addAction(self.info_dock.toggleViewAction())
+        self.view_menu.addAction(self.act_hist)
+        self.view_menu.addAction(self.act_scalebar)
+
+        m_help = mb.addMenu("&Help")
+        m_help.addAction(self.act_about)
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("MainToolBar")
+        tb.addAction(self.act_open)
+        tb.addAction(self.act_auto)
+        tb.addAction(self.act_fit)
+        tb.addSeparator()
+        tb.addWidget(QtWidgets.QLabel(" Colour map: "))
+        self.cmap_combo = QtWidgets.QComboBox()
+        self.cmap_combo.addItems(list(COLORMAPS))
+        self.cmap_combo.currentTextChanged.connect(self.image_view.set_colormap)
+        tb.addWidget(self.cmap_combo)
+        self.view_menu.addAction(tb.toggleViewAction())
+
+    # ================================================================= state
+    def _restore_state(self) -> None:
+        geom = self.settings.value("window/geometry")
+        if geom is not None:
+            self.restoreGeometry(geom)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+    def save_state(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self.save_state()
+        self.loader.shutdown()
+        super().closeEvent(event)
+
+    # ================================================================= opening
+    def open_dialog(self) -> None:
+        from atomlens.io.formats import file_dialog_filter
+
+        start = str(Path(self.recent.paths()[0]).parent) if self.recent.paths() else ""
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open micrograph", start,
+                                                        file_dialog_filter())
+        if path:
+            self.open_file(path)
+
+    def open_file(self, path, channel: str | None = None) -> bool:
+        """Start loading `path` in the background. False if the file does not exist."""
+        path = Path(path)
+        if not path.is_file():
+            what = "is a folder, not a file" if path.is_dir() else "does not exist"
+            self._error("Could not open file", f"{path} {what}.")
+            return False
+        self.loader.submit(path=path, channel=channel)
+        return True
+
+    def open_sample(self, key: str) -> None:
+        self.loader.submit(sample=key)
+
+    def open_channel(self, channel: str) -> None:
+        mg = self.micrograph
+        if mg is not None and mg.path is not None and channel != mg.channel:
+            self.loader.submit(path=mg.path, channel=channel)
+
+    def open_recent(self, path: str) -> None:
+        if not Path(path).is_file():
+            self.recent.remove(path)
+            self._fill_recent_menu()
+            self._error("File not found",
+                        f"{path} no longer exists.\nIt has been removed from the recent files.")
+            return
+        self.open_file(path)
+
+    def _fill_recent_menu(self) -> None:
+        menu = self.recent_menu
+        menu.clear()
+        paths = self.recent.paths()
+        for i, p in enumerate(paths):
+            act = menu.addAction(f"&{(i + 1) % 10}  {Path(p).name}")
+            act.setToolTip(p)
+            act.setStatusTip(p)
+            act.triggered.connect(lambda _=False, p=p: self.open_recent(p))
+        if not paths:
+            menu.addAction("(none)").setEnabled(False)
+        menu.addSeparator()
+        clear = menu.addAction("&Clear")
+        clear.setEnabled(bool(paths))
+        clear.triggered.connect(self._clear_recent)
+
+    def _clear_recent(self) -> None:
+        self.recent.clear()
+        self._fill_recent_menu()
+
+    # ----------------------------------------------------------------- loader signals
+    def _on_load_started(self, request) -> None:
+        self.busy_label.setText(f"Loading {request.display_name}…")
+        self.busy_label.show()
+        self.busy_bar.show()
+
+    def _end_busy(self) -> None:
+        if not self.loader.busy:
+            self.busy_label.hide()
+            self.busy_bar.hide()
+
+    def _on_loaded(self, result: LoadResult) -> None:
+        self._end_busy()
+        mg = result.micrograph
+        old = self.micrograph
+        keep = (old is not None and old.path is not None and mg.path is not None
+                and Path(old.path) == Path(mg.path) and old.shape == mg.shape)
+        self.micrograph = mg
+        self.image_view.set_micrograph(mg, result.first_frame, result.levels, keep_view=keep)
+        self.info_dock.set_micrograph(mg, result.warnings)
+        self.setWindowTitle(f"{mg.name} — {APP_NAME}")
+        if mg.path is not None and result.request.sample is None:
+            self.recent.add(mg.path)
+            self._fill_recent_menu()
+        msg = f"Opened {mg.name}"
+        if result.warnings:
+            msg += " — " + "; ".join(result.warnings)
+        self.statusBar().showMessage(msg, 10000)
+        self.imageLoaded.emit(mg)
+
+    def _on_load_failed(self, failure: LoadFailure) -> None:
+        self._end_busy()
+        title = "Could not open file" if failure.expected else "Unexpected error"
+        self._error(title, failure.message, failure.details)
+
+    def _error(self, title: str, text: str, details: str | None = None) -> None:
+        self.statusBar().showMessage(text.splitlines()[0] if text else title, 10000)
+        if self.interactive:
+            dialogs.show_error(self, title, text, details)
+        else:
+            print(f"{title}: {text}", file=sys.stderr)
+            if details:
+                print(details, file=sys.stderr)
+        self.loadFailed.emit(text)
+
+    # ================================================================= drag and drop
+    @staticmethod
+    def _local_files(mime: QtCore.QMimeData) -> list[str]:
+        if not mime.hasUrls():
+            return []
+        return [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:
+        if self._local_files(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:
+        if self._local_files(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:
+        files = self._local_files(event.mimeData())
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_file(files[0])
+        if len(files) > 1:
+            self.statusBar().showMessage(
+                f"{len(files)} files dropped; opened {Path(files[0]).name} only", 10000)
+
+    # ================================================================= image actions
+    def ask_pixel_size(self) -> None:
+        mg = self.micrograph
+        if mg is None:
+            self.statusBar().showMessage("Open an image first.", 5000)
+            return
+        value = dialogs.ask_px_size_nm(self, mg.px_size_nm, mg.name)
+        if value is not None:
+            self.set_pixel_size_nm(value)
+
+    def set_pixel_size_nm(self, px_size_nm: float) -> None:
+        """Set the pixel size of the open image (nm) and refresh scale bar and readouts."""
+        mg = self.micrograph
+        mg.set_px_size_nm(px_size_nm)
+        self.image_view.update_calibration()
+        self.info_dock.update_summary(mg)
+        self.info_dock.set_notes(list(mg.notes))
+        self.statusBar().showMessage(f"Pixel size set to {px_size_nm * 1000:.4g} pm", 5000)
+
+    def auto_contrast(self) -> None:
+        levels = self.image_view.auto_levels()
+        if levels is not None:
+            self.statusBar().showMessage(f"Contrast {levels[0]:.4g} … {levels[1]:.4g}", 3000)
+
+    def _on_cursor(self, text: str) -> None:
+        self.readout_label.setText(text)
