@@ -36,6 +36,7 @@ test: $(VENV)/.test-stamp
 bench: $(VENV)/.test-stamp
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/load_speed.py
+	$(BIN)/python bench/sim_speed.py
 
 clean:
 	rm -rf build dist app/*.egg-info .pytest_cache tests/_artifacts

@@ -391,3 +391,23 @@ def test_bundled_configs_simulate():
         cfg["shape"] = [64, 64]
         r = simulate(cfg, 7)
         assert np.isfinite(r.image).all() and len(r.atoms) > 0
+
+
+@pytest.mark.parametrize("lam", [0.3, 3.0, 15.0, 25.0, 80.0, 400.0])
+def test_shot_noise_has_poisson_mean_and_variance(lam):
+    from atomlens.sim.noise import poisson
+
+    rng = np.random.default_rng(0)
+    for exact in (False, True):
+        x = poisson(np.full(200_000, lam, np.float32), rng, exact=exact)
+        assert x.min() >= 0 and np.all(x == np.round(x))  # counts
+        assert x.mean() == pytest.approx(lam, rel=0.01, abs=0.01)
+        assert x.var() == pytest.approx(lam, rel=0.03, abs=0.01)
+
+
+def test_noise_floor_raises_the_background_between_columns():
+    base = {"structure": "graphene", "shape": (96, 96), "augment": {"rotation": False}, "px_size_A": 0.1}
+    clean = simulate({**base, "noise": {}}, 4).image
+    floor = simulate({**base, "noise": {"floor": 0.5}}, 4).image
+    peak = np.percentile(clean[::3, ::3], 99.9)
+    np.testing.assert_allclose(floor - clean, 0.5 * peak, rtol=1e-4)

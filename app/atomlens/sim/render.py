@@ -52,8 +52,11 @@ def gaussian_ft(grid: Grid, sigma_A: float) -> np.ndarray:
 
 
 def _phases(pos: np.ndarray, freqs: np.ndarray) -> np.ndarray:
-    """exp(-2 pi i pos*freq) as complex64, (n, len(freqs)); float32 sin/cos are 7x faster
-    than a complex128 exp."""
+    """exp(-2 pi i pos*freq) as complex64, shape (n, len(freqs)).
+
+    float32 sin/cos instead of a complex128 exp (7x faster); at the largest phases of a
+    padded 512 px field (~1600 rad) float32 is still accurate to ~1e-4 rad (2e-5 px).
+    """
     ph = np.outer(pos, freqs)
     ph *= np.float32(-2 * np.pi)
     out = np.empty(ph.shape, np.complex64)

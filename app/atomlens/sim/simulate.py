@@ -8,6 +8,7 @@ so one config describes a whole randomised training distribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from typing import Any
@@ -229,11 +230,14 @@ def simulate(config, seed: int) -> SimResult:
         zexp = float(draw(rng, cfg.z_exponent))
         meta["probe"], meta["z_exponent"] = dataclasses.asdict(probe), zexp
         img = imaging.render_stem(t, (h, w), px, mode=mode, probe=probe, z_exponent=zexp)
+        if nz.get("floor", 0):  # diffuse scattering from thick or amorphous material, detector floor
+            img = img + np.float32(nz["floor"] * float(np.percentile(img[::3, ::3], 99.9)))
         if nz.get("background", 0):
             img = img + noise.background((h, w), rng, nz["background"] * float(img.std() or 1.0),
                                          nz.get("background_scale_px", w / 6))
         if nz.get("dose_e_per_A2"):
-            img = noise.stem_counts(img, rng, nz["dose_e_per_A2"], px, nz.get("collection", 0.05))
+            img = noise.stem_counts(img, rng, nz["dose_e_per_A2"], px, nz.get("collection", 0.05),
+                                    exact=bool(nz.get("exact_poisson", False)))
         img, shifts = noise.line_jitter(img, rng, nz.get("jitter_px", 0.0))
         img = noise.blur(img, nz.get("blur_px", 0.0))
         if nz.get("read_noise", 0):
@@ -254,6 +258,12 @@ def simulate(config, seed: int) -> SimResult:
     return SimResult(np.ascontiguousarray(img, dtype=np.float32), lab, masks, px, meta)
 
 
+@functools.lru_cache(maxsize=16)
+def _disc_offsets(R: int):
+    oy, ox = np.mgrid[-R:R + 1, -R:R + 1]
+    return oy.ravel().astype(np.int32), ox.ravel().astype(np.int32)
+
+
 def _masks(lab: AtomTable, shape, px: float, spec: dict) -> np.ndarray:
     kind = spec.get("kind", "disc")
     h, w = shape
@@ -272,18 +282,16 @@ def _masks(lab: AtomTable, shape, px: float, spec: dict) -> np.ndarray:
     if kind != "disc":
         raise ValueError(f"label kind must be 'disc' or 'gaussian', not {kind!r}")
     r = float(spec.get("radius_A", 0.5)) / px
+    oy, ox = _disc_offsets(int(math.ceil(r)) + 1)
+    order = np.argsort(lab.cls, kind="stable")  # ATOM < DOPANT < VACANCY: defects drawn last win
+    p = xy[order]
+    c = lab.cls[order]
+    base = np.rint(p).astype(np.int32)
+    yy = base[:, 1:2] + oy
+    xx = base[:, 0:1] + ox
+    dx = xx - p[:, 0:1]
+    dy = yy - p[:, 1:2]
+    ok = (dx * dx + dy * dy <= r * r) & (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
     cls_map = np.zeros(shape, np.int8)
-    R = int(math.ceil(r)) + 1
-    oy, ox = np.mgrid[-R:R + 1, -R:R + 1]
-    oy, ox = oy.ravel(), ox.ravel()
-    for c in (ATOM, DOPANT, VACANCY):  # later classes win where discs overlap
-        m = lab.cls == c
-        if not m.any():
-            continue
-        p = xy[m]
-        base = np.round(p).astype(int)
-        yy = base[:, 1:2] + oy
-        xx = base[:, 0:1] + ox
-        ok = ((xx - p[:, 0:1]) ** 2 + (yy - p[:, 1:2]) ** 2 <= r * r) & (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-        cls_map[yy[ok], xx[ok]] = c
+    cls_map[yy[ok], xx[ok]] = np.broadcast_to(c[:, None], ok.shape)[ok]
     return (cls_map[None] == np.arange(len(CLASSES))[:, None, None]).astype(np.uint8)
