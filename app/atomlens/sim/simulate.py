@@ -137,13 +137,16 @@ def simulate(config, seed: int) -> SimResult:
     h, w = (int(v) for v in cfg.shape)
     px = float(draw(rng, cfg.px_size_A))
     field = (w * px, h * px)
-    margin = 3 * imaging.PAD_A + 1.0  # the widest rendering pad (STM halos) plus a bond
     mode = str(draw(rng, cfg.mode)).upper()
+    # columns this far outside the image still show in it: the rendering pad plus a bond
+    # (STM defect halos are three times wider than a probe's tails)
+    margin = (3 if mode == "STM" else 1) * imaging.PAD_A + 1.0
     aug = cfg.augment
     rot = draw(rng, aug.get("rotation", True))
     rot_deg = float(rng.uniform(0, 360)) if rot is True else float(rot or 0.0)
     structure = draw(rng, cfg.structure)
-    params = _draw_dict(rng, cfg.structure_params)
+    # a custom cell's vectors and sites are geometry, not [lo, hi] ranges: used as given
+    params = dict(cfg.structure_params) if structure == "custom" else _draw_dict(rng, cfg.structure_params)
     thickness = float(draw(rng, cfg.thickness))
     d = cfg.defects
     cell = None
@@ -231,7 +234,7 @@ def simulate(config, seed: int) -> SimResult:
         meta["probe"], meta["z_exponent"] = dataclasses.asdict(probe), zexp
         img = imaging.render_stem(t, (h, w), px, mode=mode, probe=probe, z_exponent=zexp)
         if nz.get("floor", 0):  # diffuse scattering from thick or amorphous material, detector floor
-            img = img + np.float32(nz["floor"] * float(np.percentile(img[::3, ::3], 99.9)))
+            img = img + np.float32(nz["floor"] * noise.robust_peak(img))
         if nz.get("background", 0):
             img = img + noise.background((h, w), rng, nz["background"] * float(img.std() or 1.0),
                                          nz.get("background_scale_px", w / 6))
@@ -258,10 +261,27 @@ def simulate(config, seed: int) -> SimResult:
     return SimResult(np.ascontiguousarray(img, dtype=np.float32), lab, masks, px, meta)
 
 
+_SUB = 16  # sub-pixel positions of the disc stencils
+
+
 @functools.lru_cache(maxsize=16)
-def _disc_offsets(R: int):
-    oy, ox = np.mgrid[-R:R + 1, -R:R + 1]
-    return oy.ravel().astype(np.int32), ox.ravel().astype(np.int32)
+def _disc_stencils(r_px: float):
+    """For each of _SUB x _SUB sub-pixel offsets of a centre, the (dy, dx) of the pixels whose
+    centres lie within `r_px`, padded to one length L.  Returns (R, dy, dx, valid), arrays of
+    shape (_SUB, _SUB, L); `valid` is False on the padding entries."""
+    R = int(math.ceil(r_px)) + 1
+    oy, ox = (a.ravel() for a in np.mgrid[-R:R + 1, -R:R + 1])
+    f = (np.arange(_SUB) + 0.5) / _SUB - 0.5  # centre offset from the rounded pixel
+    sets = [[np.nonzero((ox - fx) ** 2 + (oy - fy) ** 2 <= r_px * r_px)[0] for fx in f] for fy in f]
+    L = max(len(k) for row in sets for k in row)
+    dy = np.zeros((_SUB, _SUB, L), np.int32)
+    dx = np.zeros((_SUB, _SUB, L), np.int32)
+    valid = np.zeros((_SUB, _SUB, L), bool)
+    for i in range(_SUB):
+        for j in range(_SUB):
+            k = sets[i][j]
+            dy[i, j, :len(k)], dx[i, j, :len(k)], valid[i, j, :len(k)] = oy[k], ox[k], True
+    return R, dy, dx, valid
 
 
 def _masks(lab: AtomTable, shape, px: float, spec: dict) -> np.ndarray:
@@ -281,17 +301,17 @@ def _masks(lab: AtomTable, shape, px: float, spec: dict) -> np.ndarray:
         return out
     if kind != "disc":
         raise ValueError(f"label kind must be 'disc' or 'gaussian', not {kind!r}")
-    r = float(spec.get("radius_A", 0.5)) / px
-    oy, ox = _disc_offsets(int(math.ceil(r)) + 1)
+    R, sdy, sdx, svalid = _disc_stencils(round(float(spec.get("radius_A", 0.5)) / px, 3))
     order = np.argsort(lab.cls, kind="stable")  # ATOM < DOPANT < VACANCY: defects drawn last win
     p = xy[order]
-    c = lab.cls[order]
     base = np.rint(p).astype(np.int32)
-    yy = base[:, 1:2] + oy
-    xx = base[:, 0:1] + ox
-    dx = xx - p[:, 0:1]
-    dy = yy - p[:, 1:2]
-    ok = (dx * dx + dy * dy <= r * r) & (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-    cls_map = np.zeros(shape, np.int8)
-    cls_map[yy[ok], xx[ok]] = np.broadcast_to(c[:, None], ok.shape)[ok]
+    q = np.clip(((p - base + 0.5) * _SUB).astype(np.int32), 0, _SUB - 1)  # sub-pixel bin
+    P = R + 2  # padding of the map: every stencil pixel lands inside it
+    wp = w + 2 * P
+    qy, qx = q[:, 1], q[:, 0]
+    flat = (base[:, 1:2] + P + sdy[qy, qx]) * wp + (base[:, 0:1] + P + sdx[qy, qx])
+    flat[~svalid[qy, qx]] = 0  # padding entries write to pixel (0, 0) of the padding
+    padded = np.zeros((h + 2 * P) * wp, np.int8)
+    padded[flat.ravel()] = np.repeat(lab.cls[order], flat.shape[1])
+    cls_map = padded.reshape(h + 2 * P, wp)[P:P + h, P:P + w]
     return (cls_map[None] == np.arange(len(CLASSES))[:, None, None]).astype(np.uint8)

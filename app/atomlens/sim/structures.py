@@ -18,7 +18,7 @@ import numpy as np
 from .atoms import ATOM, AtomTable
 from .elements import atomic_number
 
-__all__ = ["Site", "ProjectedCell", "STRUCTURES", "build", "from_ase", "from_cif",
+__all__ = ["Site", "ProjectedCell", "STRUCTURES", "build", "custom", "from_ase", "from_cif",
            "amorphous_support"]
 
 SQ3 = math.sqrt(3.0)
@@ -194,8 +194,27 @@ STRUCTURES = {
 }
 
 
+def custom(a1, a2, sites, name: str = "custom") -> ProjectedCell:
+    """A projected cell from plain data (for JSON configs): lattice vectors in Å and sites as
+    dicts ``{"frac": [u, v], "element": "Mo", "count": 1, "height": 0, "role": "metal"}``."""
+    out = []
+    for st in sites:
+        out.append(Site(tuple(float(v) for v in st["frac"]), atomic_number(st.get("element", st.get("Z", 6))),
+                        float(st.get("count", 1.0)), float(st.get("height", 0.0)), str(st.get("role", ""))))
+    if not out:
+        raise ValueError("a custom cell needs at least one site")
+    a1, a2 = tuple(float(v) for v in a1), tuple(float(v) for v in a2)
+    if abs(a1[0] * a2[1] - a1[1] * a2[0]) < 1e-6:
+        raise ValueError("custom cell vectors a1 and a2 are parallel")
+    return ProjectedCell(a1, a2, tuple(out), name)
+
+
+STRUCTURES["custom"] = custom
+
+
 def build(name: str, **params) -> ProjectedCell:
-    """The projected cell of a named structure (see :data:`STRUCTURES`)."""
+    """The projected cell of a named structure (see :data:`STRUCTURES`); ``custom`` takes
+    ``a1``, ``a2`` and ``sites`` (see :func:`custom`)."""
     try:
         maker = STRUCTURES[name]
     except KeyError:
