@@ -448,3 +448,16 @@ def test_custom_cell_from_config():
     assert np.allclose((xy * 0.1) % 2.0, 0, atol=1e-6) | np.allclose((xy * 0.1) % 2.0, 2.0, atol=1e-6)
     with pytest.raises(ValueError, match="parallel"):
         simulate({**cfg, "structure_params": {**cfg["structure_params"], "a2": [8.0, 0]}}, 0)
+
+
+def test_variants_pick_one_override_per_image():
+    cfg = {"shape": (48, 48), "noise": {}, "variants": [
+        {"structure": "graphene", "defects": {"dopant": {"element": "Si", "n": 1}}},
+        {"structure": "MoS2", "weight": 3, "defects": {"dopant": {"element": "W", "n": 1, "sites": "metal"}}}]}
+    seen = {}
+    for seed in range(40):
+        r = simulate(cfg, seed)
+        dz = set(r.atoms.Z[r.atoms.cls == DOPANT].tolist())
+        seen.setdefault(r.meta["structure"], set()).update(dz)
+    assert seen.keys() == {"graphene", "MoS2"}
+    assert seen["graphene"] <= {14} and seen["MoS2"] <= {74}

@@ -25,7 +25,7 @@ from . import __version__  # noqa: E402
 #: Exit codes shared by all sub-commands.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
-SUBCOMMANDS = ("info", "simulate", "gui")
+SUBCOMMANDS = ("info", "simulate", "train", "detect", "gui")
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -144,6 +144,152 @@ def cmd_simulate(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="atomlens train",
+                                description="Train or fine-tune a model bundle on simulated images.")
+    p.add_argument("--recipe", required=True, help="training recipe (JSON); see resources/recipes/")
+    p.add_argument("--out", help="output bundle folder (default: the user model folder / recipe name)")
+    p.add_argument("--init-from", help="fine-tune from this bundle (name or folder)")
+    p.add_argument("--steps", type=int, help="override the recipe's number of steps")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="override the recipe's device")
+    p.add_argument("--time-limit-min", type=float, help="stop after this many minutes, keeping the best")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    return p
+
+
+def cmd_train(argv: list[str]) -> int:
+    """``atomlens train``: train a bundle with a progress bar and a metrics log."""
+    args = _train_parser().parse_args(argv)
+    from pathlib import Path
+
+    try:
+        recipe = json.loads(Path(args.recipe).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"error: cannot read recipe {args.recipe}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    recipe["recipe_file"] = Path(args.recipe).name
+    for key, val in (("init_from", args.init_from), ("steps", args.steps), ("device", args.device),
+                     ("time_limit_min", args.time_limit_min)):
+        if val is not None:
+            recipe[key] = val
+    from tqdm import tqdm
+
+    from .nn.bundle import BundleError, user_models_dir
+    from .nn.train import train
+
+    out = Path(args.out) if args.out else user_models_dir() / recipe.get("name", "model")
+    bar = tqdm(total=1000, unit="‰", desc=f"training {recipe.get('name', '')}")
+
+    def progress(frac, msg):
+        bar.update(int(frac * 1000) - bar.n)
+        bar.set_postfix_str(msg)
+
+    try:
+        best = train(recipe, out, progress=progress, resume=args.resume, log=lambda m: bar.write(m))
+    except (BundleError, ValueError, RuntimeError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: the best bundle so far is in {out}", file=sys.stderr)
+        return EXIT_ERROR
+    bar.close()
+    print(f"best bundle in {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in best.items() if isinstance(v, float)))
+    return EXIT_OK
+
+
+def _detect_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atomlens detect",
+        description="Find and class atom columns; write <stem>.atoms.csv per input "
+        "(x,y,class,score,x_nm,y_nm in the input's own pixels, pixel (0,0) centred at 0,0).")
+    p.add_argument("paths", nargs="+", help="micrographs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--model", help="model bundle name or folder (default: from the imaging mode)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--px-size-nm", type=float, help="pixel size in nm (overrides the file's)")
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
+    p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
+    p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    p.add_argument("--channel", help="channel or sub-image of multi-image files")
+    p.add_argument("--frame", default="0", help="frame of a stack: an index or 'all'")
+    return p
+
+
+def _default_model(mode) -> str:
+    return "stm-topo" if (mode or "").upper() in ("STM", "SPM", "AFM") else "stem-haadf"
+
+
+def cmd_detect(argv: list[str]) -> int:
+    """``atomlens detect``: atoms (and with --cam, defects) for each input file."""
+    args = _detect_parser().parse_args(argv)
+    from pathlib import Path
+
+    import numpy as np
+
+    from .io import LoadError, LoadWarning, load
+    from .nn.bundle import BundleError
+
+    if not 0 < args.threshold < 1:
+        print("error: --threshold must be between 0 and 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.px_size_nm is not None and not args.px_size_nm > 0:
+        print("error: --px-size-nm must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictors: dict = {}
+    status = EXIT_OK
+
+    def predictor(name):
+        if name not in predictors:
+            from .nn.infer import Predictor
+
+            predictors[name] = Predictor(name, device=args.device)
+        return predictors[name]
+
+    for path in args.paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LoadWarning)
+            try:
+                mg = load(path, channel=args.channel)
+            except LoadError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                status = EXIT_BAD_INPUT
+                continue
+        frames = range(mg.n_frames) if args.frame == "all" else [int(args.frame)]
+        px_nm = args.px_size_nm or mg.px_size_nm
+        model = args.model or _default_model(mg.mode)
+        try:
+            pred = predictor(model)
+            cam_pred = predictor("defect-cam") if args.cam else None
+        except (BundleError, RuntimeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        for f in frames:
+            stem = Path(path).stem + (f"_f{f:04d}" if mg.is_stack else "")
+            try:
+                image = mg.frame(f)
+            except IndexError as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                status = EXIT_USAGE
+                break
+            atoms, _prob, info = pred.detect(image, px_nm, threshold=args.threshold, refine=args.refine)
+            for note in info["notes"]:
+                print(f"note: {Path(path).name}: {note}", file=sys.stderr)
+            atoms.to_csv(out / f"{stem}.atoms.csv", px_size_nm=px_nm, offset_nm=mg.offset_nm)
+            msg = f"{Path(path).name}: {len(atoms)} atoms ("
+            msg += ", ".join(f"{n} {c}" for c, n in zip(*np.unique(atoms.names(), return_counts=True))) + ")"
+            if cam_pred is not None:
+                defects, cam, _ = cam_pred.defects(image, px_nm)
+                defects.to_csv(out / f"{stem}.defects.csv", px_size_nm=px_nm, offset_nm=mg.offset_nm)
+                np.save(out / f"{stem}.cam.npy", cam.astype(np.float32))
+                msg += f", {len(defects)} defects"
+            print(msg)
+    return status
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atomlens`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -151,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_info(argv[1:])
     if argv and argv[0] == "simulate":
         return cmd_simulate(argv[1:])
+    if argv and argv[0] == "train":
+        return cmd_train(argv[1:])
+    if argv and argv[0] == "detect":
+        return cmd_detect(argv[1:])
     if argv and argv[0] == "gui":
         argv = argv[1:]
     args = _gui_parser().parse_args(argv)

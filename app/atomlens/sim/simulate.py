@@ -43,6 +43,9 @@ class SimConfig:
     augment: dict = dataclasses.field(default_factory=lambda: {"rotation": True, "shift": True})
     noise: dict = dataclasses.field(default_factory=lambda: {"dose_e_per_A2": 1e5})
     labels: dict = dataclasses.field(default_factory=lambda: {"kind": "disc", "radius_A": 0.5})
+    #: alternatives merged over the settings above, one drawn per image (with optional
+    #: "weight"): e.g. per-structure dopants and thicknesses in one training mix
+    variants: list = dataclasses.field(default_factory=list)
 
     @classmethod
     def from_any(cls, cfg) -> "SimConfig":
@@ -134,6 +137,11 @@ def simulate(config, seed: int) -> SimResult:
     """Simulate one labelled micrograph.  Same config and seed, same result, bit for bit."""
     cfg = SimConfig.from_any(config)
     rng = np.random.default_rng(seed)
+    if cfg.variants:
+        wts = np.array([float(v.get("weight", 1.0)) for v in cfg.variants])
+        pick = dict(cfg.variants[int(rng.choice(len(wts), p=wts / wts.sum()))])
+        pick.pop("weight", None)
+        cfg = SimConfig.from_any({**{k: v for k, v in cfg.to_dict().items() if k != "variants"}, **pick})
     h, w = (int(v) for v in cfg.shape)
     px = float(draw(rng, cfg.px_size_A))
     field = (w * px, h * px)

@@ -1,0 +1,141 @@
+"""Defect locations from class activation maps (GAP-CNN CAMs), and the defect table."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from skimage.feature import peak_local_max
+
+from .atoms import read_table_csv, table_to_csv_text, write_text_atomic
+
+__all__ = ["DefectList", "defects_from_cam", "DEFECT_TYPES"]
+
+#: Default defect types (as in :data:`atomlens.sim.atoms.DEFECT_TYPES`).
+DEFECT_TYPES = ("pristine", "vacancy", "dopant", "topological", "adatom", "hole", "edge",
+                "grain_boundary", "contamination")
+
+
+@dataclasses.dataclass
+class DefectList:
+    """Defect locations.
+
+    Attributes
+    ----------
+    x, y : (n,) float64, px
+        Column and row of each defect (pixel centres at integers).
+    type : (n,) int
+        Index into `type_names`.
+    score : (n,) float64
+        Strength in 0..1 (peak activation / the largest activation of all maps).
+    type_names : tuple of str
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    type: np.ndarray
+    score: np.ndarray
+    type_names: tuple = DEFECT_TYPES
+
+    def __post_init__(self):
+        self.type_names = tuple(self.type_names)
+        self.x = np.asarray(self.x, dtype=np.float64).reshape(-1)
+        self.y = np.asarray(self.y, dtype=np.float64).reshape(-1)
+        n = len(self.x)
+        t = np.asarray(self.type).reshape(-1) if n else np.zeros(0, np.int64)
+        if t.dtype.kind in "UOS":  # names given: turn them into indices
+            names = list(self.type_names)
+            for s in t:
+                if s not in names:
+                    names.append(str(s))
+            self.type_names = tuple(names)
+            t = np.array([names.index(s) for s in t], dtype=np.int64)
+        self.type = np.broadcast_to(t.astype(np.int64), (n,)).copy()
+        self.score = np.broadcast_to(np.asarray(self.score, dtype=np.float64), (n,)).copy()
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(n, 2) positions (x, y) in px."""
+        return np.stack([self.x, self.y], axis=1)
+
+    def names(self) -> list:
+        """Type name of each defect."""
+        return [self.type_names[int(t)] for t in self.type]
+
+    def subset(self, index) -> "DefectList":
+        return DefectList(self.x[index], self.y[index], self.type[index], self.score[index], self.type_names)
+
+    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0)) -> None:
+        """Write ``x,y,type,score,x_nm,y_nm`` atomically (nm columns empty when uncalibrated)."""
+        write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
+                                                  px_size_nm, offset_nm, "type"))
+
+    @classmethod
+    def from_csv(cls, path, type_names=DEFECT_TYPES) -> "DefectList":
+        """Read a table written by :meth:`to_csv`; unknown type names are appended."""
+        x, y, names, score = read_table_csv(path, "type")
+        tn = list(type_names)
+        for n in names:
+            if n not in tn:
+                tn.append(n)
+        return cls(x, y, np.array([tn.index(n) for n in names], dtype=np.int64), score, tuple(tn))
+
+    def to_dict(self) -> dict:
+        return {"x": self.x.tolist(), "y": self.y.tolist(), "type": self.names(),
+                "score": self.score.tolist(), "type_names": list(self.type_names)}
+
+
+def defects_from_cam(cam, type_names=DEFECT_TYPES, *, threshold_rel: float = 0.5,
+                     min_distance_px: int = 5, exclude=("pristine",)) -> DefectList:
+    """Defect positions from class activation maps.
+
+    Parameters
+    ----------
+    cam : (K, H, W) array
+        Non-negative class activation maps, one per defect type, already upsampled to the
+        image (negative values are clipped to 0).
+    type_names : sequence of K str
+        Name of each map.
+    threshold_rel : float
+        A peak of map k counts when it exceeds ``threshold_rel * max(cam[k])``.
+    min_distance_px : int
+        Smallest distance between two peaks of one map (px).
+    exclude : tuple of str
+        Types that are not defects (skipped).
+
+    Returns
+    -------
+    DefectList
+        One entry per peak, positions in px (integer peak pixel), score = peak value / the
+        largest value over all maps (0..1), sorted by score (highest first).
+    """
+    cam = np.clip(np.asarray(cam, dtype=np.float64), 0.0, None)
+    if cam.ndim != 3:
+        raise ValueError(f"cam must be (K, H, W), got {cam.shape}")
+    type_names = tuple(type_names)
+    if len(type_names) != cam.shape[0]:
+        raise ValueError(f"{cam.shape[0]} maps but {len(type_names)} type names")
+    gmax = float(cam.max()) if cam.size else 0.0
+    xs, ys, ts, ss = [], [], [], []
+    if gmax > 0:
+        for k, name in enumerate(type_names):
+            if name in exclude:
+                continue
+            m = float(cam[k].max())
+            if m <= 0:
+                continue
+            pk = peak_local_max(cam[k], min_distance=max(1, int(min_distance_px)),
+                                threshold_abs=threshold_rel * m, exclude_border=False)
+            pk = pk[cam[k][pk[:, 0], pk[:, 1]] > threshold_rel * m] if threshold_rel > 0 else pk
+            xs.append(pk[:, 1].astype(np.float64))
+            ys.append(pk[:, 0].astype(np.float64))
+            ts.append(np.full(len(pk), k, np.int64))
+            ss.append(cam[k][pk[:, 0], pk[:, 1]] / gmax)
+    if not xs:
+        return DefectList(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0), type_names)
+    x, y, t, s = (np.concatenate(v) for v in (xs, ys, ts, ss))
+    o = np.argsort(-s, kind="stable")
+    return DefectList(x[o], y[o], t[o], s[o], type_names)

@@ -1,0 +1,71 @@
+"""Training data: simulated images drawn on the fly, and image normalisation.
+
+Training seeds count up from the recipe's seed; validation seeds start at VAL_SEED_BASE,
+which training never reaches, so the validation set is never trained on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ..sim import simulate
+from ..sim.simulate import SimConfig
+
+__all__ = ["normalise", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION"]
+
+VAL_SEED_BASE = 2_000_000_000
+#: Recorded in model cards: how images are scaled before the network sees them.
+NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Clip to the 0.1-99.9 percentiles, then zero mean and unit variance (float32)."""
+    img = np.asarray(image, np.float32)
+    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
+    lo, hi = np.percentile(sub, NORMALISATION["clip_percentiles"])
+    img = np.clip(img, lo, hi)
+    m, s = float(img.mean()), float(img.std())
+    return ((img - m) / (s if s > 1e-12 else 1.0)).astype(np.float32)
+
+
+def _sample(cfg: SimConfig, seed: int, task: str, n_types: int):
+    r = simulate(cfg, seed)
+    x = torch.from_numpy(normalise(r.image))[None]
+    if task == "cam":
+        y = torch.from_numpy(r.defect_labels[:n_types].astype(np.float32))
+    else:
+        y = torch.from_numpy(r.masks.argmax(0).astype(np.int64))
+    return x, y
+
+
+class SimStream(IterableDataset):
+    """An endless stream of (image (1, H, W), target) pairs simulated from `sim_config`.
+
+    Targets: (H, W) class maps for ``task="segmentation"``; multi-hot defect-type vectors for
+    ``task="cam"``.  Each DataLoader worker takes every n-th seed, so no two workers repeat.
+    """
+
+    def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9):
+        super().__init__()
+        self.cfg = SimConfig.from_any(sim_config)
+        self.task, self.seed, self.n_types = task, int(seed), n_types
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        k = 0
+        while True:
+            s = self.seed + wid + k * nw
+            if s >= VAL_SEED_BASE:
+                raise RuntimeError("training seeds reached the validation range")
+            yield _sample(self.cfg, s, self.task, self.n_types)
+            k += 1
+
+
+def make_validation_set(sim_config, n: int, task: str = "segmentation", seed: int = VAL_SEED_BASE,
+                        n_types: int = 9) -> list:
+    """A fixed list of n SimResults (kept whole: the truth points are needed for F1/RMSE)."""
+    cfg = SimConfig.from_any(sim_config)
+    return [simulate(cfg, seed + i) for i in range(n)]

@@ -1,0 +1,259 @@
+"""``train(recipe, out_dir)``: train (or fine-tune) a model bundle on simulated data.
+
+A recipe is a JSON-serialisable dict; the bundled models' recipes are in
+``resources/recipes/``.  Fields (defaults in :data:`DEFAULTS`):
+
+name, task ("segmentation" | "cam"), mode, sim (a simulation config dict, or a path),
+architecture ({"name": "unet"|"gapcnn", "params": {...}}), px_size_A, valid_px_size_A,
+batch_size, steps, lr, weight_decay, eval_every, val_n, patience, num_workers, device,
+seed, time_limit_min, init_from (a bundle to fine-tune), loss ("ce+dice" | "focal").
+
+The best checkpoint (by validation atom F1 for segmentation, by validation loss for CAM) is
+saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
+``resume/`` holds the state for ``resume=True``.  Cancelling (or the time limit) stops after
+the current step and keeps the best bundle.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..sim.atoms import CLASSES, DEFECT_TYPES
+from .bundle import load_bundle, resolve_bundle, save_bundle, sha256_file
+from .data import NORMALISATION, SimStream, make_validation_set, normalise
+from .models import build_model, count_parameters
+
+__all__ = ["train", "DEFAULTS", "select_device", "CLASS_COLOURS"]
+
+CLASS_COLOURS = {"background": "#000000", "atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
+
+DEFAULTS = {
+    "task": "segmentation", "mode": "HAADF", "batch_size": 8, "steps": 2000, "lr": 3e-3,
+    "weight_decay": 1e-4, "eval_every": 200, "val_n": 32, "patience": 5, "num_workers": 2,
+    "device": "auto", "seed": 0, "time_limit_min": 60, "init_from": None, "loss": "ce+dice",
+    "valid_px_size_A": [0.05, 0.4], "match_radius_A": 0.5, "version": "1.0",
+}
+
+
+def select_device(pref: str = "auto") -> str:
+    """'cuda' if available, then Apple 'mps', else 'cpu'; an explicit choice is checked."""
+    pref = (pref or "auto").lower()
+    if pref == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if pref == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("CUDA was requested but no CUDA GPU is available")
+    if pref == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("MPS was requested but is not available")
+    return pref
+
+
+def _dice_ce(logits, target, n_classes):
+    ce = F.cross_entropy(logits, target)
+    p = logits.float().softmax(1)
+    onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2).float()
+    inter = (p * onehot).sum((0, 2, 3))
+    denom = p.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    dice = 1 - (2 * inter + 1) / (denom + 1)
+    return ce + dice[1:].mean()
+
+
+def _focal(logits, target, gamma=2.0):
+    logp = F.log_softmax(logits.float(), 1)
+    lp = logp.gather(1, target[:, None])[:, 0]
+    return (-(1 - lp.exp()) ** gamma * lp).mean()
+
+
+def _loss(recipe, logits, target):
+    if recipe["task"] == "cam":
+        return F.binary_cross_entropy_with_logits(logits.float(), target)
+    if recipe["loss"] == "focal":
+        return _focal(logits, target)
+    return _dice_ce(logits, target, logits.shape[1])
+
+
+@torch.no_grad()
+def _validate(model, recipe, val, device) -> dict:
+    from ..analysis.atoms import find_atoms
+    from ..analysis.metrics import detection_scores
+
+    model.eval()
+    losses, f1s, rmses, per = [], [], [], {c: [] for c in CLASSES[1:]}
+    for r in val:
+        x = torch.from_numpy(normalise(r.image))[None, None].to(device)
+        out = model(x)
+        if recipe["task"] == "cam":
+            y = torch.from_numpy(r.defect_labels[: out.shape[1]].astype(np.float32))[None].to(device)
+            losses.append(float(F.binary_cross_entropy_with_logits(out.float(), y)))
+            continue
+        y = torch.from_numpy(r.masks.argmax(0).astype(np.int64))[None].to(device)
+        losses.append(float(_loss(recipe, out, y)))
+        prob = out.float().softmax(1)[0].cpu().numpy()
+        atoms = find_atoms(prob, threshold=0.5)
+        txy, tcls = r.points_px()
+        s = detection_scores(atoms.xy, atoms.cls, txy, tcls, recipe["match_radius_A"] / r.px_size_A)
+        f1s.append(s["f1"])
+        rmses.append(s["rmse"] * r.px_size_A if s["tp"] else np.nan)
+        for c, name in enumerate(CLASSES):
+            if c and s["per_class"].get(c, {}).get("n_true", 0):
+                per[name].append(s["per_class"][c]["f1"])
+    model.train()
+    out = {"val_loss": float(np.mean(losses))}
+    if f1s:
+        finite = [r for r in rmses if np.isfinite(r)]
+        out.update({"val_f1": float(np.mean(f1s)), "val_rmse_A": float(np.mean(finite)) if finite else float("nan")})
+        out.update({f"val_f1_{k}": float(np.mean(v)) for k, v in per.items() if v})
+    return out
+
+
+def _card(recipe, model, metrics, device, seconds, steps_done, parent) -> dict:
+    task = recipe["task"]
+    return {
+        "name": recipe["name"], "version": recipe["version"], "task": task,
+        "architecture": recipe["architecture"],
+        "classes": list(DEFECT_TYPES if task == "cam" else CLASSES),
+        "colours": CLASS_COLOURS if task != "cam" else {},
+        "normalisation": NORMALISATION,
+        "px_size_A": recipe["px_size_A"], "valid_px_size_A": recipe["valid_px_size_A"],
+        "mode": recipe["mode"], "recipe": recipe, "seed": recipe["seed"],
+        "training": {"steps": steps_done, "seconds": round(seconds, 1), "device": device,
+                     "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+                     "date": time.strftime("%Y-%m-%d"), "parameters": count_parameters(model)},
+        "validation": metrics, "parent": parent,
+    }
+
+
+def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print) -> dict:
+    """Train the model a recipe describes; returns the best validation metrics.
+
+    progress(fraction, message) is called after each step; `cancel` (anything with is_set())
+    stops training after the current step, keeping the best bundle so far.
+    """
+    rec = {**DEFAULTS, **copy.deepcopy(recipe)}
+    if isinstance(rec.get("sim"), str):
+        rec["sim"] = json.loads(Path(rec["sim"]).read_text())
+    for key in ("name", "sim", "architecture", "px_size_A"):
+        if key not in rec:
+            raise ValueError(f"the recipe lacks '{key}'")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(rec["seed"])
+    device = select_device(rec["device"])
+    parent = None
+    if rec["init_from"]:
+        bpath = resolve_bundle(rec["init_from"])
+        model, pcard = load_bundle(bpath, device)
+        rec["architecture"] = pcard["architecture"]
+        parent = {"name": pcard["name"], "version": pcard["version"], "weights_sha256": pcard["weights_sha256"]}
+        model.train()
+    else:
+        model = build_model(rec["architecture"]).to(device)
+    if device == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec["lr"], total_steps=max(2, rec["steps"]),
+                                                pct_start=0.15 if not parent else 0.05)
+    state_dir = out / "resume"
+    step, best, bad_evals, elapsed0 = 0, None, 0, 0.0
+    if resume and (state_dir / "state.json").is_file():
+        st = json.loads((state_dir / "state.json").read_text())
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(state_dir / "model.safetensors"))
+        opt.load_state_dict(torch.load(state_dir / "optim.pt", weights_only=True))  # our own file
+        step, best, bad_evals, elapsed0 = st["step"], st["best"], st["bad_evals"], st["seconds"]
+        if st.get("total_steps") == rec["steps"]:
+            sched.load_state_dict(st["sched"])
+        else:  # more (or fewer) steps than planned: decay linearly from here to the new end
+            lr_now, left = opt.param_groups[0]["lr"], max(1, rec["steps"] - step)
+            for g in opt.param_groups:
+                g["lr"] = lr_now
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / left))
+        log(f"resumed at step {step}")
+    n_types = len(DEFECT_TYPES)
+    stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
+                       n_types=n_types)
+    loader = torch.utils.data.DataLoader(stream, batch_size=rec["batch_size"], num_workers=rec["num_workers"],
+                                         persistent_workers=rec["num_workers"] > 0,
+                                         multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
+    val = make_validation_set(rec["sim"], rec["val_n"], rec["task"], n_types=n_types)
+    metric_key = "val_f1" if rec["task"] == "segmentation" else "val_loss"
+    better = (lambda a, b: a > b) if metric_key == "val_f1" else (lambda a, b: a < b)
+    use_amp = device == "cuda"
+    t0 = time.time() - elapsed0
+    logf = open(out / "metrics.jsonl", "a", encoding="utf-8")
+    best_metrics = {}
+    try:
+        it = iter(loader)
+        model.train()
+        running = []
+        while step < rec["steps"]:
+            x, y = next(it)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if device == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
+                logits = model(x)
+                loss = _loss(rec, logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            running.append(loss.item())
+            elapsed = time.time() - t0
+            stop = (cancel is not None and cancel.is_set()) or elapsed > rec["time_limit_min"] * 60
+            if step % rec["eval_every"] == 0 or step == rec["steps"] or stop:
+                m = _validate(model, rec, val, device)
+                m.update({"step": step, "train_loss": float(np.mean(running)), "seconds": round(elapsed, 1),
+                          "lr": sched.get_last_lr()[0]})
+                running = []
+                logf.write(json.dumps(m) + "\n")
+                logf.flush()
+                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+                if best is None or better(m[metric_key], best):
+                    best, bad_evals, best_metrics = m[metric_key], 0, m
+                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent), out)
+                else:
+                    bad_evals += 1
+                _save_resume(state_dir, model, opt, sched, step, best, bad_evals, elapsed, rec["steps"])
+                if bad_evals >= rec["patience"]:
+                    log(f"early stop: no improvement in {bad_evals} evaluations")
+                    break
+            if progress:
+                progress(step / rec["steps"], f"step {step}/{rec['steps']}, loss {running[-1] if running else 0:.3f}")
+            if stop:
+                log("stopped (cancelled or time limit); the best bundle is kept")
+                break
+    finally:
+        logf.close()
+        del loader
+    return best_metrics
+
+
+def _save_resume(d: Path, model, opt, sched, step, best, bad, seconds, total_steps):
+    from safetensors.torch import save_file
+
+    d.mkdir(exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors.tmp")
+    torch.save(opt.state_dict(), d / "optim.pt.tmp")
+    sched_state = sched.state_dict() if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) else None
+    (d / "state.json.tmp").write_text(json.dumps({"step": step, "best": best, "bad_evals": bad, "seconds": seconds,
+                                                  "total_steps": total_steps, "sched": sched_state}, default=float))
+    for n in ("model.safetensors", "optim.pt", "state.json"):
+        (d / f"{n}.tmp").replace(d / n)
+
+
+_ = (math, sha256_file)

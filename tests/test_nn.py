@@ -1,0 +1,185 @@
+"""Networks, bundles, inference tiling and resampling, and the training loop (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from atomlens.nn.bundle import BundleError, load_bundle, read_card, resolve_bundle, save_bundle
+from atomlens.nn.models import GapCNN, UNet, build_model
+from atomlens.nn.train import select_device, train
+
+TINY_UNET = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}
+
+
+def _card(arch=TINY_UNET, **kw):
+    card = {"name": "tiny", "version": "0", "task": "segmentation", "architecture": arch,
+            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
+            "valid_px_size_A": [0.05, 0.4], "mode": "HAADF",
+            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
+    card.update(kw)
+    return card
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(TINY_UNET).eval()
+    return save_bundle(model, _card(), tmp_path / "tiny"), model
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (97, 130), (33, 17)])
+def test_unet_keeps_input_resolution(shape):
+    m = UNet(base=4, depth=3).eval()
+    with torch.no_grad():
+        y = m(torch.randn(2, 1, *shape))
+    assert y.shape == (2, 4, *shape)
+
+
+def test_gap_cnn_cam_is_weighted_sum_of_features():
+    torch.manual_seed(0)
+    g = GapCNN(n_types=5, base=4, depth=2).eval()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        f = g.features(x)
+        logits, maps = g.cam(x)
+        manual = torch.einsum("ck,nkhw->nchw", g.fc.weight, f)
+        # GAP of the CAM plus the bias is the logit (the defining property of CAMs)
+        np.testing.assert_allclose(manual.mean((2, 3)) + g.fc.bias, logits, rtol=1e-4, atol=1e-5)
+    assert maps.shape == (1, 5, 64, 64)
+
+
+def test_bundle_round_trip(tiny_bundle):
+    path, model = tiny_bundle
+    loaded, card = load_bundle(path)
+    x = torch.randn(1, 1, 40, 40)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert card["weights_sha256"] and read_card(path)["name"] == "tiny"
+    assert resolve_bundle(path) == path
+    assert not list(path.glob(".*"))  # no temporary files left
+
+
+def test_damaged_weights_are_refused(tiny_bundle):
+    path, _ = tiny_bundle
+    raw = bytearray((path / "weights.safetensors").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    (path / "weights.safetensors").write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="damaged"):
+        load_bundle(path)
+
+
+def test_bad_cards_are_refused(tiny_bundle, tmp_path):
+    path, _ = tiny_bundle
+    card = json.loads((path / "card.json").read_text())
+    (path / "card.json").write_text("{not json")
+    with pytest.raises(BundleError, match="cannot be read"):
+        load_bundle(path)
+    (path / "card.json").write_text(json.dumps({k: v for k, v in card.items() if k != "px_size_A"}))
+    with pytest.raises(BundleError, match="lacks px_size_A"):
+        load_bundle(path)
+    card["architecture"] = {"name": "unet", "params": {"base": 8, "depth": 2}}
+    (path / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="do not fit"):
+        load_bundle(path)
+    with pytest.raises(BundleError, match="no model 'nope'"):
+        resolve_bundle("nope")
+
+
+def test_device_selection():
+    assert select_device("auto") in ("cpu", "cuda", "mps")
+    assert select_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            select_device("cuda")
+
+
+def test_tiled_inference_matches_whole_image(tiny_bundle):
+    from atomlens.nn.infer import Predictor
+
+    path, _ = tiny_bundle
+    img = np.random.default_rng(0).normal(size=(150, 170)).astype(np.float32)
+    whole, _ = Predictor(path, "cpu", tile=1024).probabilities(img, 0.02)
+    tiled, _ = Predictor(path, "cpu", tile=64, overlap=24).probabilities(img, 0.02)
+    assert whole.shape == tiled.shape == (4, 150, 170)
+    np.testing.assert_allclose(whole.sum(0), 1, atol=1e-4)
+    assert np.abs(whole - tiled).mean() < 0.01
+    assert np.abs(whole - tiled).max() < 0.15
+
+
+def test_resampling_maps_back_to_input_pixels(tiny_bundle, monkeypatch):
+    """A 'network' that passes its input through shows where each model pixel comes from:
+    a bright pixel must come back at the same place at any pixel size."""
+    from atomlens.nn.infer import Predictor
+
+    path, _ = tiny_bundle
+    pred = Predictor(path, "cpu", tile=4096)
+
+    def passthrough(t):
+        x = t[0].float().cpu().numpy()
+        return np.concatenate([-x, x, np.zeros_like(x), np.zeros_like(x)])
+
+    monkeypatch.setattr(pred, "_tile_output", passthrough)
+    yy, xx = np.mgrid[0:120, 0:100]
+    img = np.exp(-((xx - 62) ** 2 + (yy - 41) ** 2) / (2 * 4.0**2)).astype(np.float32)  # at x 62, y 41
+    img += np.random.default_rng(0).normal(0, 0.01, img.shape).astype(np.float32)
+    for px_nm in (0.01, 0.02, 0.035):  # model at 0.02 nm/px: up, same, down
+        prob, info = pred.probabilities(img, px_nm)
+        w = np.clip(prob[1], 0, None)
+        w = w * (w > 0.5 * w.max())
+        cx, cy = (w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()
+        assert (cx, cy) == pytest.approx((62, 41), abs=0.35), (px_nm, info["scale"])
+
+
+def test_out_of_range_and_uncalibrated_notes(tiny_bundle):
+    from atomlens.nn.infer import Predictor
+    from atomlens.sim import simulate
+
+    path, _ = tiny_bundle
+    pred = Predictor(path, "cpu")
+    img = simulate({"structure": "graphene", "shape": (128, 128), "px_size_A": 0.1, "noise": {}}, 0).image
+    _, info = pred.probabilities(img, None)
+    assert "no calibration" in info["notes"][0]
+    # graphene's strongest period is 2.13 Å = 21.3 px here; 2.5 Å is assumed, so 0.117 Å/px
+    assert info["px_size_A"] == pytest.approx(2.5 / 21.3, rel=0.05)
+    _, info = pred.probabilities(img, 0.1)  # 1 Å/px: far outside 0.05-0.4 Å
+    assert any("outside this model's range" in n for n in info["notes"])
+
+
+SMALL_RECIPE = {
+    "name": "unit", "architecture": TINY_UNET, "px_size_A": 0.2, "steps": 4, "eval_every": 2, "val_n": 2,
+    "batch_size": 2, "num_workers": 0, "device": "cpu", "seed": 3, "time_limit_min": 5, "patience": 10,
+    "sim": {"structure": "graphene", "shape": [48, 48], "px_size_A": 0.2, "noise": {"dose_e_per_A2": 1e5},
+            "defects": {"vacancy": {"rate": 0.05}}},
+}
+
+
+def test_train_writes_bundle_metrics_and_resumes(tmp_path):
+    out = tmp_path / "m"
+    best = train(SMALL_RECIPE, out, log=lambda m: None)
+    assert {"val_loss", "val_f1", "step"} <= best.keys()
+    card = read_card(out)
+    assert card["recipe"]["steps"] == 4 and card["training"]["device"] == "cpu"
+    assert card["validation"]["step"] == best["step"] and card["parent"] is None
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [2, 4]
+    load_bundle(out)  # loads and checks its sha256
+    more = {**SMALL_RECIPE, "steps": 6}
+    train(more, out, resume=True, log=lambda m: None)
+    steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]  # continued from step 4, did not start again
+
+
+def test_train_cancel_keeps_best_and_fine_tune_records_parent(tmp_path):
+    ev = threading.Event()
+    ev.set()
+    best = train({**SMALL_RECIPE, "steps": 50}, tmp_path / "a", cancel=ev, log=lambda m: None)
+    assert best["step"] == 1  # stopped after the first step, evaluated and saved
+    parent = read_card(tmp_path / "a")
+    train({**SMALL_RECIPE, "init_from": str(tmp_path / "a"), "steps": 2}, tmp_path / "b", log=lambda m: None)
+    child = read_card(tmp_path / "b")
+    assert child["parent"]["weights_sha256"] == parent["weights_sha256"]
