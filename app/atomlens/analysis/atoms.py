@@ -12,8 +12,6 @@ import csv
 import dataclasses
 import io
 import math
-import os
-import tempfile
 
 import numpy as np
 from scipy import ndimage
@@ -24,12 +22,11 @@ from skimage.feature import peak_local_max
 from skimage.measure import label as cc_label
 from skimage.segmentation import watershed
 
+from ..fileio import atomic_write_text
+from ..sim.atoms import CLASSES
 from .refine import refine_gaussian
 
 __all__ = ["CLASSES", "AtomList", "find_atoms", "write_text_atomic"]
-
-#: Class names of the segmentation output channels (channel 0 is background).
-CLASSES = ("background", "atom", "dopant", "vacancy")
 
 #: Atoms split off a shared blob are located by the centroid of f above this fraction of
 #: their peak (the upper part of the blob, little affected by the neighbour's tail).
@@ -39,23 +36,8 @@ CSV_HEADER = ("x", "y", "class", "score", "x_nm", "y_nm")
 
 
 def write_text_atomic(path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same folder and ``os.replace``.
-
-    Readers never see a half-written file, and a failed write leaves no temporary file.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write `text` atomically (see :mod:`atomlens.fileio`)."""
+    atomic_write_text(path, text)
 
 
 def _nm_columns(x, y, px_size_nm, offset_nm):

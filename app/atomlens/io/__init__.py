@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .cleaning import clean_nonfinite, complex_to_real, to_grey
-from .formats import ALL_EXTENSIONS, FORMATS, HYPERSPY_EXTENSIONS, file_dialog_filter
+from .formats import ALL_EXTENSIONS, FORMATS, file_dialog_filter
 from .micrograph import LoadError, LoadWarning, Micrograph
 
 __all__ = [

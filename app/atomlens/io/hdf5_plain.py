@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .micrograph import LoadError, Micrograph
 
 __all__ = ["read_plain_hdf5"]

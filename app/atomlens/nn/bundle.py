@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from ..fileio import atomic_write_bytes
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
            "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED"]
@@ -50,18 +51,6 @@ def bundled_models_dir() -> Path | None:
         return None
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_bundle(model, card: dict, out_dir) -> Path:
     """Write `model`'s weights and `card` (the sha256 is filled in) to `out_dir` atomically."""
     from safetensors.torch import save
@@ -70,11 +59,11 @@ def save_bundle(model, card: dict, out_dir) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = save(state)
-    _atomic_write_bytes(out / "weights.safetensors", blob)
+    atomic_write_bytes(out / "weights.safetensors", blob)
     card = dict(card)
     card["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     card["weights_bytes"] = len(blob)
-    _atomic_write_bytes(out / "card.json", json.dumps(card, indent=1, default=str).encode())
+    atomic_write_bytes(out / "card.json", json.dumps(card, indent=1, default=str).encode())
     return out
 
 

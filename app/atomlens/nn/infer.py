@@ -8,8 +8,6 @@ assumption is reported in ``info["notes"]``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -188,5 +186,3 @@ class Predictor:
                            image=np.asarray(image, np.float32), class_names=self.classes)
         return atoms, prob, info
 
-
-_ = math

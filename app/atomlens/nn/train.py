@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import platform
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from ..sim.atoms import CLASSES, DEFECT_TYPES
-from .bundle import load_bundle, resolve_bundle, save_bundle, sha256_file
+from .bundle import load_bundle, resolve_bundle, save_bundle
 from .data import NORMALISATION, SimStream, make_validation_set, normalise
 from .models import build_model, count_parameters
 
@@ -255,5 +254,3 @@ def _save_resume(d: Path, model, opt, sched, step, best, bad, seconds, total_ste
     for n in ("model.safetensors", "optim.pt", "state.json"):
         (d / f"{n}.tmp").replace(d / n)
 
-
-_ = (math, sha256_file)

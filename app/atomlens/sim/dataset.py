@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_write_text
 from .atoms import CLASSES, DEFECT_TYPES
 from .simulate import SimConfig, SimResult, simulate
 
@@ -152,7 +153,5 @@ def write_dataset(config, n: int, out_dir, *, seed: int = 0, shard_size: int = 2
     manifest["seconds"] = round(time.perf_counter() - t0, 3)
     if gallery and first:
         gallery_image(first).save(out / "gallery.png")
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, out / "manifest.json")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return manifest

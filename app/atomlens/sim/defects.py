@@ -237,5 +237,3 @@ def contamination(t: AtomTable, rng, n_patches: int, field_A, *, radius_A=(4.0, 
     film.height[:] = float(t.height.max()) + 2.0 if len(t) else 2.0
     return t.concat(film)
 
-
-_ = DOPANT

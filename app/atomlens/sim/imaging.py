@@ -26,7 +26,6 @@ import functools
 import math
 
 import numpy as np
-from scipy import fft as sfft
 from scipy import ndimage
 
 from .atoms import DOPANT, VACANCY, AtomTable
@@ -218,5 +217,3 @@ def tip_dilation(height_A: np.ndarray, px_size_A: float, radius_A: float) -> np.
     tip = -(xx**2 + yy**2) / (2 * radius_A)
     return ndimage.grey_dilation(height_A, structure=tip.astype(np.float32))
 
-
-_ = sfft  # scipy.fft is used through render
