@@ -183,3 +183,21 @@ def test_train_cancel_keeps_best_and_fine_tune_records_parent(tmp_path):
     train({**SMALL_RECIPE, "init_from": str(tmp_path / "a"), "steps": 2}, tmp_path / "b", log=lambda m: None)
     child = read_card(tmp_path / "b")
     assert child["parent"]["weights_sha256"] == parent["weights_sha256"]
+
+
+@pytest.mark.parametrize("name", ["stem-haadf", "stm-topo", "defect-cam"])
+def test_bundled_recipes_build_and_simulate(name):
+    from atomlens.nn.data import SimStream
+    from atomlens.samples import resource_path
+
+    rec = json.loads(resource_path("recipes", f"{name}.json").read_text())
+    model = build_model(rec["architecture"]).eval()
+    x, y = next(iter(SimStream(rec["sim"], rec["task"], seed=5)))
+    with torch.no_grad():
+        out = model(x[None])
+    if rec["task"] == "cam":
+        assert out.shape == (1, 9) and y.shape == (9,)
+    else:
+        assert out.shape == (1, 4, *x.shape[-2:]) and y.shape == x.shape[-2:]
+    n_bytes = sum(p.numel() for p in model.parameters()) * 4
+    assert n_bytes < 10e6  # bundles stay under 10 MB

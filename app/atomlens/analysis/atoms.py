@@ -32,6 +32,10 @@ __all__ = ["CLASSES", "AtomList", "find_atoms", "write_text_atomic"]
 #: their peak (the upper part of the blob, little affected by the neighbour's tail).
 SPLIT_LEVEL = 0.6
 
+#: Fitting windows never exceed this side (px): an atom column is never larger, and a huge
+#: blob (from a poor model or clutter) would make the Gaussian fits cost seconds.
+MAX_FIT_WINDOW_PX = 41.0
+
 CSV_HEADER = ("x", "y", "class", "score", "x_nm", "y_nm")
 
 
@@ -356,7 +360,7 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         cut[rim] = True
         cut = np.nonzero(cut[1:] & keep)[0]
         if len(cut):
-            gx, gy, ok = refine_gaussian(f, cx[cut], cy[cut], max(3.0, 1.5 * diam),
+            gx, gy, ok = refine_gaussian(f, cx[cut], cy[cut], min(MAX_FIT_WINDOW_PX, max(3.0, 1.5 * diam)),
                                          labels=flat.reshape(H, W), ids=cut + 1)
             inside = ok & (gx >= -0.5) & (gx <= W - 0.5) & (gy >= -0.5) & (gy <= H - 0.5)
             x[cut[inside]], y[cut[inside]] = gx[inside], gy[inside]
@@ -365,7 +369,7 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         from .lattice import nearest_neighbour_distances
 
         nn = nearest_neighbour_distances(out.xy) if len(out) > 1 else np.array([2 * md + 4])
-        win = max(3.0, 0.6 * float(np.median(nn)))
+        win = min(MAX_FIT_WINDOW_PX, max(3.0, 0.6 * float(np.median(nn))))
         # a vacancy has no column to fit: it keeps its centroid
         fit = np.array([n != "vacancy" for n in out.class_names])[out.cls]
         if fit.any():

@@ -1,0 +1,80 @@
+"""`atomlens detect` end to end with a tiny (untrained) bundle: files, formats, exit codes."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from atomlens.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
+from atomlens.nn.bundle import save_bundle
+from atomlens.nn.models import build_model
+
+ARCH = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    torch.manual_seed(0)
+    card = {"name": "tiny", "version": "0", "task": "segmentation", "architecture": ARCH,
+            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
+            "valid_px_size_A": [0.05, 0.4], "mode": "HAADF",
+            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
+    return save_bundle(build_model(ARCH).eval(), card, tmp_path_factory.mktemp("b") / "tiny")
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_detect_writes_atom_tables(bundle, real_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["detect", str(real_data / "G-Si-2nm.hdf5"), str(real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg"),
+               "--out", str(out), "--model", str(bundle), "--device", "cpu", "--threshold", "0.3"])
+    assert rc == EXIT_OK
+    cal = _rows(out / "G-Si-2nm.atoms.csv")
+    assert cal[0] == ["x", "y", "class", "score", "x_nm", "y_nm"]
+    for x, y, cls, score, xnm, ynm in cal[1:]:
+        assert 0 <= float(x) <= 255 and 0 <= float(y) <= 255
+        assert cls in ("atom", "dopant", "vacancy") and 0 <= float(score) <= 1
+        assert float(xnm) == pytest.approx(float(x) * 2 / 256, abs=1e-4)  # 2 nm over 256 px
+    uncal = _rows(out / "WSe2-SL445_211118_-1.4V_5x5_Z_021.atoms.csv")
+    assert all(r[4] == "" and r[5] == "" for r in uncal[1:])  # no calibration: nm left empty
+    err = capsys.readouterr().err
+    assert "no calibration" in err  # the assumed scale is reported
+
+
+def test_detect_px_size_override_fills_nm(bundle, real_data, tmp_path):
+    out = tmp_path / "o"
+    f = real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg"
+    assert main(["detect", str(f), "--out", str(out), "--model", str(bundle), "--px-size-nm", "0.00977"]) == EXIT_OK
+    rows = _rows(out / f"{f.stem}.atoms.csv")[1:]
+    if rows:
+        assert float(rows[0][4]) == pytest.approx(float(rows[0][0]) * 0.00977, abs=1e-4)
+
+
+def test_detect_bad_inputs(bundle, tmp_path, capsys):
+    bad = tmp_path / "broken.emd"
+    bad.write_bytes(b"\x89HDF\r\n" + b"0" * 50)
+    good = tmp_path / "good.npy"
+    np.save(good, np.random.default_rng(0).random((64, 64)).astype(np.float32))
+    rc = main(["detect", str(bad), str(good), "--out", str(tmp_path / "o"), "--model", str(bundle),
+               "--px-size-nm", "0.02"])
+    assert rc == EXIT_BAD_INPUT
+    assert (tmp_path / "o" / "good.atoms.csv").exists()  # the good file is still processed
+    assert "error: broken.emd" in capsys.readouterr().err
+    assert main(["detect", str(good), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel")]) == EXIT_ERROR
+    assert "no model" in capsys.readouterr().err
+    assert main(["detect", str(good), "--out", str(tmp_path / "o"), "--threshold", "1.5"]) == EXIT_USAGE
+
+
+def test_detect_stack_frames(bundle, tmp_path):
+    stack = tmp_path / "movie.npy"
+    np.save(stack, np.random.default_rng(1).random((3, 48, 48)).astype(np.float32))
+    out = tmp_path / "o"
+    assert main(["detect", str(stack), "--out", str(out), "--model", str(bundle), "--px-size-nm", "0.02",
+                 "--frame", "all"]) == EXIT_OK
+    assert sorted(p.name for p in out.glob("*.csv")) == [f"movie_f000{i}.atoms.csv" for i in range(3)]
