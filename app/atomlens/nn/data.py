@@ -13,20 +13,36 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..sim import simulate
 from ..sim.simulate import SimConfig
 
-__all__ = ["normalise", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION"]
+__all__ = ["normalise", "normalisation_stats", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION"]
 
 VAL_SEED_BASE = 2_000_000_000
 #: Recorded in model cards: how images are scaled before the network sees them.
 NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Clip to the 0.1-99.9 percentiles, then zero mean and unit variance (float32)."""
+def normalisation_stats(image: np.ndarray) -> tuple[float, float, float, float]:
+    """(lo, hi, mean, std) that :func:`normalise` applies, from a subsample of `image`:
+    computed once for a whole image, they let strips of it be normalised identically."""
+    img = np.asarray(image)
+    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)].astype(np.float32)
+    lo, hi = (float(v) for v in np.percentile(sub, NORMALISATION["clip_percentiles"]))
+    c = np.clip(sub, lo, hi)
+    return lo, hi, float(c.mean()), float(c.std())
+
+
+def normalise(image: np.ndarray, stats=None) -> np.ndarray:
+    """Clip to the 0.1-99.9 percentiles, then zero mean and unit variance (float32).
+
+    `stats` (from :func:`normalisation_stats`) applies another image's scaling instead."""
     img = np.asarray(image, np.float32)
-    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
-    lo, hi = np.percentile(sub, NORMALISATION["clip_percentiles"])
-    img = np.clip(img, lo, hi)
-    m, s = float(img.mean()), float(img.std())
+    if stats is None:
+        sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
+        lo, hi = np.percentile(sub, NORMALISATION["clip_percentiles"])
+        img = np.clip(img, lo, hi)
+        m, s = float(img.mean()), float(img.std())
+    else:
+        lo, hi, m, s = stats
+        img = np.clip(img, lo, hi)
     return ((img - m) / (s if s > 1e-12 else 1.0)).astype(np.float32)
 
 

@@ -8,15 +8,21 @@ assumption is reported in ``info["notes"]``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .data import normalise
+from .data import normalisation_stats, normalise
 from .train import select_device
 
 __all__ = ["Predictor", "TYPICAL_PERIOD_A", "cpu_has_fast_bf16"]
+
+#: Images with more pixels than this are processed in strips of STRIP_PX rows (bounded memory).
+STRIP_MIN_PIXELS = 2048 * 2048
+STRIP_PX = 1024
 
 #: For an uncalibrated image, the strongest lattice period is assumed to be this long (Å):
 #: the {100} spacing of graphene is 2.13 Å, of MoS2 2.74 Å; perovskites [001] show 3.9/2.76 Å.
@@ -139,23 +145,20 @@ class Predictor:
         return acc / np.maximum(wsum, 1e-6)
 
     def probabilities(self, image: np.ndarray, px_size_nm: float | None = None, *, progress=None,
-                      cancel=None) -> tuple[np.ndarray, dict]:
+                      cancel=None, _scale=None) -> tuple[np.ndarray, dict]:
         """(C, H, W) class probabilities (CAMs for a ``cam`` model) in `image`'s own pixels,
         and info (scale, notes)."""
         img = np.asarray(image, np.float32)
         if img.ndim != 2:
             raise ValueError(f"expected a 2D image, got shape {img.shape}")
         h, w = img.shape
-        px_A, notes = self.choose_scale(img, px_size_nm)
+        # _scale = (px_A, notes, normalisation stats): fixed by detect() for all strips of an image
+        px_A, notes, stats = _scale if _scale is not None else (*self.choose_scale(img, px_size_nm), None)
         s = px_A / self.px_size_A  # >1: the image's pixels are larger than the model's
-        hs, ws = max(16, round(h * s)), max(16, round(w * s))
-        x = normalise(img)
-        if (hs, ws) != (h, w):
-            t = torch.from_numpy(x)[None, None]
-            mode = "area" if s < 1 else "bilinear"
-            kw = {} if mode == "area" else {"align_corners": False}
-            x = F.interpolate(t, size=(hs, ws), mode=mode, **kw)[0, 0].numpy()
-            x = (x - x.mean()) / (x.std() or 1.0)
+        # resample first, then normalise: the network was trained on images normalised at
+        # its own pixel size (down-sampling averages noise away)
+        x = normalise(self._resample(img, s), stats)
+        hs, ws = x.shape
         prob = self._run(np.ascontiguousarray(x, np.float32), progress, cancel)
         if (hs, ws) != (h, w):
             prob = F.interpolate(torch.from_numpy(prob)[None], size=(h, w), mode="bilinear",
@@ -163,6 +166,18 @@ class Predictor:
         info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
                 "device": self.device, "model": self.card["name"]}
         return prob, info
+
+    @staticmethod
+    def _resample(img: np.ndarray, s: float) -> np.ndarray:
+        """`img` resampled by the factor `s` (area for shrinking, bilinear for enlarging)."""
+        h, w = img.shape
+        hs, ws = max(16, round(h * s)), max(16, round(w * s))
+        if (hs, ws) == (h, w):
+            return img
+        t = torch.from_numpy(np.ascontiguousarray(img, np.float32))[None, None]
+        if s < 1:
+            return F.interpolate(t, size=(hs, ws), mode="area")[0, 0].numpy()
+        return F.interpolate(t, size=(hs, ws), mode="bilinear", align_corners=False)[0, 0].numpy()
 
     def defects(self, image, px_size_nm=None, *, threshold_rel: float = 0.5, progress=None, cancel=None):
         """(DefectList, CAM (K, H, W) in the image's pixels, info) for a ``cam`` bundle."""
@@ -176,13 +191,49 @@ class Predictor:
         return found, cam, info
 
     def detect(self, image, px_size_nm=None, *, threshold: float = 0.5, refine: str = "centroid",
-               progress=None, cancel=None):
-        """(AtomList in the image's pixels, probabilities, info)."""
-        from ..analysis.atoms import find_atoms
+               progress=None, cancel=None, strip_px: int = STRIP_PX):
+        """(AtomList in the image's pixels, probabilities, info).
 
-        prob, info = self.probabilities(image, px_size_nm, progress=progress, cancel=cancel)
-        min_d = max(2.0, 1.0 / info["px_size_A"])  # columns are never closer than ~1 Å
-        atoms = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
-                           image=np.asarray(image, np.float32), class_names=self.classes)
-        return atoms, prob, info
+        Images taller than `strip_px` (when also larger than STRIP_MIN_PIXELS) are processed
+        in horizontal strips with an overlap of at least 8 Å, each normalised like the whole
+        image; each strip keeps the atoms whose centres lie in its own rows.  Memory then
+        grows with the strip, not the image, and probabilities are not returned (None).
+        """
+        from ..analysis.atoms import AtomList, find_atoms
+
+        img = np.asarray(image, np.float32)
+        h, w = img.shape
+        px_A, notes = self.choose_scale(img, px_size_nm)
+        min_d = max(2.0, 1.0 / px_A)  # columns are never closer than ~1 Å
+        if h * w <= STRIP_MIN_PIXELS or h <= strip_px:
+            prob, info = self.probabilities(img, progress=progress, cancel=cancel, _scale=(px_A, notes, None))
+            atoms = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
+                               image=img, class_names=self.classes)
+            return atoms, prob, info
+        pad = int(math.ceil(max(64, 8.0 / px_A)))
+        found = AtomList(np.zeros(0), np.zeros(0), np.zeros(0, int), np.zeros(0), self.classes)
+        starts = list(range(0, h, strip_px))
+        # one normalisation for all strips: the median of the strips' own statistics, taken
+        # at the model's pixel size as in training
+        s = px_A / self.px_size_A
+        per = np.array([normalisation_stats(self._resample(img[y0:y0 + strip_px], s)) for y0 in starts])
+        scale = (px_A, notes, tuple(float(v) for v in np.median(per, axis=0)))
+        info = {}
+        for k, y0 in enumerate(starts):
+            y1 = min(h, y0 + strip_px)
+            a, b = max(0, y0 - pad), min(h, y1 + pad)
+
+            def part(frac, msg, k=k):
+                if progress:
+                    progress((k + frac) / len(starts), f"strip {k + 1}/{len(starts)}: {msg}")
+
+            prob, info = self.probabilities(img[a:b], progress=part, cancel=cancel, _scale=scale)
+            got = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
+                             image=img[a:b], class_names=self.classes)
+            del prob
+            got.y = got.y + a
+            own = (got.y >= y0 - 0.5) & (got.y < y1 - 0.5) if y1 < h else got.y >= y0 - 0.5
+            found = found.concat(got.subset(own))
+        info["strips"] = len(starts)
+        return found, None, info
 
