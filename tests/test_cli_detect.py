@@ -78,3 +78,9 @@ def test_detect_stack_frames(bundle, tmp_path):
     assert main(["detect", str(stack), "--out", str(out), "--model", str(bundle), "--px-size-nm", "0.02",
                  "--frame", "all"]) == EXIT_OK
     assert sorted(p.name for p in out.glob("*.csv")) == [f"movie_f000{i}.atoms.csv" for i in range(3)]
+
+
+def test_detect_inverts_abf_for_a_bright_atom_model(bundle, real_data, tmp_path, capsys):
+    f = real_data / "test_ABF_cropped.hdf5"
+    assert main(["detect", str(f), "--out", str(tmp_path), "--model", str(bundle)]) == EXIT_OK
+    assert "ABF contrast inverted" in capsys.readouterr().err

@@ -275,6 +275,11 @@ def cmd_detect(argv: list[str]) -> int:
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_USAGE
                 break
+            if (mg.mode or "").upper() in ("ABF", "BF") and pred.card.get("mode", "HAADF") != mg.mode:
+                # dark columns on a bright background: the bright-atom model sees them inverted
+                image = -image
+                print(f"note: {Path(path).name}: {mg.mode} contrast inverted for the {pred.card['name']} model",
+                      file=sys.stderr)
             atoms, _prob, info = pred.detect(image, px_nm, threshold=args.threshold, refine=args.refine)
             for note in info["notes"]:
                 print(f"note: {Path(path).name}: {note}", file=sys.stderr)
