@@ -18,10 +18,15 @@ def atomic_write_bytes(path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and os.replace."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o777  # keep a replaced file's permissions
+    except OSError:
+        mode = 0o644  # mkstemp's 0600 would hide exports from other users and tools
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,57 @@
+"""The shipped model bundles: they load, and find atoms on unseen simulations and real data."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from atomlens.analysis.metrics import detection_scores
+from atomlens.nn.bundle import list_bundles, load_bundle, read_card
+
+
+@pytest.fixture(scope="module")
+def stem():
+    from atomlens.nn.infer import Predictor
+
+    return Predictor("stem-haadf", "cpu")
+
+
+def test_bundled_stem_haadf_card_records_its_recipe():
+    names = {n: p for n, p, origin in list_bundles() if origin == "bundled"}
+    assert "stem-haadf" in names
+    card = read_card(names["stem-haadf"])
+    assert card["recipe"]["recipe_file"] == "stem-haadf.json" and card["seed"] == card["recipe"]["seed"]
+    assert card["training"]["seconds"] <= 60 * 60 and card["validation"]["val_f1"] > 0.95
+    assert (names["stem-haadf"] / "weights.safetensors").stat().st_size < 10e6
+    load_bundle(names["stem-haadf"])  # sha256 matches
+
+
+def test_stem_haadf_on_unseen_simulated_graphene(stem):
+    from atomlens.sim import simulate
+
+    cfg = {"structure": "graphene", "shape": [256, 256], "px_size_A": 0.12,
+           "defects": {"dopant": {"element": "Si", "n": 2}},
+           "probe": {"kv": 60, "alpha_mrad": 30, "source_fwhm_A": 0.7}, "noise": {"dose_e_per_A2": 1e5}}
+    r = simulate(cfg, 3_000_000_123)  # a test seed: never used in training or validation
+    atoms, _, _ = stem.detect(r.image, r.px_size_A / 10)
+    txy, tcls = r.points_px()
+    s = detection_scores(atoms.xy, atoms.cls, txy, tcls, 0.5 / r.px_size_A)
+    assert s["f1"] > 0.97 and s["rmse"] * r.px_size_A < 0.1
+    assert s["per_class"][2]["recall"] == 1.0  # both Si dopants found as dopants
+
+
+def test_stem_haadf_on_real_graphene_with_si(stem, real_data):
+    from atomlens.io import LoadWarning, load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        mg = load(real_data / "G-Si-2nm.hdf5")
+    atoms, _, _ = stem.detect(mg.frame(0), mg.px_size_nm)
+    ref = np.loadtxt(real_data / "G-Si-2nm-coord.csv", delimiter=",", skiprows=1)
+    s = detection_scores(atoms.xy, np.ones(len(atoms), int), ref[:, :2], np.ones(len(ref), int), 0.05 / mg.px_size_nm)
+    assert s["recall"] > 0.97 and s["f1"] > 0.94
+    dop = atoms.xy[atoms.cls == 2]
+    assert len(dop) == 1  # the Si atom, the bright column near (95, 137) px
+    assert np.hypot(*(dop[0] - (95.4, 136.6))) < 2
