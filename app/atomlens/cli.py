@@ -63,8 +63,8 @@ def cmd_info(argv: list[str]) -> int:
 
     status = EXIT_OK
     for f in args.files:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", LoadWarning)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LoadWarning)  # the same text is in mg.notes, printed below
             try:
                 mg = load(f, channel=args.channel)
             except LoadError as exc:
@@ -85,7 +85,6 @@ def cmd_info(argv: list[str]) -> int:
             for n in mg.notes:
                 print(f"{'note':>14}: {n}")
             print()
-        del caught
     return status
 
 
