@@ -56,21 +56,29 @@ def _info_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load_or_report(path, channel=None):
+    """The Micrograph at `path`, or None after printing the LoadError to stderr.  LoadWarnings
+    are not printed: their text is in ``mg.notes``."""
+    from .io import LoadError, LoadWarning, load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        try:
+            return load(path, channel=channel)
+        except LoadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+
+
 def cmd_info(argv: list[str]) -> int:
     """``atomlens info``: load each file headless and print its calibration and notes."""
     args = _info_parser().parse_args(argv)
-    from .io import LoadError, LoadWarning, load
-
     status = EXIT_OK
     for f in args.files:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LoadWarning)  # the same text is in mg.notes, printed below
-            try:
-                mg = load(f, channel=args.channel)
-            except LoadError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = EXIT_BAD_INPUT
-                continue
+        mg = _load_or_report(f, args.channel)
+        if mg is None:
+            status = EXIT_BAD_INPUT
+            continue
         info = mg.summary()
         info["Channels"] = ", ".join(mg.channels) or "-"
         info["Offset"] = f"{mg.offset_nm[0]:.4g}, {mg.offset_nm[1]:.4g} nm"
@@ -227,7 +235,6 @@ def cmd_detect(argv: list[str]) -> int:
 
     import numpy as np
 
-    from .io import LoadError, LoadWarning, load
     from .nn.bundle import BundleError
 
     if not 0 < args.threshold < 1:
@@ -249,14 +256,10 @@ def cmd_detect(argv: list[str]) -> int:
         return predictors[name]
 
     for path in args.paths:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", LoadWarning)
-            try:
-                mg = load(path, channel=args.channel)
-            except LoadError as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                status = EXIT_BAD_INPUT
-                continue
+        mg = _load_or_report(path, args.channel)
+        if mg is None:
+            status = EXIT_BAD_INPUT
+            continue
         frames = range(mg.n_frames) if args.frame == "all" else [int(args.frame)]
         px_nm = args.px_size_nm or mg.px_size_nm
         model = args.model or _default_model(mg.mode)
