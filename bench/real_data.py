@@ -37,6 +37,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="stem-haadf")
     ap.add_argument("--pictures", default=None, help="folder for overlay PNGs")
+    ap.add_argument("--stm-model", default="stm-topo")
     args = ap.parse_args()
     if not REAL.is_dir():
         print(f"no real data at {REAL}", file=sys.stderr)
@@ -69,6 +70,24 @@ def main() -> int:
               f"precision {s['precision']:.4f}, recall {s['recall']:.4f}, RMSE {s['rmse'] * mg.px_size_nm * 10:.3f} Å{found}")
         if args.pictures:
             overlay(img, atoms, Path(args.pictures) / f"detect_{name}.png")
+    from atomlens.nn.bundle import BundleError
+
+    try:
+        stm = Predictor(args.stm_model, "auto")
+    except BundleError as exc:
+        stm = None
+        print(f"(no STM pictures: {exc})")
+    if stm is not None:
+        # WSe2 JPEG: 5 x 5 nm over 512 px, known only from its file name
+        for f, px in (("example_TOPO.sxm", None), ("STM_nanonis_generic_4_5.sxm", None),
+                      ("WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg", 5.0 / 512)):
+            mg = load(REAL / f)
+            img = mg.frame(0)
+            img = img - np.polyval(np.polyfit(np.arange(img.shape[1]), img.mean(0), 1), np.arange(img.shape[1]))[None]
+            atoms, _, info = stm.detect(img, px or mg.px_size_nm)
+            print(f"{f}: {len(atoms)} columns ({', '.join(f'{n} {c}' for c, n in zip(*np.unique(atoms.names(), return_counts=True)))})")
+            if args.pictures:
+                overlay(img, atoms, Path(args.pictures) / f"detect_{Path(f).stem[:24]}.png")
     if args.pictures:
         for f in ("Acquisition_18.emd", "16_STOimage_1.ser", "test_ADF_cropped.hdf5"):
             mg = load(REAL / f)

@@ -443,3 +443,29 @@ def test_open_sample_menu_and_view_toggles(qtbot, window):
     assert window.info_dock.isHidden()
     window.act_hist.trigger()
     assert window.image_view.histogram.isHidden()
+
+
+def test_unexpected_error_in_a_slot_shows_a_message_not_a_crash(qtbot, monkeypatch):
+    import sys
+
+    from atomlens.gui import dialogs
+    from atomlens.gui.app import install_excepthook
+    from atomlens.gui.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    shown = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, title, text, details=None: shown.append((title, text, details)))
+    old = sys.excepthook
+    try:
+        hook = install_excepthook(lambda: win)
+        try:
+            raise ZeroDivisionError("boom")
+        except ZeroDivisionError:
+            hook(*sys.exc_info())
+    finally:
+        sys.excepthook = old
+    assert shown and shown[0][0] == "Unexpected error"
+    assert "ZeroDivisionError: boom" in shown[0][1] and "Traceback" in shown[0][2]
+    win.show()
+    assert win.isVisible()

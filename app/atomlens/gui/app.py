@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-__all__ = ["run_gui", "process_start_time", "seconds_since_start"]
+__all__ = ["run_gui", "install_excepthook", "process_start_time", "seconds_since_start"]
 
 
 def process_start_time() -> float:
@@ -49,6 +49,35 @@ def _window_icon():
         return QtGui.QIcon()
 
 
+def install_excepthook(window_getter, interactive: bool = True):
+    """Make unexpected errors in Qt slots a message, not a crash.
+
+    PyQt5 aborts the process when an exception escapes a slot; this hook prints the
+    traceback and shows a readable error box instead, and the application carries on.
+    Returns the hook (also installed as ``sys.excepthook``).
+    """
+    import traceback
+
+    def hook(exc_type, exc, tb):
+        if issubclass(exc_type, KeyboardInterrupt):
+            sys.__excepthook__(exc_type, exc, tb)
+            return
+        details = "".join(traceback.format_exception(exc_type, exc, tb))
+        print(details, file=sys.stderr)
+        if interactive:
+            from . import dialogs
+
+            try:
+                dialogs.show_error(window_getter(), "Unexpected error",
+                                   f"Something went wrong: {exc_type.__name__}: {exc}\n"
+                                   "Your data were not changed.", details)
+            except Exception:  # noqa: BLE001 - the hook itself must never raise
+                pass
+
+    sys.excepthook = hook
+    return hook
+
+
 def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
             channel: str | None = None, exit_after_show: bool = False,
             screenshot: str | None = None) -> int:
@@ -85,6 +114,7 @@ def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
     scripted = exit_after_show or bool(screenshot)
     win = MainWindow(interactive=not scripted)
     win.setWindowIcon(app.windowIcon())
+    install_excepthook(lambda: win, interactive=not scripted)
     paths = list(paths or [])
     will_load = bool(paths) or bool(sample)
     rc = {"code": 0}
