@@ -461,3 +461,16 @@ def test_variants_pick_one_override_per_image():
         seen.setdefault(r.meta["structure"], set()).update(dz)
     assert seen.keys() == {"graphene", "MoS2"}
     assert seen["graphene"] <= {14} and seen["MoS2"] <= {74}
+
+
+def test_stm_labels_only_what_the_tip_can_see():
+    from atomlens.sim.elements import atomic_number
+
+    cfg = {"structure": "WSe2", "mode": "STM", "shape": (96, 96), "px_size_A": 0.15, "noise": {},
+           "defects": {"dopant": {"element": "Mo", "n": 2, "sites": "metal"}}}
+    r = simulate(cfg, 1)
+    host = r.atoms.cls == ATOM
+    assert host.sum() > 20 and np.all(r.atoms.Z[host] == atomic_number("Se"))  # top Se only
+    assert np.sum(r.atoms.cls == DOPANT) == 2  # sub-surface Mo dopants show by their halo
+    haadf = simulate({**cfg, "mode": "HAADF"}, 1)
+    assert np.any(haadf.atoms.Z == atomic_number("W"))  # STEM sees (and labels) the metal

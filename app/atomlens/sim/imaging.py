@@ -31,7 +31,7 @@ from scipy import ndimage
 from .atoms import DOPANT, VACANCY, AtomTable
 from .render import Grid, gaussian_ft, render_points
 
-__all__ = ["PAD_A", "pad_px", "ProbeParams", "electron_wavelength_A", "probe_ft", "probe_profile",
+__all__ = ["PAD_A", "pad_px", "stm_top_layer", "ProbeParams", "electron_wavelength_A", "probe_ft", "probe_profile",
            "render_stem", "render_stm", "StmParams", "MODES"]
 
 MODES = ("HAADF", "ADF", "ABF", "BF", "STM")
@@ -168,6 +168,15 @@ class StmParams:
     double_tip_ratio: float = 0.6
 
 
+def stm_top_layer(table: AtomTable) -> np.ndarray:
+    """Columns whose top atom lies within 0.5 Å of the highest occupied one: the surface
+    layer an STM tip images (vacancy sites keep their height, so surface vacancies count)."""
+    occ = table.occupied
+    if not occ.any():
+        return occ
+    return table.height >= table.height[occ].max() - 0.5
+
+
 def render_stm(table: AtomTable, shape, px_size_A: float, stm: StmParams = StmParams(),
                pad_A: float = PAD_A) -> np.ndarray:
     """Constant-current topograph (heights in Å) of the top layer of `table`.
@@ -178,9 +187,7 @@ def render_stm(table: AtomTable, shape, px_size_A: float, stm: StmParams = StmPa
     width carries the electronic part of each defect's contrast, as in STM of TMDs.
     """
     grid = Grid(shape, px_size_A, pad_px(px_size_A, 3 * pad_A))  # defect halos are wide
-    occ = table.occupied
-    top = table.height >= table.height[occ].max() - 0.5 if occ.any() else occ
-    sel = occ & top
+    sel = table.occupied & stm_top_layer(table)
     xy = _to_px(table, px_size_A)
     sig = stm.orbital_fwhm_A / 2.3548
     K = gaussian_ft(grid, sig) * (2 * np.pi * (sig / px_size_A) ** 2)  # unit peak height

@@ -254,8 +254,13 @@ def simulate(config, seed: int) -> SimResult:
         if nz.get("read_noise", 0):
             img = noise.read_noise(img, rng, nz["read_noise"] * float(img.std() or 1.0))
         img = noise.gain_offset(img, nz.get("gain", 1.0), nz.get("offset", 0.0))
-    # ---- labels: columns inside the image, moved by the line jitter like their pixels
-    lab = t.subset(t.labelled)
+    # ---- labels: columns inside the image, moved by the line jitter like their pixels.
+    # STM sees only the surface layer: sub-surface host atoms (the metal of a TMD) are not
+    # labelled, while sub-surface dopants and vacancies are, as their electronic halo shows
+    seen = t.labelled
+    if mode == "STM":
+        seen = seen & (imaging.stm_top_layer(t) | (t.cls == DOPANT) | (t.cls == VACANCY))
+    lab = t.subset(seen)
     if shifts.any():
         rows = np.clip(lab.xy[:, 1] / px, 0, h - 1)
         lab.xy[:, 0] += np.interp(rows, np.arange(h), shifts) * px
