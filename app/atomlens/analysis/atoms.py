@@ -77,8 +77,23 @@ def read_table_csv(path, name_col: str):
     return x, y, names, score
 
 
+class PointTable:
+    """What atom and defect tables share: positions ``x``, ``y`` (px) and their length."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def xy(self) -> np.ndarray:
+        """(n, 2) float64 positions (x, y) in px."""
+        return np.stack([self.x, self.y], axis=1)
+
+
 @dataclasses.dataclass
-class AtomList:
+class AtomList(PointTable):
     """Detected atom columns.
 
     Attributes
@@ -114,14 +129,6 @@ class AtomList:
     def empty(cls, class_names=CLASSES) -> "AtomList":
         z = np.zeros(0)
         return cls(z, z, np.zeros(0, np.int64), z, tuple(class_names))
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    @property
-    def xy(self) -> np.ndarray:
-        """(n, 2) float64 positions (x, y) in px."""
-        return np.stack([self.x, self.y], axis=1)
 
     def names(self) -> list:
         """Class name of each atom (list of n str)."""

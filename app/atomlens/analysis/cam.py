@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from skimage.feature import peak_local_max
 
-from .atoms import read_table_csv, table_to_csv_text, write_text_atomic
+from .atoms import PointTable, read_table_csv, table_to_csv_text, write_text_atomic
 
 __all__ = ["DefectList", "defects_from_cam", "DEFECT_TYPES"]
 
@@ -17,7 +17,7 @@ DEFECT_TYPES = ("pristine", "vacancy", "dopant", "topological", "adatom", "hole"
 
 
 @dataclasses.dataclass
-class DefectList:
+class DefectList(PointTable):
     """Defect locations.
 
     Attributes
@@ -52,14 +52,6 @@ class DefectList:
             t = np.array([names.index(s) for s in t], dtype=np.int64)
         self.type = np.broadcast_to(t.astype(np.int64), (n,)).copy()
         self.score = np.broadcast_to(np.asarray(self.score, dtype=np.float64), (n,)).copy()
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    @property
-    def xy(self) -> np.ndarray:
-        """(n, 2) positions (x, y) in px."""
-        return np.stack([self.x, self.y], axis=1)
 
     def names(self) -> list:
         """Type name of each defect."""
