@@ -21,8 +21,9 @@ COLOURS = {1: (80, 200, 255), 2: (255, 60, 60), 3: (255, 220, 0)}
 def overlay(image, atoms, path, size=512):
     from PIL import Image, ImageDraw
 
-    lo, hi = np.percentile(image, [0.5, 99.5])
-    g = (np.clip((image - lo) / (hi - lo + 1e-12), 0, 1) * 255).astype(np.uint8)
+    from atomlens.sim.dataset import stretch_to_uint8
+
+    g = stretch_to_uint8(image)
     s = size / max(image.shape)
     im = Image.fromarray(g).resize((round(image.shape[1] * s), round(image.shape[0] * s)), Image.BILINEAR).convert("RGB")
     d = ImageDraw.Draw(im)

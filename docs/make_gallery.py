@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from atomlens.io import load
 from atomlens.sim import simulate
+from atomlens.sim.dataset import stretch_to_uint8
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
@@ -75,10 +76,7 @@ _CATALOGUE = [
 
 
 def _tile(img: np.ndarray, title: str) -> Image.Image:
-    img = np.asarray(img, float)
-    lo, hi = np.percentile(img, [0.5, 99.5])
-    g = (np.clip((img - lo) / (hi - lo + 1e-12), 0, 1) * 255).astype(np.uint8)
-    im = Image.fromarray(g).resize((TILE, TILE), Image.BILINEAR).convert("RGB")
+    im = Image.fromarray(stretch_to_uint8(np.asarray(img, float))).resize((TILE, TILE), Image.BILINEAR).convert("RGB")
     d = ImageDraw.Draw(im)
     d.rectangle([0, 0, TILE, 14], fill=(0, 0, 0))
     d.text((3, 1), title[:40], fill=(255, 255, 0))

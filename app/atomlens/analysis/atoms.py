@@ -26,7 +26,7 @@ from ..fileio import atomic_write_text
 from ..sim.atoms import CLASSES
 from .refine import refine_gaussian
 
-__all__ = ["CLASSES", "AtomList", "find_atoms", "write_text_atomic"]
+__all__ = ["CLASSES", "AtomList", "PointTable", "names_to_indices", "find_atoms", "write_text_atomic"]
 
 #: Atoms split off a shared blob are located by the centroid of f above this fraction of
 #: their peak (the upper part of the blob, little affected by the neighbour's tail).
@@ -75,6 +75,15 @@ def read_table_csv(path, name_col: str):
     names = [r[name_col] for r in rows]
     score = np.array([float(r["score"]) if r.get("score") not in (None, "") else 1.0 for r in rows])
     return x, y, names, score
+
+
+def names_to_indices(names, known) -> tuple[np.ndarray, tuple]:
+    """Indices of `names` in `known`, with unknown names appended: (int64 array, new names)."""
+    out = list(known)
+    for n in names:
+        if n not in out:
+            out.append(str(n))
+    return np.array([out.index(n) for n in names], dtype=np.int64), tuple(out)
 
 
 class PointTable:
@@ -140,14 +149,10 @@ class AtomList(PointTable):
 
     def concat(self, other: "AtomList") -> "AtomList":
         """This list followed by `other`; class indices of `other` are remapped by name."""
-        names = list(self.class_names)
-        for n in other.class_names:
-            if n not in names:
-                names.append(n)
-        remap = np.array([names.index(n) for n in other.class_names], dtype=np.int64)
+        remap, names = names_to_indices(other.class_names, self.class_names)
         return AtomList(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
                         np.concatenate([self.cls, remap[other.cls] if len(other) else other.cls]),
-                        np.concatenate([self.score, other.score]), tuple(names))
+                        np.concatenate([self.score, other.score]), names)
 
     def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0)) -> None:
         """Write the atom table ``x,y,class,score,x_nm,y_nm`` atomically.
@@ -167,12 +172,8 @@ class AtomList(PointTable):
     def from_csv(cls, path, class_names=CLASSES) -> "AtomList":
         """Read a table written by :meth:`to_csv`; unknown class names are appended."""
         x, y, names, score = read_table_csv(path, "class")
-        cn = list(class_names)
-        for n in names:
-            if n not in cn:
-                cn.append(n)
-        idx = np.array([cn.index(n) for n in names], dtype=np.int64)
-        return cls(x, y, idx, score, tuple(cn))
+        idx, cn = names_to_indices(names, class_names)
+        return cls(x, y, idx, score, cn)
 
     def to_dict(self) -> dict:
         """Plain lists (JSON-friendly): x, y, class (names), score, class_names."""

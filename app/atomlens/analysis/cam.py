@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 from skimage.feature import peak_local_max
 
-from .atoms import PointTable, read_table_csv, table_to_csv_text, write_text_atomic
+from .atoms import PointTable, names_to_indices, read_table_csv, table_to_csv_text, write_text_atomic
 
 __all__ = ["DefectList", "defects_from_cam", "DEFECT_TYPES"]
 
@@ -44,12 +44,7 @@ class DefectList(PointTable):
         n = len(self.x)
         t = np.asarray(self.type).reshape(-1) if n else np.zeros(0, np.int64)
         if t.dtype.kind in "UOS":  # names given: turn them into indices
-            names = list(self.type_names)
-            for s in t:
-                if s not in names:
-                    names.append(str(s))
-            self.type_names = tuple(names)
-            t = np.array([names.index(s) for s in t], dtype=np.int64)
+            t, self.type_names = names_to_indices(t.tolist(), self.type_names)
         self.type = np.broadcast_to(t.astype(np.int64), (n,)).copy()
         self.score = np.broadcast_to(np.asarray(self.score, dtype=np.float64), (n,)).copy()
 
@@ -69,11 +64,8 @@ class DefectList(PointTable):
     def from_csv(cls, path, type_names=DEFECT_TYPES) -> "DefectList":
         """Read a table written by :meth:`to_csv`; unknown type names are appended."""
         x, y, names, score = read_table_csv(path, "type")
-        tn = list(type_names)
-        for n in names:
-            if n not in tn:
-                tn.append(n)
-        return cls(x, y, np.array([tn.index(n) for n in names], dtype=np.int64), score, tuple(tn))
+        idx, tn = names_to_indices(names, type_names)
+        return cls(x, y, idx, score, tn)
 
     def to_dict(self) -> dict:
         return {"x": self.x.tolist(), "y": self.y.tolist(), "type": self.names(),

@@ -20,13 +20,22 @@ VAL_SEED_BASE = 2_000_000_000
 NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
 
 
+def _subsample(img: np.ndarray) -> np.ndarray:
+    """About 256 x 256 evenly spread pixels of `img` (float32)."""
+    return np.asarray(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)], np.float32)
+
+
+def _clip_range(img: np.ndarray) -> tuple[float, float]:
+    """The 0.1 and 99.9 percentiles of a subsample of `img`."""
+    lo, hi = np.percentile(_subsample(img), NORMALISATION["clip_percentiles"])
+    return float(lo), float(hi)
+
+
 def normalisation_stats(image: np.ndarray) -> tuple[float, float, float, float]:
     """(lo, hi, mean, std) that :func:`normalise` applies, from a subsample of `image`:
     computed once for a whole image, they let strips of it be normalised identically."""
-    img = np.asarray(image)
-    sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)].astype(np.float32)
-    lo, hi = (float(v) for v in np.percentile(sub, NORMALISATION["clip_percentiles"]))
-    c = np.clip(sub, lo, hi)
+    lo, hi = _clip_range(image)
+    c = np.clip(_subsample(image), lo, hi)
     return lo, hi, float(c.mean()), float(c.std())
 
 
@@ -36,8 +45,7 @@ def normalise(image: np.ndarray, stats=None) -> np.ndarray:
     `stats` (from :func:`normalisation_stats`) applies another image's scaling instead."""
     img = np.asarray(image, np.float32)
     if stats is None:
-        sub = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
-        lo, hi = np.percentile(sub, NORMALISATION["clip_percentiles"])
+        lo, hi = _clip_range(img)
         img = np.clip(img, lo, hi)
         m, s = float(img.mean()), float(img.std())
     else:

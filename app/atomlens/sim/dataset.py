@@ -29,7 +29,7 @@ from ..fileio import atomic_write_text
 from .atoms import CLASSES, DEFECT_TYPES
 from .simulate import SimConfig, SimResult, simulate
 
-__all__ = ["write_dataset", "read_shard", "gallery_image", "CLASS_COLOURS"]
+__all__ = ["stretch_to_uint8", "write_dataset", "read_shard", "gallery_image", "CLASS_COLOURS"]
 
 #: RGB colours of the point classes (atom, dopant, vacancy), shared with the GUI overlays.
 CLASS_COLOURS = {"atom": (80, 200, 255), "dopant": (255, 80, 80), "vacancy": (255, 220, 0)}
@@ -80,6 +80,12 @@ def read_shard(path) -> dict:
     return out
 
 
+def stretch_to_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """8-bit grey levels of `image`, stretched between its `low` and `high` percentiles."""
+    lo, hi = np.percentile(image, [low, high])
+    return (np.clip((image - lo) / (hi - lo + 1e-12), 0, 1) * 255).astype(np.uint8)
+
+
 def gallery_image(results: list[SimResult], cols: int = 4, tile: int = 256, points: bool = True):
     """A PIL image: `results` in a grid, contrast-stretched, with class-coloured points."""
     from PIL import Image, ImageDraw
@@ -89,9 +95,7 @@ def gallery_image(results: list[SimResult], cols: int = 4, tile: int = 256, poin
     draw = ImageDraw.Draw(canvas)
     for k, r in enumerate(results):
         img = r.image
-        lo, hi = np.percentile(img, [0.5, 99.5])
-        g = (np.clip((img - lo) / (hi - lo + 1e-12), 0, 1) * 255).astype(np.uint8)
-        im = Image.fromarray(g).resize((tile, tile), Image.BILINEAR).convert("RGB")
+        im = Image.fromarray(stretch_to_uint8(img)).resize((tile, tile), Image.BILINEAR).convert("RGB")
         x0, y0 = 4 + (k % cols) * (tile + 4), 4 + (k // cols) * (tile + 4)
         canvas.paste(im, (x0, y0))
         if points:
