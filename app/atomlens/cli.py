@@ -221,6 +221,7 @@ def _detect_parser() -> argparse.ArgumentParser:
     p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
     p.add_argument("--channel", help="channel or sub-image of multi-image files")
     p.add_argument("--frame", default="0", help="frame of a stack: an index or 'all'")
+    p.add_argument("--json", action="store_true", help="also write <stem>.json (settings, counts, atoms, defects)")
     return p
 
 
@@ -235,6 +236,7 @@ def cmd_detect(argv: list[str]) -> int:
 
     import numpy as np
 
+    from .analysis.pipeline import analyse_image, write_results
     from .nn.bundle import BundleError
 
     if not 0 < args.threshold < 1:
@@ -277,22 +279,20 @@ def cmd_detect(argv: list[str]) -> int:
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_USAGE
                 break
-            if (mg.mode or "").upper() in ("ABF", "BF") and pred.card.get("mode", "HAADF") != mg.mode:
-                # dark columns on a bright background: the bright-atom model sees them inverted
-                image = -image
-                print(f"note: {Path(path).name}: {mg.mode} contrast inverted for the {pred.card['name']} model",
-                      file=sys.stderr)
-            atoms, _prob, info = pred.detect(image, px_nm, threshold=args.threshold, refine=args.refine)
-            for note in info["notes"]:
+            try:
+                res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
+                                    threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f)
+            except (ValueError, MemoryError) as exc:
+                print(f"error: {path}: {exc}", file=sys.stderr)
+                status = EXIT_ERROR
+                continue
+            for note in res.info["notes"]:
                 print(f"note: {Path(path).name}: {note}", file=sys.stderr)
-            atoms.to_csv(out / f"{stem}.atoms.csv", px_size_nm=px_nm, offset_nm=mg.offset_nm)
-            msg = f"{Path(path).name}: {len(atoms)} atoms ("
-            msg += ", ".join(f"{n} {c}" for c, n in zip(*np.unique(atoms.names(), return_counts=True))) + ")"
-            if cam_pred is not None:
-                defects, cam, _ = cam_pred.defects(image, px_nm)
-                defects.to_csv(out / f"{stem}.defects.csv", px_size_nm=px_nm, offset_nm=mg.offset_nm)
-                np.save(out / f"{stem}.cam.npy", cam.astype(np.float32))
-                msg += f", {len(defects)} defects"
+            write_results(res, out, stem, json_summary=args.json)
+            msg = f"{Path(path).name}: {len(res.atoms)} atoms ("
+            msg += ", ".join(f"{n} {c}" for c, n in res.counts().items() if n) + ")"
+            if res.defects is not None:
+                msg += f", {len(res.defects)} defects"
             print(msg)
     return status
 

@@ -209,6 +209,7 @@ class Predictor:
             prob, info = self.probabilities(img, progress=progress, cancel=cancel, _scale=(px_A, notes, None))
             atoms = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
                                image=img, class_names=self.classes)
+            info["min_distance_px"] = min_d
             return atoms, prob, info
         pad = int(math.ceil(max(64, 8.0 / px_A)))
         found = AtomList(np.zeros(0), np.zeros(0), np.zeros(0, int), np.zeros(0), self.classes)
@@ -235,5 +236,6 @@ class Predictor:
             own = (got.y >= y0 - 0.5) & (got.y < y1 - 0.5) if y1 < h else got.y >= y0 - 0.5
             found = found.concat(got.subset(own))
         info["strips"] = len(starts)
+        info["min_distance_px"] = min_d
         return found, None, info
 

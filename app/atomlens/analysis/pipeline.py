@@ -1,0 +1,211 @@
+"""One image from pixels to results: the step that ``atomlens detect``, the GUI's analysis
+worker and batch processing share.
+
+:func:`analyse_image` runs an atom-finding predictor (and optionally a defect-CAM predictor)
+on one 2D image and returns an :class:`AnalysisResult`; :func:`write_results` writes the
+files ``atomlens detect`` writes.  Predictors are duck-typed (anything with the
+:class:`atomlens.nn.infer.Predictor` methods), so this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import atomic_write_bytes, atomic_write_text
+from .atoms import AtomList, find_atoms
+from .cam import DefectList
+
+__all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
+
+RESULT_FORMAT = "atomlens-result/1"
+
+#: Imaging modes in which atom columns are dark on a bright background.
+DARK_ATOM_MODES = ("ABF", "BF")
+
+
+def needs_inversion(mode, model_mode) -> bool:
+    """True when an image of `mode` (dark columns, e.g. ABF) is shown to a bright-atom model."""
+    m = (mode or "").upper()
+    return m in DARK_ATOM_MODES and (model_mode or "HAADF").upper() != m
+
+
+@dataclasses.dataclass
+class AnalysisResult:
+    """Everything one analysis of one image produced.
+
+    Attributes
+    ----------
+    atoms : AtomList
+        Atom columns in the image's own pixels.
+    prob : (C, H, W) float32 or None
+        Class probabilities in the image's pixels (None for images processed in strips).
+    defects : DefectList or None
+        Defects from the CAM model, if one was run.
+    cam : (K, H, W) float32 or None
+        Class activation maps in the image's pixels (non-negative).
+    info : dict
+        ``px_size_A`` used, ``notes`` (what was assumed, warnings), ``device``, ``model``,
+        ``min_distance_px``, ``inverted`` and, with a CAM model, ``cam_model``.
+    px_size_nm : float or None
+        Calibration of the image (None: uncalibrated; the nm columns stay empty).
+    offset_nm : (float, float)
+        Physical position of pixel (0, 0).
+    threshold, refine : the detection settings used for `atoms`.
+    frame : int
+        Frame index within a stack (0 for a single image).
+    shape : (H, W)
+    """
+
+    atoms: AtomList
+    prob: np.ndarray | None
+    defects: DefectList | None
+    cam: np.ndarray | None
+    info: dict
+    px_size_nm: float | None
+    offset_nm: tuple
+    threshold: float
+    refine: str
+    frame: int
+    shape: tuple
+
+    @property
+    def class_names(self) -> tuple:
+        return self.atoms.class_names
+
+    def counts(self) -> dict:
+        """Number of atoms per class name (classes with none are listed with 0)."""
+        names = self.atoms.names()
+        return {c: names.count(c) for c in self.atoms.class_names[1:]}
+
+    def rederive(self, threshold: float, refine: str | None = None, image=None) -> AtomList:
+        """Atoms from the cached probabilities at another threshold (and refinement), without
+        running the network; also updates `atoms`, `threshold` and `refine`.
+
+        Raises ValueError when no probabilities were kept (an image processed in strips)."""
+        if self.prob is None:
+            raise ValueError("this result kept no probability maps (image processed in strips): run again")
+        refine = refine or self.refine
+        if refine == "gaussian" and image is None:
+            raise ValueError("Gaussian refinement needs the image")
+        self.atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
+                                refine=refine, image=image, class_names=self.atoms.class_names)
+        self.threshold, self.refine = float(threshold), refine
+        return self.atoms
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary: settings, calibration, counts, atoms and defects."""
+        return {
+            "format": RESULT_FORMAT,
+            "model": self.info.get("model"), "cam_model": self.info.get("cam_model"),
+            "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
+            "notes": list(self.info.get("notes", [])),
+            "threshold": self.threshold, "refine": self.refine, "frame": self.frame,
+            "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
+            "counts": self.counts(),
+            "atoms": _with_nm(self.atoms.to_dict(), self.px_size_nm, self.offset_nm),
+            "defects": (_with_nm(self.defects.to_dict(), self.px_size_nm, self.offset_nm)
+                        if self.defects is not None else None),
+        }
+
+
+def _with_nm(d: dict, px_size_nm, offset_nm) -> dict:
+    if px_size_nm is None:
+        d["x_nm"] = d["y_nm"] = None
+    else:
+        d["x_nm"] = [offset_nm[0] + v * px_size_nm for v in d["x"]]
+        d["y_nm"] = [offset_nm[1] + v * px_size_nm for v in d["y"]]
+    return d
+
+
+def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None,
+                  threshold: float = 0.5, refine: str = "centroid", cam_predictor=None, frame: int = 0,
+                  progress=None, cancel=None) -> AnalysisResult:
+    """Find and class the atoms of one image (and its defects, given a CAM predictor).
+
+    Parameters
+    ----------
+    image : (H, W) array
+    predictor : :class:`atomlens.nn.infer.Predictor` of a segmentation model
+    px_size_nm : float or None
+        Pixel size (nm/px); None estimates the scale from the lattice (see ``info["notes"]``).
+    offset_nm : (float, float)
+    mode : str or None
+        Imaging mode of the image; dark-atom modes (ABF, BF) are inverted for bright-atom models.
+    threshold, refine : passed to :meth:`Predictor.detect`.
+    cam_predictor : Predictor of a ``cam`` model, optional
+    progress : callable(fraction, message), optional
+    cancel : object with ``is_set()``, optional; raises InterruptedError when set.
+    """
+    img = np.asarray(image, np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"expected one 2D image, got shape {img.shape}")
+    notes = []
+    inverted = needs_inversion(mode, predictor.card.get("mode"))
+    if inverted:
+        img = -img
+        notes.append(f"{mode} contrast inverted for the {predictor.card['name']} model")
+    share = 0.8 if cam_predictor is not None else 1.0
+
+    def part(lo, span):
+        def cb(frac, msg):
+            if progress:
+                progress(lo + span * float(frac), msg)
+        return cb
+
+    atoms, prob, info = predictor.detect(img, px_size_nm, threshold=threshold, refine=refine,
+                                         progress=part(0.0, share), cancel=cancel)
+    info = dict(info)
+    info["notes"] = notes + list(info.get("notes", []))
+    info["inverted"] = inverted
+    defects = cam = None
+    if cam_predictor is not None:
+        if cancel is not None and cancel.is_set():
+            raise InterruptedError("cancelled")
+        defects, cam, cinfo = cam_predictor.defects(img, px_size_nm, progress=part(share, 1 - share), cancel=cancel)
+        cam = cam.astype(np.float32, copy=False)
+        info["cam_model"] = cinfo.get("model")
+    if progress:
+        progress(1.0, f"{len(atoms)} atoms")
+    return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
+                          px_size_nm=None if px_size_nm is None else float(px_size_nm),
+                          offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
+                          refine=refine, frame=int(frame), shape=tuple(img.shape))
+
+
+def write_results(result: AnalysisResult, out_dir, stem: str, *, json_summary: bool = False) -> list[Path]:
+    """Write ``<stem>.atoms.csv`` (and ``.defects.csv`` and ``.cam.npy`` when the result has
+    defects, ``.json`` when asked) into `out_dir`, atomically; returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / f"{stem}.atoms.csv"]
+    result.atoms.to_csv(written[0], px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
+    if result.defects is not None:
+        p = out / f"{stem}.defects.csv"
+        result.defects.to_csv(p, px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
+        written.append(p)
+    if result.cam is not None:
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, np.asarray(result.cam, np.float32), allow_pickle=False)
+        p = out / f"{stem}.cam.npy"
+        atomic_write_bytes(p, buf.getvalue())
+        written.append(p)
+    if json_summary:
+        p = out / f"{stem}.json"
+        atomic_write_text(p, json.dumps(result.to_dict(), indent=1, default=_json_default))
+        written.append(p)
+    return written
+
+
+def _json_default(v):
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    raise TypeError(f"not JSON serialisable: {type(v)}")
