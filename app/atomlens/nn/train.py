@@ -6,7 +6,11 @@ A recipe is a JSON-serialisable dict; the bundled models' recipes are in
 name, task ("segmentation" | "cam"), mode, sim (a simulation config dict, or a path),
 architecture ({"name": "unet"|"gapcnn", "params": {...}}), px_size_A, valid_px_size_A,
 batch_size, steps, lr, weight_decay, eval_every, val_n, patience, num_workers, device,
-seed, time_limit_min, init_from (a bundle to fine-tune), loss ("ce+dice" | "focal").
+seed, time_limit_min, init_from (a bundle to fine-tune), loss ("ce+dice" | "focal"),
+class_weights (cross-entropy weight per class, e.g. [1, 1, 3, 3] to favour the rare dopants and
+vacancies), profiles ({"cuda": {...}}: fields that replace the ones above when training runs on
+that device - a GPU affords larger batches, more steps and more simulation workers in the
+same wall-clock time; the card records the profile used).
 
 The best checkpoint (by validation atom F1 for segmentation, by validation loss for CAM) is
 saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
@@ -59,8 +63,8 @@ def select_device(pref: str = "auto") -> str:
     return pref
 
 
-def _dice_ce(logits, target, n_classes):
-    ce = F.cross_entropy(logits, target)
+def _dice_ce(logits, target, n_classes, weight=None):
+    ce = F.cross_entropy(logits.float(), target, weight=weight)
     p = logits.float().softmax(1)
     onehot = F.one_hot(target, n_classes).permute(0, 3, 1, 2).float()
     inter = (p * onehot).sum((0, 2, 3))
@@ -69,18 +73,45 @@ def _dice_ce(logits, target, n_classes):
     return ce + dice[1:].mean()
 
 
-def _focal(logits, target, gamma=2.0):
+def _focal(logits, target, gamma=2.0, weight=None):
+    """Focal loss (Lin et al. 2017); `weight` (per class) plays the role of its alpha."""
     logp = F.log_softmax(logits.float(), 1)
     lp = logp.gather(1, target[:, None])[:, 0]
-    return (-(1 - lp.exp()) ** gamma * lp).mean()
+    loss = -(1 - lp.exp()) ** gamma * lp
+    if weight is not None:
+        loss = loss * weight[target]
+    return loss.mean()
 
 
 def _loss(recipe, logits, target):
     if recipe["task"] == "cam":
         return F.binary_cross_entropy_with_logits(logits.float(), target)
+    w = recipe.get("class_weights")
+    w = torch.as_tensor(w, dtype=torch.float32, device=logits.device) if w else None
     if recipe["loss"] == "focal":
-        return _focal(logits, target)
-    return _dice_ce(logits, target, logits.shape[1])
+        return _focal(logits, target, weight=w)
+    return _dice_ce(logits, target, logits.shape[1], w)
+
+
+def apply_profile(recipe: dict, device: str) -> dict:
+    """`recipe` with the fields of its ``profiles[device]`` applied (and ``profile`` set to
+    the device's name when there was one)."""
+    prof = (recipe.get("profiles") or {}).get(device)
+    if not prof:
+        return recipe
+    return {**recipe, **copy.deepcopy(prof), "profile": device}
+
+
+def _worker_init(_wid):
+    """One BLAS/OpenMP thread per simulation worker: many workers each running a full-size
+    thread pool would oversubscribe the CPU."""
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
 
 
 @torch.no_grad()
@@ -134,11 +165,13 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent) -> dict:
     }
 
 
-def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print) -> dict:
+def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print,
+          overrides: dict | None = None) -> dict:
     """Train the model a recipe describes; returns the best validation metrics.
 
     progress(fraction, message) is called after each step; `cancel` (anything with is_set())
-    stops training after the current step, keeping the best bundle so far.
+    stops training after the current step, keeping the best bundle so far.  `overrides`
+    replace recipe fields after the device profile is applied (the command line's --steps).
     """
     rec = {**DEFAULTS, **copy.deepcopy(recipe)}
     if isinstance(rec.get("sim"), str):
@@ -150,6 +183,8 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(rec["seed"])
     device = select_device(rec["device"])
+    rec = apply_profile(rec, device)
+    rec.update({k: v for k, v in (overrides or {}).items() if v is not None})
     parent = None
     if rec["init_from"]:
         bpath = resolve_bundle(rec["init_from"])
@@ -186,6 +221,9 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                        n_types=n_types)
     loader = torch.utils.data.DataLoader(stream, batch_size=rec["batch_size"], num_workers=rec["num_workers"],
                                          persistent_workers=rec["num_workers"] > 0,
+                                         worker_init_fn=_worker_init if rec["num_workers"] > 1 else None,
+                                         pin_memory=device == "cuda",
+                                         prefetch_factor=4 if rec["num_workers"] > 0 else None,
                                          multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
     val = make_validation_set(rec["sim"], rec["val_n"], rec["task"], n_types=n_types)
     metric_key = "val_f1" if rec["task"] == "segmentation" else "val_loss"
