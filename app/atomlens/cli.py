@@ -175,10 +175,10 @@ def cmd_train(argv: list[str]) -> int:
         print(f"error: cannot read recipe {args.recipe}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     recipe["recipe_file"] = Path(args.recipe).name
-    for key, val in (("init_from", args.init_from), ("steps", args.steps), ("device", args.device),
-                     ("time_limit_min", args.time_limit_min)):
+    for key, val in (("init_from", args.init_from), ("device", args.device)):
         if val is not None:
             recipe[key] = val
+    overrides = {"steps": args.steps, "time_limit_min": args.time_limit_min}
     from tqdm import tqdm
 
     from .nn.bundle import BundleError, user_models_dir
@@ -192,7 +192,8 @@ def cmd_train(argv: list[str]) -> int:
         bar.set_postfix_str(msg)
 
     try:
-        best = train(recipe, out, progress=progress, resume=args.resume, log=lambda m: bar.write(m))
+        best = train(recipe, out, progress=progress, resume=args.resume, log=lambda m: bar.write(m),
+                     overrides=overrides)
     except (BundleError, ValueError, RuntimeError) as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -297,6 +298,67 @@ def cmd_detect(argv: list[str]) -> int:
     return status
 
 
+def _batch_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atomlens batch",
+        description="Find and class atom columns in every micrograph of a folder; write "
+        "<stem>.atoms.csv per file (as 'atomlens detect' does) and batch_summary.csv.")
+    p.add_argument("folder", help="folder of micrographs")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--recursive", action="store_true", help="also process sub-folders")
+    p.add_argument("--model", default="auto", help="model bundle name or folder (default: from the imaging mode)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--px-size-nm", type=float, help="pixel size in nm for every file (overrides the files')")
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
+    p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
+    p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    p.add_argument("--frames", default="first", choices=["first", "all"], help="frames of stacks to analyse")
+    p.add_argument("--json", action="store_true", help="also write <stem>.json per file")
+    return p
+
+
+def cmd_batch(argv: list[str]) -> int:
+    """``atomlens batch``: every micrograph of a folder, with a progress bar and a summary CSV."""
+    args = _batch_parser().parse_args(argv)
+    from tqdm import tqdm
+
+    from .analysis.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
+
+    if not 0 < args.threshold < 1:
+        print("error: --threshold must be between 0 and 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.px_size_nm is not None and not args.px_size_nm > 0:
+        print("error: --px-size-nm must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        files = iter_micrograph_files(args.folder, recursive=args.recursive)
+    except NotADirectoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not files:
+        print(f"error: no micrographs in {args.folder}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    bar = tqdm(total=1000, unit="‰", desc=f"{len(files)} files")
+
+    def progress(frac, msg):
+        bar.update(int(frac * 1000) - bar.n)
+        bar.set_postfix_str(msg)
+
+    try:
+        rows = process_paths(files, args.out, model=args.model, cam=args.cam, device=args.device,
+                             threshold=args.threshold, refine=args.refine, px_size_nm=args.px_size_nm,
+                             frames=args.frames, json_summary=args.json, progress=progress,
+                             log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
+    except KeyboardInterrupt:
+        bar.close()
+        print("interrupted: the files finished so far are written", file=sys.stderr)
+        return EXIT_ERROR
+    bar.close()
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{ok} of {len(rows)} files processed; summary in {args.out}/{SUMMARY_NAME}")
+    return EXIT_OK if ok == len(rows) else EXIT_BAD_INPUT
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``atomlens`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -308,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_train(argv[1:])
     if argv and argv[0] == "detect":
         return cmd_detect(argv[1:])
+    if argv and argv[0] == "batch":
+        return cmd_batch(argv[1:])
     if argv and argv[0] == "gui":
         argv = argv[1:]
     args = _gui_parser().parse_args(argv)
