@@ -48,13 +48,13 @@ def main() -> int:
     pred = Predictor(args.model, args.device)
     img = simulate({"structure": "graphene", "shape": [1024, 1024], "px_size_A": 0.1,
                     "defects": {"vacancy": {"rate": 0.01}, "dopant": {"element": "Si", "n": 5}}}, 0).image
-    pred.detect(img, 0.01)  # warm-up
+    pred.detect(img, 0.01, keep_prob=False)  # warm-up
     times = []
     for _ in range(args.runs):
         if pred.device == "cuda":
             torch.cuda.synchronize()
         t = time.perf_counter()
-        atoms, _, info = pred.detect(img, 0.01)
+        atoms, _, info = pred.detect(img, 0.01, keep_prob=False)
         if pred.device == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
@@ -73,7 +73,8 @@ def main() -> int:
                 torch.cuda.synchronize()
             base.append(time.perf_counter() - t)
     med, b = statistics.median(times), statistics.median(base)
-    print(f"device {pred.device}, torch threads {torch.get_num_threads()}")
+    print(f"device {pred.device}, torch threads {torch.get_num_threads()}, "
+          f"{'all on the device' if info.get('on_device') else 'atom finding on the CPU'}")
     print(f"1024x1024 at 0.1 Å/px -> {x.shape[-1]}x{x.shape[-2]} at the model's {pred.px_size_A} Å/px: "
           f"detect median {med * 1e3:.0f} ms over {args.runs} runs ({len(atoms)} atoms); "
           f"bare forward pass {b * 1e3:.0f} ms; ratio {med / b:.2f}")

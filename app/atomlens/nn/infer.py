@@ -179,6 +179,43 @@ class Predictor:
             return F.interpolate(t, size=(hs, ws), mode="area")[0, 0].numpy()
         return F.interpolate(t, size=(hs, ws), mode="bilinear", align_corners=False)[0, 0].numpy()
 
+    @torch.inference_mode()
+    def _detect_on_device(self, img, px_A, notes, threshold, refine, keep_prob, progress):
+        """detect() with every step on the model's device (one tile: the whole image)."""
+        from ..analysis.atoms import AtomList
+        from .fastpeaks import find_atoms_tensor
+
+        h, w = img.shape
+        s = px_A / self.px_size_A
+        stats = normalisation_stats(self._resample(img, s) if s < 1 else img)
+        lo, hi, m, sd = stats
+        t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).to(self.device)[None, None]
+        hs, ws = max(16, round(h * s)), max(16, round(w * s))
+        if (hs, ws) != (h, w):
+            t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
+                              **({} if s < 1 else {"align_corners": False}))
+        x = (t.clamp(lo, hi) - m) / (sd if sd > 1e-12 else 1.0)
+        with torch.autocast(device_type="cuda" if self.device == "cuda" else "cpu", dtype=torch.bfloat16,
+                            enabled=self.bf16):
+            out = self.model(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)
+        prob_s = out.float().softmax(1)[0]
+        min_d_model = max(2.0, 1.0 / self.px_size_A)
+        xs, ys, cls, score = find_atoms_tensor(prob_s, threshold=threshold, min_distance_px=min_d_model,
+                                               refine=refine)
+        # model pixel i covers image coordinates around (i + 0.5) / s - 0.5
+        atoms = AtomList((xs + 0.5) * (w / ws) - 0.5, (ys + 0.5) * (h / hs) - 0.5, cls, score, self.classes)
+        prob = None
+        if keep_prob:
+            pf = prob_s[None] if (hs, ws) == (h, w) else F.interpolate(prob_s[None], size=(h, w), mode="bilinear",
+                                                                      align_corners=False)
+            prob = pf[0].cpu().numpy()
+        if progress:
+            progress(1.0, "done")
+        info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
+                "device": self.device, "model": self.card["name"], "min_distance_px": max(2.0, 1.0 / px_A),
+                "on_device": True}
+        return atoms, prob, info
+
     def defects(self, image, px_size_nm=None, *, threshold_rel: float = 0.5, progress=None, cancel=None):
         """(DefectList, CAM (K, H, W) in the image's pixels, info) for a ``cam`` bundle."""
         from ..analysis.cam import defects_from_cam
@@ -191,8 +228,14 @@ class Predictor:
         return found, cam, info
 
     def detect(self, image, px_size_nm=None, *, threshold: float = 0.5, refine: str = "centroid",
-               progress=None, cancel=None, strip_px: int = STRIP_PX):
+               progress=None, cancel=None, strip_px: int = STRIP_PX, keep_prob: bool = True,
+               fast: bool | None = None):
         """(AtomList in the image's pixels, probabilities, info).
+
+        On a GPU (``fast=None`` and device "cuda"), images up to STRIP_MIN_PIXELS with
+        refine "centroid" or "none" stay on the device from the resampling to the atom
+        table (:func:`atomlens.nn.fastpeaks.find_atoms_tensor`); `keep_prob=False` then
+        skips copying the probability maps back (None is returned in their place).
 
         Images taller than `strip_px` (when also larger than STRIP_MIN_PIXELS) are processed
         in horizontal strips with an overlap of at least 8 Å, each normalised like the whole
@@ -205,6 +248,10 @@ class Predictor:
         h, w = img.shape
         px_A, notes = self.choose_scale(img, px_size_nm)
         min_d = max(2.0, 1.0 / px_A)  # columns are never closer than ~1 Å
+        if fast is None:
+            fast = self.device == "cuda" and self.task != "cam" and refine in ("centroid", "none")
+        if fast and h * w <= STRIP_MIN_PIXELS:
+            return self._detect_on_device(img, px_A, notes, threshold, refine, keep_prob, progress)
         if h * w <= STRIP_MIN_PIXELS or h <= strip_px:
             prob, info = self.probabilities(img, progress=progress, cancel=cancel, _scale=(px_A, notes, None))
             atoms = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
