@@ -123,3 +123,43 @@ def defects_from_cam(cam, type_names=DEFECT_TYPES, *, threshold_rel: float = 0.5
     x, y, t, s = (np.concatenate(v) for v in (xs, ys, ts, ss))
     o = np.argsort(-s, kind="stable")
     return DefectList(x[o], y[o], t[o], s[o], type_names)
+
+
+#: Defect types that sit on one atom column, and the atom class that marks that column.
+SNAP_CLASSES = {"dopant": "dopant", "vacancy": "vacancy"}
+
+
+def snap_defects(defects: DefectList, atoms, max_dist_px: float) -> DefectList:
+    """Move point defects from their class-activation peak onto the column the atom finder
+    classed as that defect.
+
+    A CAM is computed at 1/8 of the input resolution, so its peak lies within about one
+    cell (1-2 Å) of the defect.  A ``dopant`` or ``vacancy`` defect with an atom of the same
+    class within `max_dist_px` takes that atom's sub-pixel position (the nearest one);
+    other defects, and those with no such atom nearby, are left where they are.
+
+    Parameters
+    ----------
+    defects : DefectList
+    atoms : AtomList
+        Atoms of the same image (px).
+    max_dist_px : float
+        Largest move (px); about 3 Å is a CAM cell and a half.
+    """
+    if len(defects) == 0 or len(atoms) == 0:
+        return defects
+    from scipy.spatial import cKDTree
+
+    x, y = defects.x.copy(), defects.y.copy()
+    anames = atoms.class_names
+    for k, dname in enumerate(defects.names()):
+        cname = SNAP_CLASSES.get(dname)
+        if cname is None or cname not in anames:
+            continue
+        sel = np.flatnonzero(atoms.cls == anames.index(cname))
+        if len(sel) == 0:
+            continue
+        d, j = cKDTree(atoms.xy[sel]).query([x[k], y[k]])
+        if d <= max_dist_px:
+            x[k], y[k] = atoms.x[sel[j]], atoms.y[sel[j]]
+    return DefectList(x, y, defects.type, defects.score, defects.type_names)

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..fileio import atomic_write_bytes, atomic_write_text
 from .atoms import AtomList, find_atoms
-from .cam import DefectList
+from .cam import DefectList, snap_defects
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
 
@@ -169,6 +169,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         defects, cam, cinfo = cam_predictor.defects(img, px_size_nm, progress=part(share, 1 - share), cancel=cancel)
         cam = cam.astype(np.float32, copy=False)
         info["cam_model"] = cinfo.get("model")
+        # the CAM peak is only as sharp as the CAM's grid: pin point defects to their column
+        defects = snap_defects(defects, atoms, max_dist_px=3.0 / info["px_size_A"])
     if progress:
         progress(1.0, f"{len(atoms)} atoms")
     return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
