@@ -80,7 +80,8 @@ def install_excepthook(window_getter, interactive: bool = True):
 
 def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
             channel: str | None = None, exit_after_show: bool = False,
-            screenshot: str | None = None) -> int:
+            screenshot: str | None = None, analyse: bool = False,
+            px_size_nm: float | None = None, cam: bool = False) -> int:
     """Run the AtomLens viewer; returns the exit code.
 
     Parameters
@@ -96,6 +97,14 @@ def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
         ``window shown after X.XXX s`` (time since process start).
     screenshot : str, optional
         Save a PNG of the window to this path once the image is shown, then quit.
+    analyse : bool
+        Run the analysis (as F5 does) once the image is shown; with `screenshot` (or
+        `exit_after_show`) the window is captured (or closed) when it has finished, with its
+        overlays.  A failed analysis makes the exit code 1.
+    px_size_nm : float, optional
+        Pixel size (nm) to set on the opened image before the analysis.
+    cam : bool
+        Tick "Defect heatmaps (CAM)" for the analysis (when a CAM model is installed).
     """
     from PyQt5 import QtCore, QtWidgets
 
@@ -131,15 +140,36 @@ def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
         win.close()
         app.quit()
 
+    def start_analysis() -> None:
+        if px_size_nm is not None and win.micrograph is not None:
+            win.set_pixel_size_nm(px_size_nm)
+        if cam:
+            win.analysis_dock.cam_check.setChecked(win.analysis_dock.cam_path is not None)
+        if not win.analysis.run_current():
+            rc["code"] = 1
+            QtCore.QTimer.singleShot(0, finish)
+
+    if analyse and will_load:
+        win.image_view.firstPainted.connect(lambda: QtCore.QTimer.singleShot(0, start_analysis))
+
     if scripted:
         delay = 200 if screenshot else 0  # let the scale bar and histogram settle
-        if will_load:
+
+        def failed(_msg) -> None:
+            rc["code"] = 1
+            QtCore.QTimer.singleShot(0, finish)
+
+        if will_load and analyse:
+            def analysed(result) -> None:
+                if result is not None and not rc.get("analysed"):  # then let the markers be
+                    rc["analysed"] = True  # built and painted
+                    QtCore.QTimer.singleShot(delay + 300, finish)
+
+            win.resultChanged.connect(analysed)
+            win.analysis.analysisFailed.connect(failed)
+            win.loadFailed.connect(failed)
+        elif will_load:
             win.image_view.firstPainted.connect(lambda: QtCore.QTimer.singleShot(delay, finish))
-
-            def failed(_msg):
-                rc["code"] = 1
-                QtCore.QTimer.singleShot(0, finish)
-
             win.loadFailed.connect(failed)
         else:
             QtCore.QTimer.singleShot(delay, finish)

@@ -269,6 +269,12 @@ class ImageView(QtWidgets.QWidget):
             h, w = self._frame.shape
             self.viewbox.setRange(QtCore.QRectF(-0.5, -0.5, w, h), padding=0.01)
 
+    def centre_on(self, x: float, y: float) -> None:
+        """Pan (keeping the zoom) so that image pixel (x, y) is at the centre of the view."""
+        r = self.viewbox.viewRect()
+        self.viewbox.setRange(QtCore.QRectF(x - r.width() / 2, y - r.height() / 2, r.width(), r.height()),
+                              padding=0)
+
     # ---------------------------------------------------------------- cursor
     def pixel_at_scene(self, scene_pos) -> tuple[int, int] | None:
         """(x, y) of the image pixel under a scene position, or None outside the image."""

@@ -1,4 +1,5 @@
-"""The AtomLens main window: menus, toolbar, image view, Info dock, status bar."""
+"""The AtomLens main window: menus, toolbar, image view, docks (Analysis, Layers, Info),
+status bar.  The analysis itself is driven by :mod:`.analysis_controller`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from pathlib import Path
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from . import dialogs
+from .analysis_controller import AnalysisController
+from .analysis_dock import AnalysisDock
 from .image_view import COLORMAPS, ImageView
 from .info_dock import InfoDock
+from .layer_views import Overlays
+from .layers_dock import LayersDock
 from .loader import BackgroundLoader, LoadFailure, LoadResult
 from .settings import RecentFiles, make_settings
 
@@ -29,11 +34,19 @@ class MainWindow(QtWidgets.QMainWindow):
         False for scripted runs (``--screenshot``, ``--exit-after-show``): errors go to
         stderr instead of modal message boxes.
 
-    Signals: ``imageLoaded(object)`` with the Micrograph, ``loadFailed(str)`` with the message.
+    Signals: ``imageLoaded(object)`` with the Micrograph, ``loadFailed(str)`` with the message,
+    ``resultChanged(object)`` with the :class:`~atomlens.analysis.pipeline.AnalysisResult` shown
+    for the displayed frame after each run or re-derivation (None when a new image is opened or
+    a frame without a result is shown).
+
+    Attributes: ``analysis`` (:class:`AnalysisController`: ``results`` per frame,
+    ``current_result()``, ``run_current()``, ``run_all_frames()``, ``cancel()``), ``overlays``
+    (:class:`~atomlens.gui.layer_views.Overlays`), ``analysis_dock``, ``layers_dock``, ``info_dock``.
     """
 
     imageLoaded = QtCore.pyqtSignal(object)
     loadFailed = QtCore.pyqtSignal(str)
+    resultChanged = QtCore.pyqtSignal(object)
 
     def __init__(self, settings: QtCore.QSettings | None = None, interactive: bool = True):
         super().__init__()
@@ -48,10 +61,21 @@ class MainWindow(QtWidgets.QMainWindow):
         self.image_view = ImageView(self)
         self.setCentralWidget(self.image_view)
         self.info_dock = InfoDock(self)
-        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.info_dock)
-        self.resizeDocks([self.info_dock], [360], QtCore.Qt.Horizontal)
+        self.overlays = Overlays(self.image_view.viewbox, self)
+        self.analysis_dock = AnalysisDock(self)
+        self.layers_dock = LayersDock(self.overlays, self)
+        right = QtCore.Qt.RightDockWidgetArea
+        self.addDockWidget(right, self.analysis_dock)
+        self.addDockWidget(right, self.layers_dock)  # below the Analysis/Info tabs
+        self.addDockWidget(right, self.info_dock)
+        self.tabifyDockWidget(self.analysis_dock, self.info_dock)
+        self.analysis_dock.raise_()
+        self.resizeDocks([self.analysis_dock], [370], QtCore.Qt.Horizontal)
+        self.resizeDocks([self.analysis_dock, self.layers_dock], [450, 350], QtCore.Qt.Vertical)
         self.info_dock.channelRequested.connect(self.open_channel)
         self.info_dock.setPixelSizeRequested.connect(self.ask_pixel_size)
+        self.analysis = AnalysisController(self, self.analysis_dock, self.overlays)
+        self.analysis.resultChanged.connect(self.resultChanged)
 
         self.loader = BackgroundLoader(self)
         self.loader.started.connect(self._on_load_started)
@@ -109,6 +133,7 @@ class MainWindow(QtWidgets.QMainWindow):
                                      None, checkable=True)
         self.act_hist.setChecked(True)
         self.act_about = self._action("&About AtomLens", lambda: dialogs.show_about(self))
+        self.act_run, self.act_run_all, self.act_cancel = self.analysis.actions  # F5, -, Esc
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -133,8 +158,14 @@ class MainWindow(QtWidgets.QMainWindow):
         m_image.addAction(self.act_auto)
         m_image.addAction(self.act_fit)
 
+        m_analysis = mb.addMenu("&Analysis")
+        m_analysis.addAction(self.act_run)
+        m_analysis.addAction(self.act_run_all)
+        m_analysis.addAction(self.act_cancel)
+
         self.view_menu = mb.addMenu("&View")
-        self.view_menu.addAction(self.info_dock.toggleViewAction())
+        for dock in (self.analysis_dock, self.layers_dock, self.info_dock):
+            self.view_menu.addAction(dock.toggleViewAction())
         self.view_menu.addAction(self.act_hist)
         self.view_menu.addAction(self.act_scalebar)
 
@@ -147,6 +178,8 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.addAction(self.act_open)
         tb.addAction(self.act_auto)
         tb.addAction(self.act_fit)
+        tb.addSeparator()
+        tb.addAction(self.act_run)
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" Colour map: "))
         self.cmap_combo = QtWidgets.QComboBox()
@@ -172,6 +205,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_state()
         self.loader.shutdown()
+        self.analysis.shutdown()
         super().closeEvent(event)
 
     # ================================================================= opening
@@ -251,6 +285,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.micrograph = mg
         self.image_view.set_micrograph(mg, result.first_frame, result.levels, keep_view=keep)
         self.info_dock.set_micrograph(mg, result.warnings)
+        self.analysis.set_micrograph(mg)
         self.setWindowTitle(f"{mg.name} — {APP_NAME}")
         if mg.path is not None and result.request.sample is None:
             self.recent.add(mg.path)
@@ -314,14 +349,30 @@ class MainWindow(QtWidgets.QMainWindow):
         if value is not None:
             self.set_pixel_size_nm(value)
 
-    def set_pixel_size_nm(self, px_size_nm: float) -> None:
-        """Set the pixel size of the open image (nm) and refresh scale bar and readouts."""
+    def set_pixel_size_nm(self, px_size_nm: float | None) -> None:
+        """Set (None: clear) the pixel size of the open image (nm) and refresh the scale bar,
+        readouts and the Analysis dock."""
         mg = self.micrograph
         mg.set_px_size_nm(px_size_nm)
         self.image_view.update_calibration()
         self.info_dock.update_summary(mg)
         self.info_dock.set_notes(list(mg.notes))
-        self.statusBar().showMessage(f"Pixel size set to {px_size_nm * 1000:.4g} pm", 5000)
+        self.analysis.calibration_changed()
+        self.statusBar().showMessage("Calibration cleared" if px_size_nm is None
+                                     else f"Pixel size set to {px_size_nm * 1000:.4g} pm", 5000)
+
+    # ================================================================= analysis
+    def centre_on(self, x_px: float, y_px: float) -> None:
+        """Pan the view (keeping the zoom) so that image pixel (x, y) is at its centre."""
+        self.image_view.centre_on(x_px, y_px)
+
+    def highlight_atom(self, index: int | None) -> None:
+        """Draw a ring around atom `index` of the displayed result and centre the view on it
+        (None removes the ring)."""
+        atoms = self.overlays.atoms
+        atoms.set_highlight(index)
+        if index is not None:
+            self.centre_on(float(atoms.atoms.x[index]), float(atoms.atoms.y[index]))
 
     def auto_contrast(self) -> None:
         levels = self.image_view.auto_levels()

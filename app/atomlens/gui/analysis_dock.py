@@ -1,0 +1,353 @@
+"""The Analysis dock: model, device, pixel size, detection settings, Run / Cancel, progress.
+
+The dock only holds the settings and shows state; :mod:`.analysis_controller` acts on its
+signals.  Model bundles are listed with :func:`atomlens.nn.bundle.list_bundles` (bundled and
+the user's own); torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PyQt5 import QtCore, QtWidgets
+
+__all__ = ["AnalysisDock", "default_model_name", "REFINE_MODES", "STM_MODES"]
+
+#: Refinement modes offered (value, label).
+REFINE_MODES = (("centroid", "Centroid"), ("gaussian", "Gaussian fit"), ("none", "None (peak pixel)"))
+#: Imaging modes analysed with the STM model by default.
+STM_MODES = ("STM", "SPM", "AFM")
+PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
+
+
+def default_model_name(mode, available) -> str | None:
+    """The default segmentation model for imaging `mode`: ``stm-topo`` (if present) for
+    STM/SPM/AFM, else ``stem-haadf``; else the first of `available`."""
+    names = list(available)
+    want = ["stm-topo", "stem-haadf"] if (mode or "").upper() in STM_MODES else ["stem-haadf"]
+    for n in want:
+        if n in names:
+            return n
+    return names[0] if names else None
+
+
+def _family(mode) -> str:
+    return "stm" if (mode or "").upper() in STM_MODES else "stem"
+
+
+class _PopupCombo(QtWidgets.QComboBox):
+    """A combo box that announces its popup (``aboutToShowPopup``) before showing it."""
+
+    aboutToShowPopup = QtCore.pyqtSignal()
+
+    def showPopup(self) -> None:
+        self.aboutToShowPopup.emit()
+        super().showPopup()
+
+
+class AnalysisDock(QtWidgets.QDockWidget):
+    """Settings and controls of the analysis.
+
+    Signals: ``runRequested()``, ``runAllRequested()``, ``cancelRequested()``,
+    ``thresholdChanged(float)``, ``refineChanged(str)``, ``pxSizeEdited(object)`` (nm, or None
+    for "estimate"), ``devicesWanted()`` (the device list is opened before it was probed:
+    the devices are otherwise reported after the first run, which imports torch anyway).
+    """
+
+    runRequested = QtCore.pyqtSignal()
+    runAllRequested = QtCore.pyqtSignal()
+    cancelRequested = QtCore.pyqtSignal()
+    thresholdChanged = QtCore.pyqtSignal(float)
+    refineChanged = QtCore.pyqtSignal(str)
+    pxSizeEdited = QtCore.pyqtSignal(object)
+    devicesWanted = QtCore.pyqtSignal()
+
+    def __init__(self, parent=None):
+        super().__init__("Analysis", parent)
+        self.setObjectName("AnalysisDock")
+        self._mode = None
+        self._has_image = False
+        self._chosen: dict = {}  # imaging-mode family -> model path the user picked
+        self.cam_path: str | None = None
+        self.bundles: list = []  # (name, path, origin, card or None)
+        body = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(body)
+        form.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
+
+        self.model_combo = QtWidgets.QComboBox()
+        self.model_combo.activated.connect(self._on_model_picked)
+        refresh = QtWidgets.QToolButton()
+        refresh.setText("⟳")
+        refresh.setToolTip("Look for new model bundles")
+        refresh.clicked.connect(self.refresh_models)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.model_combo, 1)
+        row.addWidget(refresh)
+        form.addRow("Model:", row)
+        self.cam_check = QtWidgets.QCheckBox("Defect heatmaps (CAM)")
+        form.addRow("", self.cam_check)
+
+        self.device_combo = _PopupCombo()
+        self.device_combo.aboutToShowPopup.connect(self._want_devices)
+        self._devices_known = False
+        self.device_combo.addItem("Auto", "auto")
+        self.device_combo.addItem("CPU", "cpu")
+        self.device_used = QtWidgets.QLabel("")
+        self.device_used.setStyleSheet("color: gray;")
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.device_combo, 1)
+        row.addWidget(self.device_used)
+        form.addRow("Device:", row)
+
+        self.px_spin = QtWidgets.QDoubleSpinBox()
+        self.px_spin.setDecimals(3)  # pm/px at first; 5 for nm/px
+        self._px_nm: float | None = None  # the exact value (the field shows it rounded)
+        self.px_spin.setRange(0.0, 1e6)
+        self.px_spin.setSpecialValueText("estimate")
+        self.px_spin.setKeyboardTracking(False)
+        self.px_spin.setToolTip("Pixel size used by the model; 0 = estimate it from the lattice")
+        self.px_unit = QtWidgets.QComboBox()
+        self.px_unit.addItems(list(PX_UNITS))
+        self._px_unit = "pm/px"
+        self.px_unit.currentTextChanged.connect(self._convert_unit)
+        self.px_spin.editingFinished.connect(self._on_px_edited)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.px_spin, 1)
+        row.addWidget(self.px_unit)
+        form.addRow("Pixel size:", row)
+        self.px_notice = QtWidgets.QLabel()
+        self.px_notice.setWordWrap(True)
+        self.px_notice.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; border: 1px solid #e0c060;"
+                                     " border-radius: 4px; padding: 3px; }")
+        self.px_notice.hide()
+        form.addRow(self.px_notice)
+
+        self.threshold_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.threshold_slider.setRange(5, 95)
+        self.threshold_spin = QtWidgets.QDoubleSpinBox()
+        self.threshold_spin.setRange(0.05, 0.95)
+        self.threshold_spin.setSingleStep(0.01)
+        self.threshold_spin.setDecimals(2)
+        self.threshold_spin.setKeyboardTracking(False)
+        self.threshold_slider.setValue(50)
+        self.threshold_spin.setValue(0.5)
+        self.threshold_slider.valueChanged.connect(lambda v: self._set_threshold(v / 100.0))
+        self.threshold_spin.valueChanged.connect(self._set_threshold)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.threshold_slider, 1)
+        row.addWidget(self.threshold_spin)
+        form.addRow("Threshold:", row)
+        self.refine_combo = QtWidgets.QComboBox()
+        for value, label in REFINE_MODES:
+            self.refine_combo.addItem(label, value)
+        self.refine_combo.currentIndexChanged.connect(lambda _i: self.refineChanged.emit(self.refine()))
+        form.addRow("Refinement:", self.refine_combo)
+
+        self.run_button = QtWidgets.QPushButton("Run (F5)")
+        self.run_button.setDefault(True)
+        self.run_button.clicked.connect(self.runRequested)
+        self.run_all_button = QtWidgets.QPushButton("Run on all frames")
+        self.run_all_button.clicked.connect(self.runAllRequested)
+        self.run_all_button.hide()
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.run_button, 1)
+        row.addWidget(self.run_all_button, 1)
+        row.addWidget(self.cancel_button)
+        form.addRow(row)
+        self.progress = QtWidgets.QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(12)
+        form.addRow(self.progress)
+        self.status = QtWidgets.QLabel("Open an image, then press Run (F5).")
+        self.status.setWordWrap(True)
+        form.addRow(self.status)
+        self.notes = QtWidgets.QLabel()
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet("color: #a05a00;")
+        self.notes.hide()
+        form.addRow(self.notes)
+        scroll = QtWidgets.QScrollArea()  # small windows scroll instead of growing
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        scroll.setWidget(body)
+        self.setWidget(scroll)
+        self.refresh_models()
+        self.set_image(None)
+
+    # ---------------------------------------------------------------- models
+    def refresh_models(self) -> None:
+        """List the segmentation bundles in the picker and find a CAM bundle."""
+        from atomlens.nn.bundle import BundleError, list_bundles, read_card
+
+        current = self.model_path()
+        self.bundles, cams = [], []
+        for name, path, origin in list_bundles():
+            try:
+                card = read_card(path)
+            except BundleError:
+                card = None
+            self.bundles.append((name, str(path), origin, card))
+            if card is not None and card.get("task") == "cam":
+                cams.append((name != "defect-cam", origin != "user", name, str(path)))  # user's first
+        self.model_combo.clear()
+        for name, path, origin, card in self.bundles:
+            if card is not None and card.get("task") != "segmentation":
+                continue
+            label = name + (" (yours)" if origin == "user" else "")
+            if card is None:
+                label += " — damaged card"
+            self.model_combo.addItem(label, path)
+            i = self.model_combo.count() - 1
+            if card is None:
+                self.model_combo.model().item(i).setEnabled(False)
+            else:
+                self.model_combo.setItemData(i, (f"{card['name']} {card.get('version', '')}, "
+                                                 f"{card.get('mode', '?')} images, trained at "
+                                                 f"{float(card['px_size_A']) * 100:.3g} pm/px\n{path}"),
+                                             QtCore.Qt.ToolTipRole)
+        self.cam_path = min(cams)[-1] if cams else None
+        self.cam_check.setEnabled(self.cam_path is not None)
+        if self.cam_path is None:
+            self.cam_check.setChecked(False)
+            self.cam_check.setToolTip("No defect-CAM model is installed")
+        else:
+            self.cam_check.setToolTip(f"Also run {self.cam_path}")
+        if current and self.model_combo.findData(current) >= 0:
+            self.model_combo.setCurrentIndex(self.model_combo.findData(current))
+        else:
+            self._select_default()
+
+    def _select_default(self) -> None:
+        chosen = self._chosen.get(_family(self._mode))
+        if chosen and self.model_combo.findData(chosen) >= 0:
+            self.model_combo.setCurrentIndex(self.model_combo.findData(chosen))
+            return
+        names = [b[0] for b in self.bundles if b[3] is not None and b[3].get("task") == "segmentation"]
+        name = default_model_name(self._mode, names)
+        paths = [b[1] for b in self.bundles if b[0] == name]
+        if paths:  # a user model shadows the bundled one of the same name
+            self.model_combo.setCurrentIndex(self.model_combo.findData(paths[-1]))
+
+    def _on_model_picked(self, _index: int) -> None:
+        self._chosen[_family(self._mode)] = self.model_path()
+
+    def model_path(self) -> str | None:
+        """Folder of the chosen segmentation bundle (None when there is none)."""
+        return self.model_combo.currentData()
+
+    def cam_model(self) -> str | None:
+        """Folder of the CAM bundle when the CAM box is ticked, else None."""
+        return self.cam_path if self.cam_check.isChecked() and self.cam_check.isEnabled() else None
+
+    # ---------------------------------------------------------------- device
+    def _want_devices(self) -> None:
+        if not self._devices_known:
+            self._devices_known = True  # ask once
+            self.devicesWanted.emit()
+
+    def set_devices(self, devices: list) -> None:
+        """Offer `devices` (e.g. ["cpu", "cuda"]) besides Auto."""
+        self._devices_known = True
+        for dev in devices:
+            if self.device_combo.findData(dev) < 0:
+                self.device_combo.addItem(dev.upper() if dev != "cpu" else "CPU", dev)
+
+    def device(self) -> str:
+        return self.device_combo.currentData()
+
+    # ---------------------------------------------------------------- pixel size
+    def set_image(self, mg) -> None:
+        """Adopt the calibration, mode and frame count of the micrograph `mg` (None: none open)."""
+        self._mode = None if mg is None else mg.mode
+        self._has_image = mg is not None
+        self.set_px_size_nm(None if mg is None else mg.px_size_nm)
+        self.run_all_button.setVisible(mg is not None and mg.is_stack)
+        self._select_default()
+        self.set_notes([])
+        self.device_used.setText("")
+        self.set_status("Press Run (F5) to find the atoms." if mg is not None
+                        else "Open an image, then press Run (F5).")
+        self.progress.setValue(0)
+
+    def set_px_size_nm(self, px_size_nm) -> None:
+        """Show `px_size_nm` (None: "estimate", with the uncalibrated notice)."""
+        self._px_nm = None if px_size_nm is None else float(px_size_nm)
+        self.px_spin.blockSignals(True)
+        self.px_spin.setValue(0.0 if px_size_nm is None else px_size_nm / PX_UNITS[self._px_unit])
+        self.px_spin.blockSignals(False)
+        self._value_shown = self.px_spin.value()
+        if px_size_nm is None and self._has_image:
+            self.set_px_notice("This image has no pixel size: the scale will be estimated from the "
+                               "lattice. Enter the pixel size for reliable results.")
+        else:
+            self.set_px_notice(None)
+
+    def set_px_notice(self, text: str | None) -> None:
+        self.px_notice.setText(html.escape(text or ""))
+        self.px_notice.setVisible(bool(text))
+
+    def px_size_nm(self) -> float | None:
+        """The pixel size for the analysis (nm), or None: estimate it."""
+        return self._px_nm
+
+    def _convert_unit(self, unit: str) -> None:
+        nm = self._px_nm
+        self._px_unit = unit
+        self.px_spin.setDecimals(5 if unit == "nm/px" else 3)
+        self.set_px_size_nm(nm)
+
+    def _on_px_edited(self) -> None:
+        v = self.px_spin.value()
+        if v != self._value_shown:
+            self._value_shown = v
+            self._px_nm = None if v <= 0 else v * PX_UNITS[self._px_unit]
+            self.pxSizeEdited.emit(self._px_nm)
+
+    # ---------------------------------------------------------------- detection settings
+    def threshold(self) -> float:
+        return round(self.threshold_spin.value(), 2)
+
+    def set_threshold(self, value: float) -> None:
+        self._set_threshold(float(value))
+
+    def _set_threshold(self, value: float) -> None:
+        value = round(min(0.95, max(0.05, value)), 2)
+        for w, v in ((self.threshold_slider, round(value * 100)), (self.threshold_spin, value)):
+            if w.value() != v:
+                w.blockSignals(True)
+                w.setValue(v)
+                w.blockSignals(False)
+        self.thresholdChanged.emit(value)
+
+    def refine(self) -> str:
+        return self.refine_combo.currentData()
+
+    def set_refine(self, mode: str) -> None:
+        self.refine_combo.setCurrentIndex(self.refine_combo.findData(mode))
+
+    # ---------------------------------------------------------------- state display
+    def set_busy(self, busy: bool) -> None:
+        self.run_button.setEnabled(not busy)
+        self.run_all_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        for w in (self.model_combo, self.device_combo, self.cam_check, self.px_spin, self.px_unit):
+            w.setEnabled(not busy and (w is not self.cam_check or self.cam_path is not None))
+
+    def set_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(round(1000 * min(1.0, max(0.0, fraction)))))
+        self.status.setText(message)
+
+    def set_status(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #c00000;" if error else "")
+        self.status.setText(text)
+
+    def set_notes(self, notes: list) -> None:
+        self.notes.setText("<br>".join(f"⚠ {html.escape(n)}" for n in notes))
+        self.notes.setVisible(bool(notes))
+
+    def set_device_used(self, device: str | None) -> None:
+        self.device_used.setText(f"used: {device}" if device else "")

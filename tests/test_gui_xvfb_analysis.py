@@ -1,0 +1,95 @@
+"""End-to-end: the real app under Xvfb (xcb) opens a real micrograph, runs the analysis and
+saves a screenshot with the atom overlays.
+
+Skipped when ``xvfb-run`` is missing, unless ``ATOMLENS_REQUIRE_XVFB=1`` (CI) makes that a
+failure.  With ``ATOMLENS_UPDATE_DOCS=1`` the screenshot is copied to
+``docs/screenshot_analysis.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_gui_xvfb import _need_xvfb
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _rgb(path) -> np.ndarray:
+    from PyQt5 import QtGui  # QImage reads PNG without a QApplication
+
+    img = QtGui.QImage(str(path))
+    assert not img.isNull()
+    img = img.convertToFormat(QtGui.QImage.Format_RGB888)
+    ptr = img.constBits()
+    ptr.setsize(img.sizeInBytes())
+    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine())
+    return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).astype(int)
+
+
+def _run_app(tmp_path, image, shot, cam=False):
+    """Start the app under xvfb-run on `image`, analyse it and save a screenshot."""
+    xvfb_run = _need_xvfb()
+    env = dict(os.environ)
+    env["QT_QPA_PLATFORM"] = "xcb"
+    env.pop("DISPLAY", None)  # xvfb-run provides its own
+    env["ATOMLENS_SETTINGS_DIR"] = str(tmp_path / "settings")
+    env["ATOMLENS_USER_DATA"] = str(tmp_path / "userdata")  # only the bundled models (+ a test one)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "app"), env.get("PYTHONPATH")]))
+    code = ("import sys; from atomlens.gui.app import run_gui; "
+            f"sys.exit(run_gui([{str(image)!r}], screenshot={str(shot)!r}, analyse=True, cam={cam}))")
+    cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-c", code]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert shot.is_file(), proc.stderr
+    return _rgb(shot)
+
+
+@pytest.mark.slow
+def test_analysis_screenshot_on_xcb(tmp_path, real_data):
+    shot = tmp_path / "analysis.png"
+    # graphene with one Si atom, 256 x 256 px over 2 nm
+    arr = _run_app(tmp_path, real_data / "G-Si-2nm.hdf5", shot)
+    assert arr.shape[:2] == (850, 1300)  # the default window size
+    view = arr[80:800, 10:760]  # the image area, left of the histogram and the docks
+    # atom markers: the cyan (#50c8ff) outlines of ~150 graphene columns
+    cyan = (np.abs(view - (80, 200, 255)) < 45).all(axis=2)
+    assert cyan.sum() > 5000, f"only {cyan.sum()} marker pixels"
+    # the Si dopant's red (#ff5050) marker (and its legend entry)
+    red = (np.abs(view - (255, 80, 80)) < 45).all(axis=2)
+    assert red.sum() > 50
+    # the lattice still shows between the markers
+    grey = view[(view.max(axis=2) - view.min(axis=2)) < 12].mean(axis=1)
+    assert grey.size > 0.3 * view[..., 0].size and grey.std() > 15
+
+    if os.environ.get("ATOMLENS_UPDATE_DOCS") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        shutil.copyfile(shot, ROOT / "docs" / "screenshot_analysis.png")
+
+
+@pytest.mark.slow
+def test_cam_heatmap_screenshot_is_semi_transparent(tmp_path, real_data, artifacts):
+    from atomlens.nn.bundle import list_bundles, read_card
+
+    if not any(read_card(p)["task"] == "cam" for _, p, _ in list_bundles()):
+        from test_gui_analysis import tiny_cam_bundle  # an untrained one: the drawing is tested
+
+        tiny_cam_bundle(tmp_path / "userdata" / "models")
+    shot = tmp_path / "analysis_cam.png"
+    arr = _run_app(tmp_path, real_data / "G-Si-2nm.hdf5", shot, cam=True)
+    shutil.copyfile(shot, artifacts / "screenshot_analysis_cam.png")
+    view = arr[80:800, 10:760]
+    # where the heatmap tints the image, the lattice still shows through it
+    tinted = view.max(axis=2) - view.min(axis=2) > 60
+    tinted &= ~(np.abs(view - (80, 200, 255)) < 45).all(axis=2)  # not the atom markers
+    assert tinted.sum() > 2000, "no heatmap drawn"
+    under = view[tinted].min(axis=1)  # the image's grey under a saturated tint
+    assert under.std() > 10, "the heatmap hides the image"
