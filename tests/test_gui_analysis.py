@@ -668,3 +668,41 @@ def test_helpers():
     xy = np.array([[0, 0], [10, 0], [20, 0], [30, 0]], float)
     assert marker_size(xy) == pytest.approx(6.0)
     assert marker_size(xy[:1]) == 6.0
+
+
+# ---------------------------------------------------------------- results dock and exports wired in
+def test_results_dock_exports_and_click_selection(qtbot, tmp_path):
+    """Run the analysis in the window, then: the Results dock counts what the overlay shows,
+    a table click rings the atom, the exports write files equal to `atomlens detect`'s."""
+    from atomlens.analysis.atoms import AtomList
+    from atomlens.gui.main_window import MainWindow
+    from atomlens.sim import simulate
+
+    r = simulate({"structure": "graphene", "shape": [160, 160], "px_size_A": 0.2}, 5)
+    path = tmp_path / "g.npy"
+    np.save(path, r.image)
+    win = MainWindow(interactive=False)
+    qtbot.addWidget(win)
+    with qtbot.waitSignal(win.imageLoaded, timeout=30000):
+        win.open_file(str(path))
+    win.set_pixel_size_nm(0.02)
+    with qtbot.waitSignal(win.resultChanged, timeout=60000, check_params_cb=lambda res: res is not None):
+        win.analysis.run_current()
+    res = win.analysis.current_result()
+    dock = win.results.dock
+    assert sum(res.counts().values()) == len(res.atoms) > 50
+    assert win.results.actions["csv"].isEnabled()
+    # a click in the table centres and rings that atom
+    dock.atomActivated.emit(7)
+    assert win.overlays.atoms.highlighted == 7
+    # exports
+    assert win.results.export_csv(str(tmp_path / "a.csv"))
+    back = AtomList.from_csv(tmp_path / "a.csv")
+    assert np.allclose(back.xy, res.atoms.xy, atol=1e-3)
+    assert win.results.export_json(str(tmp_path / "a.json"))
+    assert win.results.export_snapshot("png", str(tmp_path / "s.png"))
+    from PyQt5 import QtGui
+
+    img = QtGui.QImage(str(tmp_path / "s.png"))
+    assert (img.width(), img.height()) == (160, 160)
+    win.analysis.shutdown()

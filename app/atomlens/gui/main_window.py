@@ -15,6 +15,7 @@ from .image_view import COLORMAPS, ImageView
 from .info_dock import InfoDock
 from .layer_views import Overlays
 from .layers_dock import LayersDock
+from .results_controller import ResultsController
 from .loader import BackgroundLoader, LoadFailure, LoadResult
 from .settings import RecentFiles, make_settings
 
@@ -76,6 +77,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.info_dock.setPixelSizeRequested.connect(self.ask_pixel_size)
         self.analysis = AnalysisController(self, self.analysis_dock, self.overlays)
         self.analysis.resultChanged.connect(self.resultChanged)
+        self.results = ResultsController(self)
 
         self.loader = BackgroundLoader(self)
         self.loader.started.connect(self._on_load_started)
@@ -151,6 +153,8 @@ class MainWindow(QtWidgets.QMainWindow):
             act.setData(s.key)
             act.triggered.connect(lambda _=False, key=s.key: self.open_sample(key))
         m_file.addSeparator()
+        self.results.fill_file_menu(m_file)
+        m_file.addSeparator()
         m_file.addAction(self.act_quit)
 
         m_image = mb.addMenu("&Image")
@@ -164,7 +168,7 @@ class MainWindow(QtWidgets.QMainWindow):
         m_analysis.addAction(self.act_cancel)
 
         self.view_menu = mb.addMenu("&View")
-        for dock in (self.analysis_dock, self.layers_dock, self.info_dock):
+        for dock in (self.analysis_dock, self.layers_dock, self.results.dock, self.info_dock):
             self.view_menu.addAction(dock.toggleViewAction())
         self.view_menu.addAction(self.act_hist)
         self.view_menu.addAction(self.act_scalebar)
