@@ -25,7 +25,7 @@ from . import __version__  # noqa: E402
 #: Exit codes shared by all sub-commands.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
-SUBCOMMANDS = ("info", "simulate", "train", "detect", "gui")
+SUBCOMMANDS = ("info", "simulate", "train", "detect", "batch", "gui")
 
 
 def _gui_parser() -> argparse.ArgumentParser:
@@ -234,8 +234,6 @@ def cmd_detect(argv: list[str]) -> int:
     """``atomlens detect``: atoms (and with --cam, defects) for each input file."""
     args = _detect_parser().parse_args(argv)
     from pathlib import Path
-
-    import numpy as np
 
     from .analysis.pipeline import analyse_image, write_results
     from .nn.bundle import BundleError
