@@ -11,6 +11,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from . import dialogs
 from .analysis_controller import AnalysisController
 from .analysis_dock import AnalysisDock
+from .annotate import AnnotateController
 from .image_view import COLORMAPS, ImageView
 from .info_dock import InfoDock
 from .layer_views import Overlays
@@ -78,6 +79,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.analysis = AnalysisController(self, self.analysis_dock, self.overlays)
         self.analysis.resultChanged.connect(self.resultChanged)
         self.results = ResultsController(self)
+        self.annotate = AnnotateController(self)
+        self._training = self._retrain_dialog = self._model_dialog = None
 
         self.loader = BackgroundLoader(self)
         self.loader.started.connect(self._on_load_started)
@@ -167,6 +170,14 @@ class MainWindow(QtWidgets.QMainWindow):
         m_analysis.addAction(self.act_run_all)
         m_analysis.addAction(self.act_cancel)
 
+        m_annotate = mb.addMenu("A&nnotate")
+        self.annotate.fill_menu(m_annotate)
+
+        m_model = mb.addMenu("&Model")
+        self.act_retrain = m_model.addAction("&Retrain…", self.open_retrain)
+        self.act_retrain.setStatusTip("Fine-tune a model on simulations and your corrected atoms")
+        self.act_models = m_model.addAction("&Manage models…", self.open_model_manager)
+
         self.view_menu = mb.addMenu("&View")
         for dock in (self.analysis_dock, self.layers_dock, self.results.dock, self.info_dock):
             self.view_menu.addAction(dock.toggleViewAction())
@@ -184,6 +195,7 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.addAction(self.act_fit)
         tb.addSeparator()
         tb.addAction(self.act_run)
+        tb.addAction(self.annotate.act_toggle)
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" Colour map: "))
         self.cmap_combo = QtWidgets.QComboBox()
@@ -208,6 +220,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
         self.save_state()
+        self.annotate.shutdown()
+        if self._training is not None:
+            self._training.shutdown()
         self.loader.shutdown()
         self.analysis.shutdown()
         super().closeEvent(event)
@@ -314,6 +329,44 @@ class MainWindow(QtWidgets.QMainWindow):
             if details:
                 print(details, file=sys.stderr)
         self.loadFailed.emit(text)
+
+    # ================================================================= models
+    def training_manager(self):
+        """The (one) :class:`~atomlens.gui.training_manager.TrainingManager`, made on first use."""
+        if self._training is None:
+            from .training_manager import TrainingManager
+
+            self._training = TrainingManager(self)
+            show = lambda *_: self.statusBar().showMessage(self._training.status_text(), 10000)
+            self._training.progress.connect(show)
+            self._training.statusChanged.connect(show)
+        return self._training
+
+    def open_retrain(self):
+        """Show the (non-modal) Retrain dialog for the open image and its annotations."""
+        from .retrain_dialog import RetrainDialog
+
+        context = {"micrograph": self.micrograph, "frame": self.analysis.current_frame(),
+                   "annotated": self.annotate.training_context(),
+                   "current_model": self.analysis_dock.model_path()}
+        if self._retrain_dialog is not None:
+            self._retrain_dialog.close()
+            self._retrain_dialog.deleteLater()
+        self._retrain_dialog = RetrainDialog(self, self.training_manager(), context)
+        self._retrain_dialog.modelChosen.connect(lambda _path: self.analysis_dock.refresh_models())
+        self._retrain_dialog.show()
+        return self._retrain_dialog
+
+    def open_model_manager(self):
+        """Show the (non-modal) model manager."""
+        from .model_manager import ModelManagerDialog
+
+        if self._model_dialog is None:
+            self._model_dialog = ModelManagerDialog(self, self.training_manager())
+            self._model_dialog.modelsChanged.connect(self.analysis_dock.refresh_models)
+        self._model_dialog.show()
+        self._model_dialog.raise_()
+        return self._model_dialog
 
     # ================================================================= drag and drop
     @staticmethod

@@ -11,12 +11,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
 
 from ..fileio import atomic_write_bytes
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
-           "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED"]
+           "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED", "rename_bundle",
+           "export_bundle", "import_bundle", "delete_bundle", "is_user_bundle"]
 
 CARD_REQUIRED = ("name", "version", "task", "architecture", "classes", "px_size_A", "valid_px_size_A",
                  "mode", "normalisation", "weights_sha256")
@@ -120,7 +126,7 @@ def list_bundles() -> list[tuple[str, Path, str]]:
         if base is None or not base.is_dir():
             continue
         for d in sorted(base.iterdir()):
-            if (d / "card.json").is_file():
+            if not d.name.startswith(".") and (d / "card.json").is_file():  # .import-*: being imported
                 out.append((d.name, d, origin))
     return out
 
@@ -135,3 +141,221 @@ def resolve_bundle(name_or_path) -> Path:
         return found[str(name_or_path)]
     known = ", ".join(sorted(found)) or "none installed"
     raise BundleError(f"no model {name_or_path!r} (a bundle folder or one of: {known})")
+
+
+# ---------------------------------------------------------------------- managing user bundles
+#: Bundle (folder) names: letters, digits, '.', '_', '-' and spaces; not starting with '.' or ' '.
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ -]{0,79}$")
+#: A zip to import may not unpack to more than this (a model bundle is a few MB).
+MAX_IMPORT_BYTES = 512 * 1024 * 1024
+
+
+def _check_name(name: str) -> str:
+    name = str(name).strip()
+    if not _NAME_RE.match(name) or name.endswith(".") or ".." in name:
+        raise BundleError(f"{name!r} is not a usable model name: use up to 80 letters, digits, '.', '_', '-' "
+                          "or spaces, starting with a letter, digit or '_'")
+    return name
+
+
+def is_user_bundle(path) -> bool:
+    """True when `path` is a bundle folder directly inside :func:`user_models_dir`."""
+    p = Path(path)
+    try:
+        return p.resolve().parent == user_models_dir().resolve() and (p / "card.json").is_file()
+    except OSError:
+        return False
+
+
+def _user_only(path, action: str) -> Path:
+    p = Path(path)
+    if not (p / "card.json").is_file():
+        raise BundleError(f"{p}: not a model bundle (no card.json)")
+    if not is_user_bundle(p):
+        raise BundleError(f"cannot {action} {p.name}: only models in the user model folder "
+                          f"({user_models_dir()}) can be changed; bundled models are read-only")
+    return p
+
+
+def _write_card(folder: Path, card: dict) -> None:
+    atomic_write_bytes(folder / "card.json", json.dumps(card, indent=1, default=str).encode())
+
+
+def rename_bundle(path, new_name: str) -> Path:
+    """Rename a user bundle: its folder and the card's ``name``; returns the new folder.
+
+    Raises BundleError for bundled models, unusable names and names already taken.
+    """
+    p = _user_only(path, "rename")
+    new_name = _check_name(new_name)
+    if new_name == p.name:
+        return p
+    dest = p.parent / new_name
+    if dest.exists() or any(n == new_name for n, _, _ in list_bundles()):
+        raise BundleError(f"a model named {new_name!r} already exists; choose another name")
+    card = read_card(p)
+    os.rename(p, dest)
+    try:
+        _write_card(dest, {**card, "name": new_name})
+    except BaseException:
+        os.rename(dest, p)
+        raise
+    return dest
+
+
+def delete_bundle(path) -> None:
+    """Delete a user bundle folder (bundled models are refused with a BundleError)."""
+    p = _user_only(path, "delete")
+    shutil.rmtree(p)
+
+
+def _bundle_files(p: Path) -> list[Path]:
+    """The regular files at the top of a bundle folder (the resume/ state is left out)."""
+    return sorted(f for f in p.iterdir() if f.is_file() and not f.is_symlink() and not f.name.startswith("."))
+
+
+def _check_weights(p: Path) -> dict:
+    card = read_card(p)
+    wfile = p / "weights.safetensors"
+    if not wfile.is_file():
+        raise BundleError(f"{p}: weights.safetensors is missing")
+    if sha256_file(wfile) != card["weights_sha256"]:
+        raise BundleError(f"{p}: weights.safetensors is damaged or was replaced (sha256 does not match the card)")
+    return card
+
+
+def export_bundle(path, dest, as_zip: bool = True) -> Path:
+    """Copy a bundle (bundled or user) for another machine; returns what was written.
+
+    Parameters
+    ----------
+    path : a bundle folder
+    dest : path
+        With `as_zip`: a ``.zip`` file to write, or a folder to write ``<name>.zip`` in.
+        Without: a folder in which a copy ``<name>/`` is made.
+    as_zip : bool
+
+    The weights are checked against the card first.  The zip holds ``<name>/card.json``,
+    ``<name>/weights.safetensors`` and the bundle's other top-level files (training logs),
+    and is written atomically.
+    """
+    p = Path(path)
+    _check_weights(p)
+    dest = Path(dest)
+    if as_zip:
+        target = dest if dest.suffix.lower() == ".zip" else dest / f"{p.name}.zip"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        try:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for f in _bundle_files(p):
+                    zf.write(f, f"{p.name}/{f.name}")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return target
+    target = dest / p.name
+    if target.exists():
+        raise BundleError(f"{target} already exists; choose another folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", dir=dest))
+    try:
+        for f in _bundle_files(p):
+            shutil.copy2(f, tmp / f.name)
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _safe_member(name: str) -> PurePosixPath:
+    """The relative path of a zip entry; BundleError for absolute paths and '..'."""
+    if "\\" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise BundleError(f"refusing the zip: entry {name!r} has an absolute or Windows path")
+    parts = PurePosixPath(name).parts
+    if any(part == ".." for part in parts):
+        raise BundleError(f"refusing the zip: entry {name!r} points outside the bundle ('..')")
+    return PurePosixPath(*[q for q in parts if q not in ("", ".")]) if parts else PurePosixPath()
+
+
+def _unpack_zip(src: Path, into: Path) -> Path:
+    """Unpack the bundle in zip `src` into the empty folder `into`; returns its folder there."""
+    try:
+        zf = zipfile.ZipFile(src)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{src}: not a readable zip file ({exc})") from exc
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        total = 0
+        members = []
+        for info in infos:
+            rel = _safe_member(info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise BundleError(f"refusing the zip: entry {info.filename!r} is a symbolic link")
+            total += info.file_size
+            if total > MAX_IMPORT_BYTES:
+                raise BundleError(f"refusing the zip: it unpacks to more than {MAX_IMPORT_BYTES >> 20} MB")
+            members.append((info, rel))
+        cards = [rel for _, rel in members if rel.name == "card.json"]
+        if len(cards) != 1 or len(cards[0].parts) > 2:
+            raise BundleError(f"{src}: expected one model bundle (a card.json at the top or in one folder), "
+                              f"found {len(cards)} card.json")
+        root = cards[0].parent
+        for info, rel in members:
+            if rel.parent != root:
+                continue  # only the bundle's own top-level files
+            with zf.open(info) as fin, open(into / rel.name, "wb") as fout:
+                shutil.copyfileobj(fin, fout)
+    return into
+
+
+def import_bundle(src) -> Path:
+    """Install a bundle from a folder or a ``.zip`` (as :func:`export_bundle` writes) into
+    :func:`user_models_dir`; returns its new folder.
+
+    The card must be complete and the weights must load and match the card's sha256 (the
+    same checks as :func:`load_bundle`); zips with absolute paths, '..' or links in their
+    entries are refused.  A name already taken gets "-2", "-3", ... appended (the card's
+    ``name`` follows).  Raises BundleError with what is wrong.
+    """
+    src = Path(src)
+    base = user_models_dir()
+    base.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".import-", dir=base))
+    try:
+        if src.is_dir():
+            if not (src / "card.json").is_file():
+                raise BundleError(f"{src}: not a model bundle (no card.json)")
+            for f in _bundle_files(src):
+                shutil.copy2(f, work / f.name)
+            stem = src.name
+        elif src.is_file():
+            _unpack_zip(src, work)
+            stem = src.stem
+        else:
+            raise BundleError(f"{src}: no such file or folder")
+        load_bundle(work)  # card complete, sha256 matches, weights fit the architecture
+        card = read_card(work)
+        try:
+            name = _check_name(card.get("name") or stem)
+        except BundleError:
+            name = _check_name(re.sub(r"[^A-Za-z0-9._ -]+", "-", str(card.get("name") or stem)).strip("-. ") or "model")
+        taken = {n for n, _, _ in list_bundles()}
+        final, k = name, 1
+        while final in taken or (base / final).exists():
+            k += 1
+            final = f"{name}-{k}"
+        if card.get("name") != final:
+            _write_card(work, {**card, "name": final})
+        os.rename(work, base / final)
+        return base / final
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise

@@ -12,6 +12,24 @@ vacancies), profiles ({"cuda": {...}}: fields that replace the ones above when t
 that device - a GPU affords larger batches, more steps and more simulation workers in the
 same wall-clock time; the card records the profile used).
 
+Fine-tuning on the user's annotated real images (:mod:`atomlens.nn.realdata`): ``real`` (a
+list of ``{"image": "<x.image.npy>", "annotations": "<x.annotations.json>", "weight": 1.0}``,
+as :func:`atomlens.analysis.annotations.export_training_pair` writes them; or in-memory
+:class:`~atomlens.nn.realdata.AnnotatedImage` objects through ``train(real_images=...)``),
+``real_fraction`` (default 0.3: the chance that a training sample is a window of an annotated
+image rather than a simulation), ``real_holdout`` (default 0.2: a strip at the bottom of each
+annotated image is never trained on; validation adds ``user_precision``, ``user_recall`` and
+``user_f1`` measured on it), ``select_by`` ("auto" | "val_f1" | "user_f1" | "mean_f1" |
+"val_loss": the metric that picks the best checkpoint; "auto" is "mean_f1", the mean of the
+simulated and the user F1, when there are held-out annotations, else "val_f1" (segmentation)
+or "val_loss" (CAM)).  When fine-tuning (``init_from``) with annotated images, the parent
+model is evaluated once before the first step (``step`` 0, ``baseline`` true; it is logged,
+not saved).  The card lists the images used under ``annotated_images`` (name, sha256 of the
+image file, number of atoms, weight).
+
+``eval_every_s`` (optional): also evaluate when this many seconds of training have passed since
+the last evaluation (live curves at a steady pace whatever the speed of the machine).
+
 The best checkpoint (by validation atom F1 for segmentation, by validation loss for CAM) is
 saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
 ``resume/`` holds the state for ``resume=True``.  Cancelling (or the time limit) stops after
@@ -114,8 +132,22 @@ def _worker_init(_wid):
         pass
 
 
+def _user_validation(model, rec, reals, device) -> dict:
+    """user_precision/recall/f1 (and per class) of `model` on the held-out strips of `reals`."""
+    from .realdata import ModelPredictor, evaluate_on_annotations
+
+    card = {"name": rec["name"], "task": "segmentation", "classes": list(CLASSES), "px_size_A": rec["px_size_A"],
+            "valid_px_size_A": rec["valid_px_size_A"], "mode": rec["mode"]}
+    s = evaluate_on_annotations(ModelPredictor(model, card, device), reals, region="holdout",
+                                holdout=rec["real_holdout"])
+    out = {"user_precision": s["precision"], "user_recall": s["recall"], "user_f1": s["f1"],
+           "user_n_true": s["n_true"]}
+    out.update({f"user_f1_{k}": v for k, v in s["per_class"].items()})
+    return out
+
+
 @torch.no_grad()
-def _validate(model, recipe, val, device) -> dict:
+def _validate(model, recipe, val, device, reals=None) -> dict:
     from ..analysis.atoms import find_atoms
     from ..analysis.metrics import detection_scores
 
@@ -139,18 +171,22 @@ def _validate(model, recipe, val, device) -> dict:
         for c, name in enumerate(CLASSES):
             if c and s["per_class"].get(c, {}).get("n_true", 0):
                 per[name].append(s["per_class"][c]["f1"])
-    model.train()
     out = {"val_loss": float(np.mean(losses))}
     if f1s:
         finite = [r for r in rmses if np.isfinite(r)]
         out.update({"val_f1": float(np.mean(f1s)), "val_rmse_A": float(np.mean(finite)) if finite else float("nan")})
         out.update({f"val_f1_{k}": float(np.mean(v)) for k, v in per.items() if v})
+    if reals and recipe.get("real_holdout", 0) > 0:
+        out.update(_user_validation(model, recipe, reals, device))
+        if "val_f1" in out:
+            out["mean_f1"] = 0.5 * (out["val_f1"] + out["user_f1"])
+    model.train()
     return out
 
 
-def _card(recipe, model, metrics, device, seconds, steps_done, parent) -> dict:
+def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=None) -> dict:
     task = recipe["task"]
-    return {
+    card = {
         "name": recipe["name"], "version": recipe["version"], "task": task,
         "architecture": recipe["architecture"],
         "classes": list(DEFECT_TYPES if task == "cam" else CLASSES),
@@ -163,15 +199,54 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent) -> dict:
                      "date": time.strftime("%Y-%m-%d"), "parameters": count_parameters(model)},
         "validation": metrics, "parent": parent,
     }
+    if reals:
+        card["annotated_images"] = [r.card_entry() for r in reals]
+    return card
+
+
+#: on_metrics gets {"step", "train_loss"} every this many steps between evaluations.
+METRICS_EVERY = 25
+
+
+def _select_key(rec, reals) -> str:
+    key = rec.get("select_by") or "auto"
+    if key == "auto":
+        if rec["task"] == "cam":
+            return "val_loss"
+        return "mean_f1" if reals and rec.get("real_holdout", 0) > 0 else "val_f1"
+    allowed = {"val_f1", "val_loss"} | ({"user_f1", "mean_f1"} if reals and rec.get("real_holdout", 0) > 0 else set())
+    if rec["task"] == "cam":
+        allowed = {"val_loss"}
+    if key not in allowed:
+        raise ValueError(f"select_by {key!r} is not available for this recipe; use one of {sorted(allowed)} or 'auto'")
+    return key
 
 
 def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print,
-          overrides: dict | None = None) -> dict:
+          overrides: dict | None = None, real_images=None, on_metrics=None) -> dict:
     """Train the model a recipe describes; returns the best validation metrics.
 
-    progress(fraction, message) is called after each step; `cancel` (anything with is_set())
-    stops training after the current step, keeping the best bundle so far.  `overrides`
-    replace recipe fields after the device profile is applied (the command line's --steps).
+    Parameters
+    ----------
+    recipe : dict
+        See the module docstring.
+    out_dir : path
+        The bundle, ``metrics.jsonl`` and ``resume/`` go here.
+    progress : callable(fraction, message), optional
+        Called after each step.
+    cancel : object with ``is_set()``, optional
+        Stops training after the current step, keeping the best bundle so far.
+    resume : bool
+        Continue from the state in ``out_dir/resume``.
+    log : callable(str)
+    overrides : dict, optional
+        Replace recipe fields after the device profile is applied (the command line's --steps).
+    real_images : list of :class:`~atomlens.nn.realdata.AnnotatedImage`, optional
+        Annotated real images to mix in, besides the recipe's ``real`` entries.
+    on_metrics : callable(dict), optional
+        Called in this thread (never from a DataLoader worker) after each evaluation with the
+        metrics logged to ``metrics.jsonl``, and every :data:`METRICS_EVERY` steps in between
+        with ``{"step", "train_loss"}`` (the mean loss since the last call): for live curves.
     """
     rec = {**DEFAULTS, **copy.deepcopy(recipe)}
     if isinstance(rec.get("sim"), str):
@@ -196,9 +271,27 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         model = build_model(rec["architecture"]).to(device)
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
+    from .realdata import load_real_items
+
+    reals = load_real_items(rec.get("real")) + load_real_items(real_images)
+    if reals:
+        if rec["task"] != "segmentation":
+            raise ValueError("annotated images can only train atom-finding (segmentation) models, "
+                             f"not a {rec['task']!r} model")
+        rec.setdefault("real_fraction", 0.3)
+        rec.setdefault("real_holdout", 0.2)
+        rec["real_fraction"], rec["real_holdout"] = float(rec["real_fraction"]), float(rec["real_holdout"])
+        if not 0.0 <= rec["real_fraction"] <= 1.0:
+            raise ValueError(f"real_fraction must be between 0 and 1, got {rec['real_fraction']}")
+        if not 0.0 <= rec["real_holdout"] < 1.0:
+            raise ValueError(f"real_holdout must be in [0, 1), got {rec['real_holdout']}")
+    metric_key = _select_key(rec, reals)
     opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec["lr"], total_steps=max(2, rec["steps"]),
-                                                pct_start=0.15 if not parent else 0.05)
+    total = max(2, rec["steps"])
+    # warm-up: 15 % (5 % when fine-tuning), and at least 2 steps where there are enough (a warm-up
+    # of exactly one step divides by zero in OneCycleLR)
+    pct = max(0.15 if not parent else 0.05, min(0.3, 2.0 / total))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec["lr"], total_steps=total, pct_start=pct)
     state_dir = out / "resume"
     step, best, bad_evals, elapsed0 = 0, None, 0, 0.0
     if resume and (state_dir / "state.json").is_file():
@@ -219,6 +312,16 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     n_types = len(DEFECT_TYPES)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
                        n_types=n_types)
+    if reals:
+        from ..sim.simulate import SimConfig
+        from .realdata import MixedStream, RealPatches
+
+        labels = SimConfig.from_any(rec["sim"]).labels or {}
+        patches = RealPatches(reals, rec["px_size_A"], SimConfig.from_any(rec["sim"]).shape,
+                              holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)))
+        stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
+        log(f"{len(reals)} annotated image(s), {sum(r.n_atoms for r in reals)} atoms; "
+            f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
     loader = torch.utils.data.DataLoader(stream, batch_size=rec["batch_size"], num_workers=rec["num_workers"],
                                          persistent_workers=rec["num_workers"] > 0,
                                          worker_init_fn=_worker_init if rec["num_workers"] > 1 else None,
@@ -226,16 +329,29 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                                          prefetch_factor=4 if rec["num_workers"] > 0 else None,
                                          multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
     val = make_validation_set(rec["sim"], rec["val_n"], rec["task"], n_types=n_types)
-    metric_key = "val_f1" if rec["task"] == "segmentation" else "val_loss"
-    better = (lambda a, b: a > b) if metric_key == "val_f1" else (lambda a, b: a < b)
+    better = (lambda a, b: a < b) if metric_key == "val_loss" else (lambda a, b: a > b)
     use_amp = device == "cuda"
     t0 = time.time() - elapsed0
     logf = open(out / "metrics.jsonl", "a", encoding="utf-8")
     best_metrics = {}
+
+    def emit(m):
+        if on_metrics is not None:
+            on_metrics(dict(m))
+
     try:
+        if reals and parent is not None and step == 0 and rec.get("real_holdout", 0) > 0:
+            m = _validate(model, rec, val, device, reals)
+            m.update({"step": 0, "train_loss": float("nan"), "seconds": round(time.time() - t0, 1),
+                      "lr": sched.get_last_lr()[0], "baseline": True})
+            logf.write(json.dumps(m) + "\n")
+            logf.flush()
+            log("before fine-tuning: " + " ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+            emit(m)
         it = iter(loader)
         model.train()
-        running = []
+        running, recent = [], []
+        last_eval = time.time()
         while step < rec["steps"]:
             x, y = next(it)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -250,22 +366,31 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
             sched.step()
             step += 1
             running.append(loss.item())
+            recent.append(running[-1])
             elapsed = time.time() - t0
             stop = (cancel is not None and cancel.is_set()) or elapsed > rec["time_limit_min"] * 60
-            if step % rec["eval_every"] == 0 or step == rec["steps"] or stop:
-                m = _validate(model, rec, val, device)
+            evaluate = (step % rec["eval_every"] == 0 or step == rec["steps"] or stop
+                        or (rec.get("eval_every_s") and time.time() - last_eval >= float(rec["eval_every_s"])))
+            if step % METRICS_EVERY == 0 and not evaluate:
+                emit({"step": step, "train_loss": float(np.mean(recent))})
+                recent = []
+            if evaluate:
+                recent = []
+                m = _validate(model, rec, val, device, reals)
                 m.update({"step": step, "train_loss": float(np.mean(running)), "seconds": round(elapsed, 1),
                           "lr": sched.get_last_lr()[0]})
                 running = []
                 logf.write(json.dumps(m) + "\n")
                 logf.flush()
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+                emit(m)
                 if best is None or better(m[metric_key], best):
                     best, bad_evals, best_metrics = m[metric_key], 0, m
-                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent), out)
+                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent, reals), out)
                 else:
                     bad_evals += 1
                 _save_resume(state_dir, model, opt, sched, step, best, bad_evals, elapsed, rec["steps"])
+                last_eval = time.time()
                 if bad_evals >= rec["patience"]:
                     log(f"early stop: no improvement in {bad_evals} evaluations")
                     break

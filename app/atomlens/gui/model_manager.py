@@ -1,0 +1,298 @@
+"""Model > Manage models…: the installed model bundles with their cards; rename, export,
+import and delete (user models only), through :mod:`atomlens.nn.bundle`.
+
+Each action has a method that takes paths (:meth:`ModelManagerDialog.rename_model`,
+:meth:`~ModelManagerDialog.export_model`, :meth:`~ModelManagerDialog.import_model`,
+:meth:`~ModelManagerDialog.delete_model`); the buttons ask for the paths with file dialogs and
+call them.  Errors become message boxes, never exceptions.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PyQt5 import QtCore, QtWidgets
+
+__all__ = ["ModelManagerDialog", "card_summary"]
+
+_COLUMNS = ("Name", "Origin", "Task", "Mode", "Pixel size", "F1 (sim.)", "Parent", "Trained")
+
+
+def card_summary(card: dict) -> dict:
+    """Display strings for a card: the table's columns and a few more for the details."""
+    val = card.get("validation") or {}
+    tr = card.get("training") or {}
+    parent = card.get("parent") or {}
+    f1 = val.get("val_f1")
+    lo, hi = (card.get("valid_px_size_A") or [None, None])[:2]
+    return {
+        "Task": str(card.get("task", "?")), "Mode": str(card.get("mode", "?")),
+        "Pixel size": f"{float(card['px_size_A']) * 100:.3g} pm" if card.get("px_size_A") else "?",
+        "Valid range": f"{lo * 100:.3g}–{hi * 100:.3g} pm" if lo and hi else "?",
+        "F1 (sim.)": f"{f1:.3f}" if isinstance(f1, (int, float)) else "",
+        "F1 (your atoms)": f"{val['user_f1']:.3f}" if isinstance(val.get("user_f1"), (int, float)) else "",
+        "Parent": str(parent.get("name", "")) if isinstance(parent, dict) else str(parent),
+        "Trained": " ".join(str(v) for v in (tr.get("date"), tr.get("device") and f"on {tr['device']}") if v),
+        "Steps": str(tr.get("steps", "")), "Version": str(card.get("version", "")),
+        "Classes": ", ".join(map(str, card.get("classes", []))),
+        "Annotated images": ", ".join(str(a.get("name", "?")) for a in card.get("annotated_images") or []),
+    }
+
+
+class ModelManagerDialog(QtWidgets.QDialog):
+    """List, inspect, rename, export, import and delete model bundles.
+
+    Parameters
+    ----------
+    parent : QWidget
+    manager : TrainingManager, optional
+        While it trains, its output folder cannot be renamed or deleted.
+
+    Signals: ``modelsChanged()`` after every change to the installed models.
+    """
+
+    modelsChanged = QtCore.pyqtSignal()
+
+    def __init__(self, parent=None, manager=None):
+        super().__init__(parent)
+        self.setWindowTitle("Manage models")
+        self.setObjectName("ModelManagerDialog")
+        self.resize(900, 520)
+        self.manager = manager
+        self.entries: list[tuple[str, Path, str, dict | None, str]] = []  # name, path, origin, card, error
+
+        self.table = QtWidgets.QTableWidget(0, len(_COLUMNS))
+        self.table.setHorizontalHeaderLabels(_COLUMNS)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._on_selection)
+        self.details = QtWidgets.QTextBrowser()
+        self.details.setMinimumHeight(130)
+
+        self.rename_button = QtWidgets.QPushButton("Rename…")
+        self.rename_button.clicked.connect(self._ask_rename)
+        self.export_button = QtWidgets.QPushButton("Export…")
+        menu = QtWidgets.QMenu(self.export_button)
+        menu.addAction("As a zip file…", lambda: self._ask_export(True))
+        menu.addAction("As a folder…", lambda: self._ask_export(False))
+        self.export_button.setMenu(menu)
+        self.import_button = QtWidgets.QPushButton("Import…")
+        menu = QtWidgets.QMenu(self.import_button)
+        menu.addAction("From a zip file…", lambda: self._ask_import(True))
+        menu.addAction("From a folder…", lambda: self._ask_import(False))
+        self.import_button.setMenu(menu)
+        self.delete_button = QtWidgets.QPushButton("Delete")
+        self.delete_button.clicked.connect(lambda: self.delete_model(self.selected_path()) if self.selected_path()
+                                           else None)
+        close = QtWidgets.QPushButton("Close")
+        close.clicked.connect(self.accept)
+        buttons = QtWidgets.QHBoxLayout()
+        for b in (self.rename_button, self.export_button, self.import_button, self.delete_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+        self.folder_label = QtWidgets.QLabel()
+        self.folder_label.setStyleSheet("color: #555")
+        self.folder_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(self.table, 3)
+        lay.addWidget(self.details, 2)
+        lay.addWidget(self.folder_label)
+        lay.addLayout(buttons)
+        self.refresh()
+
+    # ================================================================= listing
+    def refresh(self, select: Path | None = None) -> None:
+        """Read the installed bundles again (keeping or setting the selection)."""
+        from ..nn.bundle import list_bundles, read_card, user_models_dir
+
+        keep = select or self.selected_path()
+        self.entries = []
+        try:
+            bundles = list_bundles()
+        except OSError as exc:
+            bundles = []
+            self._error("Cannot list the models", str(exc))
+        for name, path, origin in bundles:
+            try:
+                self.entries.append((name, path, origin, read_card(path), ""))
+            except Exception as exc:  # noqa: BLE001 - shown as a broken entry
+                self.entries.append((name, path, origin, None, str(exc)))
+        self.table.setRowCount(len(self.entries))
+        row_to_select = None
+        for r, (name, path, origin, card, err) in enumerate(self.entries):
+            info = card_summary(card) if card else {}
+            values = [name, origin] + [info.get(c, "") for c in _COLUMNS[2:]]
+            if err:
+                values[2] = "damaged"
+            for c, text in enumerate(values):
+                item = QtWidgets.QTableWidgetItem(text)
+                item.setToolTip(err or str(path))
+                self.table.setItem(r, c, item)
+            if keep is not None and Path(path) == Path(keep):
+                row_to_select = r
+        self.table.resizeColumnsToContents()
+        self.folder_label.setText(f"Your models are kept in {user_models_dir()}")
+        if self.entries:
+            self.table.selectRow(row_to_select if row_to_select is not None else 0)
+        self._on_selection()
+
+    def names(self) -> list[str]:
+        return [e[0] for e in self.entries]
+
+    def selected_path(self) -> Path | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self.entries):
+            return None
+        return Path(self.entries[rows[0].row()][1])
+
+    def select(self, name: str) -> bool:
+        for r, e in enumerate(self.entries):
+            if e[0] == name:
+                self.table.selectRow(r)
+                return True
+        return False
+
+    def _entry(self, path):
+        return next((e for e in self.entries if Path(e[1]) == Path(path)), None)
+
+    def _on_selection(self) -> None:
+        path = self.selected_path()
+        e = self._entry(path) if path else None
+        user = bool(e and e[2] == "user")
+        busy = bool(e and self._in_training(e[1]))
+        self.rename_button.setEnabled(user and not busy)
+        self.delete_button.setEnabled(user and not busy)
+        self.export_button.setEnabled(bool(e and e[3]))
+        if e is None:
+            self.details.setHtml("<i>No model selected.</i>")
+            return
+        name, path, origin, card, err = e
+        if err:
+            self.details.setHtml(f"<b>{html.escape(name)}</b> ({origin})<br><span style='color:#c00'>"
+                                 f"{html.escape(err)}</span>")
+            return
+        rows = "".join(f"<tr><td><b>{html.escape(k)}</b>&nbsp;&nbsp;</td><td>{html.escape(v)}</td></tr>"
+                       for k, v in card_summary(card).items() if v)
+        note = "<br><i>This model is being trained now.</i>" if busy else ""
+        self.details.setHtml(f"<b>{html.escape(name)}</b> ({origin}) — {html.escape(str(path))}"
+                             f"<table>{rows}</table>{note}")
+
+    def _in_training(self, path) -> bool:
+        m = self.manager
+        return bool(m is not None and m.is_running() and m.job is not None
+                    and Path(m.job.out_dir).resolve() == Path(path).resolve())
+
+    # ================================================================= actions (paths in)
+    def rename_model(self, path, new_name: str) -> Path | None:
+        """Rename a user model; its new folder, or None (with a message) on failure."""
+        from ..nn.bundle import rename_bundle
+
+        if self._in_training(path):
+            self._error("Rename model", "This model is being trained; wait until training ends.")
+            return None
+        try:
+            new = rename_bundle(path, new_name)
+        except Exception as exc:  # noqa: BLE001 - BundleError and OSError alike become messages
+            self._error("Rename model", str(exc))
+            return None
+        self.refresh(select=new)
+        self.modelsChanged.emit()
+        return new
+
+    def export_model(self, path, dest, as_zip: bool = True) -> Path | None:
+        """Export a model to `dest` (a .zip path or a folder); what was written, or None."""
+        from ..nn.bundle import export_bundle
+
+        try:
+            with _busy_cursor():
+                return export_bundle(path, dest, as_zip=as_zip)
+        except Exception as exc:  # noqa: BLE001
+            self._error("Export model", str(exc))
+            return None
+
+    def import_model(self, src) -> Path | None:
+        """Install a model from a folder or zip into the user models; its folder, or None."""
+        from ..nn.bundle import import_bundle
+
+        try:
+            with _busy_cursor():
+                new = import_bundle(src)
+        except Exception as exc:  # noqa: BLE001
+            self._error("Import model", str(exc))
+            return None
+        self.refresh(select=new)
+        self.modelsChanged.emit()
+        return new
+
+    def delete_model(self, path, confirm: bool = True) -> bool:
+        """Delete a user model (asking first when `confirm`); True when it was deleted."""
+        from ..nn.bundle import delete_bundle
+
+        if self._in_training(path):
+            self._error("Delete model", "This model is being trained; stop the training first.")
+            return False
+        if confirm:
+            ans = QtWidgets.QMessageBox.question(self, "Delete model", f"Delete the model {Path(path).name} "
+                                                 "for good? Its weights and card are removed from disk.")
+            if ans != QtWidgets.QMessageBox.Yes:
+                return False
+        try:
+            delete_bundle(path)
+        except Exception as exc:  # noqa: BLE001
+            self._error("Delete model", str(exc))
+            return False
+        self.refresh()
+        self.modelsChanged.emit()
+        return True
+
+    # ================================================================= buttons (ask, then act)
+    def _ask_rename(self) -> None:
+        path = self.selected_path()
+        if path is None:
+            return
+        name, ok = QtWidgets.QInputDialog.getText(self, "Rename model", "New name:", text=path.name)
+        if ok and name.strip() and name.strip() != path.name:
+            self.rename_model(path, name.strip())
+
+    def _ask_export(self, as_zip: bool) -> None:
+        path = self.selected_path()
+        if path is None:
+            return
+        if as_zip:
+            dest, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export model", str(Path.home() / f"{path.name}.zip"),
+                                                            "Zip files (*.zip)")
+            if dest and not dest.lower().endswith(".zip"):
+                dest += ".zip"
+        else:
+            dest = QtWidgets.QFileDialog.getExistingDirectory(self, "Export model into folder", str(Path.home()))
+        if dest:
+            out = self.export_model(path, dest, as_zip)
+            if out is not None:
+                QtWidgets.QMessageBox.information(self, "Export model", f"Exported {path.name} to\n{out}")
+
+    def _ask_import(self, from_zip: bool) -> None:
+        if from_zip:
+            src, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import model", str(Path.home()), "Zip files (*.zip)")
+        else:
+            src = QtWidgets.QFileDialog.getExistingDirectory(self, "Import model folder", str(Path.home()))
+        if src:
+            self.import_model(src)
+
+    def _error(self, title: str, text: str) -> None:
+        self.last_error = text
+        QtWidgets.QMessageBox.warning(self, title, text)
+
+
+class _busy_cursor:
+    def __enter__(self):
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
+
+    def __exit__(self, *exc):
+        QtWidgets.QApplication.restoreOverrideCursor()
+        return False

@@ -1,0 +1,426 @@
+"""Fine-tuning in the background: :class:`TrainingManager` runs :func:`atomlens.nn.train.train`
+on a QThread and keeps what the retrain dialog shows (curves, log, result), so the dialog can
+be closed and re-opened while a model trains.
+
+The manager is parented to the main window and outlives any dialog.  Its worker calls the
+same core ``train(...)`` as ``atomlens train``; it reports only through signals and never
+touches a widget.  When training ends (finished, cancelled or stopped by the time limit) and
+annotated images were used, the worker also scores the base and the new model on the user's
+corrected atoms (:func:`atomlens.nn.realdata.evaluate_on_annotations`) before it returns.
+
+:func:`build_finetune_recipe` turns the dialog's settings and the base model's card into a
+recipe (pure Python, testable without Qt).
+"""
+
+from __future__ import annotations
+
+import atexit
+import copy
+import dataclasses
+import json
+import math
+import shutil
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from PyQt5 import QtCore
+
+__all__ = ["TrainingJob", "TrainingManager", "build_finetune_recipe", "base_recipe"]
+
+_THREADS: list = []  # (thread, worker): referenced for the life of the process (see loader.py)
+
+
+def _stop_all() -> None:
+    for thread, worker in _THREADS:
+        try:
+            worker.cancel_event.set()
+            if thread.isRunning():
+                thread.quit()
+                thread.wait(5000)
+        except RuntimeError:  # the C++ object is already gone
+            pass
+
+
+atexit.register(_stop_all)
+
+
+# ----------------------------------------------------------------------------- recipes
+def base_recipe(card: dict) -> dict:
+    """The training recipe of a model: the one its card records, else the bundled recipe for
+    its imaging mode (with the card's architecture and pixel size)."""
+    rec = card.get("recipe")
+    if isinstance(rec, dict) and isinstance(rec.get("sim"), dict):
+        return copy.deepcopy(rec)
+    from ..samples import resource_path
+
+    name = "stm-topo" if str(card.get("mode", "")).upper() == "STM" else "stem-haadf"
+    rec = json.loads(resource_path("recipes", f"{name}.json").read_text(encoding="utf-8"))
+    rec.update({k: copy.deepcopy(card[k]) for k in ("architecture", "px_size_A", "valid_px_size_A", "mode")
+                if k in card})
+    return rec
+
+
+def _variant_for(sim: dict, structure: str) -> dict:
+    """The base mix's variant that simulates `structure` (a name), or {}."""
+    for v in sim.get("variants") or []:
+        s = v.get("structure")
+        if s == structure or (isinstance(s, list) and structure in s):
+            return copy.deepcopy(v)
+    return {}
+
+
+def _with_max(entry: dict, value: float, default_key: str) -> dict:
+    """A defect entry with its amount (whichever of rate / n / prob / amplitude_A it uses)
+    set to `value` (a rate, count or amplitude drawn from [0, value]; a probability as is)."""
+    out = dict(entry)
+    key = next((k for k in ("rate", "n", "prob", "amplitude_A") if k in out), default_key)
+    out[key] = float(value) if key == "prob" else [0.0, float(value)]
+    return out
+
+
+def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
+    """(recipe, overrides) for fine-tuning the bundle at `base_path` (card `card`).
+
+    `s` holds the dialog's choices: ``name``, ``mode``, ``px_size_A`` (the new model's
+    pixel size), ``structure`` ({"kind": "mix" | "named" | "custom" | "cif", "name", "a1",
+    "a2", "sites", "cif", "zone_axis"}), ``defects`` ({sim key: {"value", "element"?}}, the
+    checked ones; ignored for "mix"), ``noise`` ({"key": "dose_e_per_A2" | "sigma_A",
+    "value"}), ``noise_spread`` (training draws value / spread .. value * spread),
+    ``augment`` ({"rotation", "jiggle_A", "drift_A", "jitter_px"}), ``patch_px``, ``steps``,
+    ``batch_size``, ``time_limit_min``, ``device``, ``lr``, ``val_n``, ``num_workers``
+    (None: the recipe's), ``real_fraction``, ``real_holdout``.  The overrides repeat the
+    budget fields so that they win over the recipe's device profile.  About ten evaluations
+    are made (and one a minute at least); there is no early stop: the user's budget (steps or
+    time) ends the run and the best checkpoint is kept.
+    """
+    rec = base_recipe(card)
+    for k in ("profile", "recipe_file", "real"):
+        rec.pop(k, None)
+    px = float(s["px_size_A"])
+    lo, hi = rec.get("valid_px_size_A", card.get("valid_px_size_A", [px, px]))
+    rec.update({"name": s["name"], "init_from": str(base_path), "mode": s["mode"], "px_size_A": px,
+                "task": "segmentation", "valid_px_size_A": [min(float(lo), px), max(float(hi), px)]})
+    sim = copy.deepcopy(rec["sim"])
+    sim.update({"shape": [int(s["patch_px"])] * 2, "px_size_A": [round(0.9 * px, 4), round(1.1 * px, 4)],
+                "mode": s["mode"]})
+    st = s["structure"]
+    if st["kind"] != "mix":
+        variant = _variant_for(sim, st["name"]) if st["kind"] == "named" else {}
+        base_defects = variant.get("defects", {})
+        defects = {}
+        for key, d in (s.get("defects") or {}).items():
+            entry = _with_max(base_defects.get(key, {}), d["value"], _DEFAULT_AMOUNT_KEY.get(key, "rate"))
+            if d.get("element"):
+                els = [e.strip() for e in str(d["element"]).replace(";", ",").split(",") if e.strip()]
+                entry["element"] = els[0] if len(els) == 1 else els
+            defects[key] = entry
+        sim.pop("variants", None)
+        sim.pop("cif", None)
+        sim["defects"] = defects
+        if st["kind"] == "named":
+            sim["structure"] = st["name"]
+            sim["structure_params"] = variant.get("structure_params", {})
+            sim["thickness"] = variant.get("thickness", 1.0)
+        elif st["kind"] == "custom":
+            sim["structure"] = "custom"
+            sim["structure_params"] = {"a1": list(st["a1"]), "a2": list(st["a2"]), "sites": list(st["sites"])}
+            sim["thickness"] = 1.0
+        else:  # a CIF (or any file ASE reads), projected along the zone axis
+            sim.update({"structure": "cif", "structure_params": {}, "cif": str(st["cif"]),
+                        "zone_axis": [int(v) for v in st.get("zone_axis", (0, 0, 1))], "thickness": [5, 30]})
+    noise = dict(sim.get("noise") or {})
+    nz, spread = s["noise"], max(1.0, float(s.get("noise_spread", 3.0)))
+    noise[nz["key"]] = [float(nz["value"]) / spread, float(nz["value"]) * spread]
+    aug = dict(sim.get("augment") or {})
+    a = s["augment"]
+    aug["rotation"] = bool(a["rotation"])
+    aug["jiggle_A"] = [0.0, float(a["jiggle_A"])]
+    aug["drift_A"] = [0.0, float(a["drift_A"])]
+    noise["jitter_px"] = [0.0, float(a["jitter_px"])]
+    sim["noise"], sim["augment"] = noise, aug
+    rec["sim"] = sim
+    steps = int(s["steps"])
+    overrides = {"steps": steps, "batch_size": int(s["batch_size"]), "time_limit_min": float(s["time_limit_min"]),
+                 "device": s.get("device", "auto"), "lr": float(s["lr"]), "val_n": int(s["val_n"]),
+                 "eval_every": max(1, steps // 10), "eval_every_s": 60, "patience": 1_000_000,
+                 "real_fraction": float(s["real_fraction"]),
+                 "real_holdout": float(s["real_holdout"])}
+    if s.get("num_workers") is not None:
+        overrides["num_workers"] = int(s["num_workers"])
+    rec.update(overrides)
+    return rec, overrides
+
+
+#: The amount key a defect uses when the base recipe does not say.
+_DEFAULT_AMOUNT_KEY = {"vacancy": "rate", "partial_vacancy": "rate", "dopant": "rate", "multi_vacancy": "n",
+                       "stone_wales": "n", "adatom": "n", "hole": "prob", "edge": "prob", "grain_boundary": "prob",
+                       "contamination": "prob", "strain": "amplitude_A"}
+
+
+# ----------------------------------------------------------------------------- the job
+@dataclasses.dataclass
+class TrainingJob:
+    """One fine-tuning run: `recipe` and `overrides` for :func:`~atomlens.nn.train.train`,
+    trained into `out_dir` (a new folder), with `real_images`
+    (:class:`~atomlens.nn.realdata.AnnotatedImage`) mixed in.  `base_model` (a bundle
+    folder) is scored against the new model on the images' held-back strips afterwards."""
+
+    name: str
+    recipe: dict
+    out_dir: Path
+    overrides: dict = dataclasses.field(default_factory=dict)
+    real_images: list = dataclasses.field(default_factory=list)
+    base_model: str | None = None
+
+    @property
+    def holdout(self) -> float:
+        return float(self.overrides.get("real_holdout", self.recipe.get("real_holdout", 0.2)))
+
+
+class _Worker(QtCore.QObject):
+    progress = QtCore.pyqtSignal(float, str)
+    metrics = QtCore.pyqtSignal(dict)
+    logged = QtCore.pyqtSignal(str)
+    trained = QtCore.pyqtSignal(str, dict, bool)  # bundle folder or "", best metrics, cancelled
+    compared = QtCore.pyqtSignal(dict)
+    failed = QtCore.pyqtSignal(str, str)  # message, details
+    done = QtCore.pyqtSignal()
+
+    def __init__(self, job: TrainingJob):
+        super().__init__()
+        self.job = job
+        self.cancel_event = threading.Event()
+        self.abort = False  # set on shutdown: skip the comparison
+        self._last_progress = 0.0
+
+    def _progress(self, frac: float, msg: str) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 0.1 or frac >= 1.0:  # at most ~10 updates a second
+            self._last_progress = now
+            self.progress.emit(float(frac), str(msg))
+
+    @QtCore.pyqtSlot()
+    def run(self) -> None:
+        job, out = self.job, Path(self.job.out_dir)
+        try:
+            from ..nn.train import train
+
+            best = train(job.recipe, out, progress=self._progress, cancel=self.cancel_event, log=self.logged.emit,
+                         overrides=job.overrides, real_images=job.real_images,
+                         on_metrics=lambda m: self.metrics.emit(dict(m)))
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never a crash
+            kept = (out / "card.json").is_file()
+            if not kept:
+                shutil.rmtree(out, ignore_errors=True)
+            msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, (ValueError, RuntimeError)) else str(exc)
+            if kept:
+                msg += f"\nThe best model so far was kept in {out}."
+            self.failed.emit(msg, traceback.format_exc())
+            self.done.emit()
+            return
+        kept = (out / "card.json").is_file()
+        if not kept:
+            shutil.rmtree(out, ignore_errors=True)
+        self.trained.emit(str(out) if kept else "", dict(best or {}), self.cancel_event.is_set())
+        if kept and job.real_images and job.base_model and not self.abort:
+            self.compared.emit(self._compare(out))
+        self.done.emit()
+
+    def _compare(self, out: Path) -> dict:
+        """Precision/recall/F1 of the base and the new model on the user's atoms."""
+        job = self.job
+        region = "holdout" if job.holdout > 0 else "all"
+        res = {"region": region, "holdout": job.holdout, "base": Path(job.base_model).name, "new": out.name}
+        try:
+            from ..nn.infer import Predictor
+            from ..nn.realdata import evaluate_on_annotations
+
+            device = str(job.overrides.get("device", "auto"))
+            for key, path in (("before", job.base_model), ("after", str(out))):
+                res[key] = evaluate_on_annotations(Predictor(path, device), job.real_images, region=region,
+                                                   holdout=job.holdout)
+        except Exception as exc:  # noqa: BLE001 - shown in the dialog's table instead
+            res["error"] = f"{type(exc).__name__}: {exc}"
+        return res
+
+
+class TrainingManager(QtCore.QObject):
+    """Runs one fine-tuning job at a time in the background and remembers its history.
+
+    Signals
+    -------
+    started(str name), progress(float fraction, str message), metrics(dict) (what
+    ``train``'s ``on_metrics`` reports: ``{"step", "train_loss"}`` every ~25 steps, the full
+    validation metrics at evaluations), logged(str), finished(str bundle_path, dict
+    best_metrics), failed(str message), cancelled(str bundle_path_or_empty),
+    comparisonReady(dict) (``{"region", "base", "new", "before": {...}, "after": {...}}`` or
+    with ``"error"``), busyChanged(bool), statusChanged(str).
+
+    Attributes: ``job`` (the last :class:`TrainingJob`), ``history`` (its metrics dicts),
+    ``log_lines``, ``state`` ("idle", "training", "evaluating", "finished", "cancelled",
+    "failed"), ``result_path``, ``best_metrics``, ``comparison``, ``error``,
+    ``last_progress`` ((fraction, message)).
+    """
+
+    started = QtCore.pyqtSignal(str)
+    progress = QtCore.pyqtSignal(float, str)
+    metrics = QtCore.pyqtSignal(dict)
+    logged = QtCore.pyqtSignal(str)
+    finished = QtCore.pyqtSignal(str, dict)
+    failed = QtCore.pyqtSignal(str)
+    cancelled = QtCore.pyqtSignal(str)
+    comparisonReady = QtCore.pyqtSignal(dict)
+    busyChanged = QtCore.pyqtSignal(bool)
+    statusChanged = QtCore.pyqtSignal(str)
+
+    MAX_LOG = 500
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._thread = self._worker = None
+        self.job: TrainingJob | None = None
+        self._reset()
+        self.destroyed.connect(lambda *_: _stop_all())
+
+    def _reset(self) -> None:
+        self.history: list[dict] = []
+        self.log_lines: list[str] = []
+        self.state = "idle"
+        self._state_after = "finished"  # the state once the comparison is done
+        self.result_path = ""
+        self.best_metrics: dict = {}
+        self.comparison: dict | None = None
+        self.error = ""
+        self.last_progress = (0.0, "")
+
+    # ------------------------------------------------------------------ public API
+    def is_running(self) -> bool:
+        return self._thread is not None
+
+    def start(self, job: TrainingJob) -> None:
+        """Start `job` in the background.  Raises RuntimeError while another job runs and
+        FileExistsError when `job.out_dir` already holds something."""
+        if self.is_running():
+            raise RuntimeError(f"a model is already being trained ({self.job.name}); wait for it or cancel it")
+        out = Path(job.out_dir)
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} already exists; choose another model name")
+        self._reset()
+        self.job = job
+        self.state = "training"
+        self._thread = QtCore.QThread()
+        self._thread.setObjectName("atomlens-training")
+        self._worker = _Worker(job)
+        self._worker.moveToThread(self._thread)
+        _THREADS.append((self._thread, self._worker))
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.metrics.connect(self._on_metrics)
+        self._worker.logged.connect(self._on_log)
+        self._worker.trained.connect(self._on_trained)
+        self._worker.compared.connect(self._on_compared)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.done.connect(self._on_done)
+        self._thread.start()
+        self.started.emit(job.name)
+        self.busyChanged.emit(True)
+        self.statusChanged.emit(self.status_text())
+
+    def cancel(self) -> bool:
+        """Stop after the current step; the best checkpoint so far is kept.  False when idle."""
+        if not self.is_running():
+            return False
+        self._worker.cancel_event.set()
+        self._on_log("cancelling: stopping after the current step, keeping the best model so far")
+        return True
+
+    def shutdown(self, timeout_ms: int = 10000) -> None:
+        """Cancel and wait (up to `timeout_ms`) for the worker: for closing the application."""
+        if self._thread is None:
+            return
+        self._worker.abort = True
+        self._worker.cancel_event.set()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
+
+    def status_text(self) -> str:
+        """One line for the main window's status bar ("" when nothing has run)."""
+        name = self.job.name if self.job else ""
+        if self.state == "training":
+            frac, msg = self.last_progress
+            text = f"Training {name}: {msg or 'starting…'}"
+            last = next((m for m in reversed(self.history) if "val_loss" in m), None)
+            if last is not None:
+                for key, label in (("val_f1", "sim F1"), ("user_f1", "your atoms F1")):
+                    if isinstance(last.get(key), (int, float)) and math.isfinite(last[key]):
+                        text += f", {label} {last[key]:.3f}"
+            if self._worker is not None and self._worker.cancel_event.is_set():
+                text += " (cancelling…)"
+            return text
+        if self.state == "evaluating":
+            return f"Training {name} done; scoring the old and new model on your atoms…"
+        if self.state in ("finished", "cancelled"):
+            if not self.result_path:
+                return f"Training {name} cancelled before a model was saved"
+            f1 = self.best_metrics.get("val_f1")
+            extra = f" (sim F1 {f1:.3f})" if isinstance(f1, (int, float)) else ""
+            c = self.comparison or {}
+            if isinstance(c.get("before"), dict) and isinstance(c.get("after"), dict):
+                extra = f" (F1 on your atoms {c['before']['f1']:.3f} → {c['after']['f1']:.3f})"
+            return f"New model {name} saved{extra}" + (" (cancelled early)" if self.state == "cancelled" else "")
+        if self.state == "failed":
+            return f"Training {name} failed: {self.error.splitlines()[0] if self.error else ''}"
+        return ""
+
+    # ------------------------------------------------------------------ worker signals
+    def _on_progress(self, frac: float, msg: str) -> None:
+        self.last_progress = (frac, msg)
+        self.progress.emit(frac, msg)
+        self.statusChanged.emit(self.status_text())
+
+    def _on_metrics(self, m: dict) -> None:
+        self.history.append(m)
+        self.metrics.emit(m)
+
+    def _on_log(self, line: str) -> None:
+        self.log_lines.append(line)
+        del self.log_lines[:-self.MAX_LOG]
+        self.logged.emit(line)
+
+    def _on_trained(self, path: str, best: dict, was_cancelled: bool) -> None:
+        self.result_path, self.best_metrics = path, best
+        self.state = "cancelled" if was_cancelled else "finished"
+        if path and self.job.real_images and self.job.base_model and not self._worker.abort:
+            self._state_after, self.state = self.state, "evaluating"
+        if was_cancelled:
+            self.cancelled.emit(path)
+        else:
+            self.finished.emit(path, best)
+        self.statusChanged.emit(self.status_text())
+
+    def _on_compared(self, res: dict) -> None:
+        self.comparison = res
+        self.state = self._state_after
+        self.comparisonReady.emit(res)
+        self.statusChanged.emit(self.status_text())
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.state, self.error = "failed", message
+        self._on_log("error: " + message)
+        self.failed.emit(message)
+
+    def _on_done(self) -> None:
+        thread, worker = self._thread, self._worker
+        self._thread = self._worker = None
+        if self.state == "evaluating":  # the comparison was skipped
+            self.state = self._state_after
+        thread.quit()
+        if thread.wait(5000):  # finished: Python may now free both (never while running)
+            try:
+                _THREADS.remove((thread, worker))
+            except ValueError:
+                pass
+        self.busyChanged.emit(False)
+        self.statusChanged.emit(self.status_text())
