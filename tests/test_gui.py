@@ -274,11 +274,13 @@ def test_recent_files_capped_at_ten(settings, tmp_path):
 
 def test_geometry_persists(qtbot, make_window, settings):
     win = make_window()
-    win.resize(730, 520)
-    qtbot.waitUntil(lambda: win.size() == QtCore.QSize(730, 520), timeout=2000)
+    # a size other than the default (1300 x 850) and above the docks' minimum
+    want = QtCore.QSize(max(1210, win.minimumSizeHint().width() + 20), max(790, win.minimumSizeHint().height() + 20))
+    win.resize(want)
+    qtbot.waitUntil(lambda: win.size() == want, timeout=2000)
     win.close()
     win2 = make_window(QtCore.QSettings(settings.fileName(), QtCore.QSettings.IniFormat))
-    assert (win2.width(), win2.height()) == (730, 520)
+    assert win2.size() == want
 
 
 # ---------------------------------------------------------------- calibration and scale bar
