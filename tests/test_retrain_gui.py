@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,6 +151,10 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     assert rec["sim"]["defects"]["dopant"] == {"element": "W", "rate": [0.0, pytest.approx(0.1)], "sites": "metal"}
     assert rec["sim"]["noise"]["dose_e_per_A2"][1] == pytest.approx(9 * rec["sim"]["noise"]["dose_e_per_A2"][0])
     assert over["steps"] == 3 and over["device"] == "cpu" and over["real_fraction"] == 0.3
+    # a bundled base: its card holds the recipe after the CUDA profile; the plain values return
+    w.base_combo.setCurrentIndex(w.base_combo.findData(str(next(p for n, p, _ in list_bundles() if n == "stem-haadf"))))
+    assert w.name_edit.text().startswith("stem-haadf-ft-") and w.batch_spin.value() == 12
+    assert w.lr_spin.value() == pytest.approx(0.001) and w.patch_spin.value() == 160
     # an STM image: STM mode and a height noise in pm
     img, _ = _lattice()
     stm = Micrograph(data=img * 1e-11, px_size_nm=0.02, mode="STM", value_units="m")
@@ -193,7 +198,7 @@ def test_short_training_makes_a_loadable_model(qtbot, tiny_base, manager, contex
     path, best = sig.args
     assert path == str(user_models_dir() / name) and "val_f1" in best and "user_f1" in best
     qtbot.waitUntil(lambda: not manager.is_running(), timeout=60000)
-    model, card = load_bundle(path)
+    _model, card = load_bundle(path)
     assert name in [n for n, _, _ in list_bundles()]
     assert card["parent"]["name"] == "tiny" and card["recipe"]["init_from"] == str(tiny_base)
     assert [a["name"] for a in card["annotated_images"]] == ["lattice0.tif"]
@@ -215,19 +220,32 @@ def test_short_training_makes_a_loadable_model(qtbot, tiny_base, manager, contex
 def test_closing_the_dialog_keeps_training_and_reopening_shows_curves(qtbot, tiny_base, manager, context):
     from atomlens.gui.retrain_dialog import RetrainDialog
 
+    from atomlens.gui.model_manager import ModelManagerDialog
+
+    models = ModelManagerDialog(None, manager)
+    qtbot.addWidget(models)
     dlg = _dialog(qtbot, manager, context, steps=6)
     assert dlg.start_training()
+    models.select(dlg.settings_widget.name_edit.text())
     dlg.close()
     dlg.deleteLater()
     assert manager.is_running() and manager.status_text().startswith("Training ")
+    # re-opened while training: locked settings, Stop enabled, curves so far, then live ones
+    during = RetrainDialog(None, manager, context)
+    qtbot.addWidget(during)
+    assert not during.start_button.isEnabled() and during.cancel_button.isEnabled()
+    assert not during.settings_widget.isEnabled()
     qtbot.waitUntil(lambda: manager.state in ("finished", "cancelled", "failed") and not manager.is_running(),
                     timeout=120000)
     assert manager.state == "finished" and manager.result_path
-    again = RetrainDialog(None, manager, context)
-    qtbot.addWidget(again)
+    assert Path(manager.result_path).name in models.names()  # listed as soon as it is saved
     steps = [m["step"] for m in manager.history if "val_f1" in m]
-    assert again.curve_data()["val_f1"][0] == steps and again.start_button.isEnabled()
-    assert again.compare_table.item(2, 1) is not None  # the comparison is shown again
+    assert steps == list(range(7)) and during.curve_data()["val_f1"][0] == steps
+    assert during.start_button.isEnabled() and during.use_button.isEnabled()
+    again = RetrainDialog(None, manager, context)  # after the end: the same curves and table
+    qtbot.addWidget(again)
+    assert again.curve_data() == during.curve_data()
+    assert again.compare_table.item(2, 1).text() == f"{manager.comparison['after']['f1']:.3f}"
 
 
 def test_cancel_keeps_the_best_model(qtbot, tiny_base, manager, context):

@@ -33,7 +33,9 @@ def card_summary(card: dict) -> dict:
         "F1 (sim.)": f"{f1:.3f}" if isinstance(f1, (int, float)) else "",
         "F1 (your atoms)": f"{val['user_f1']:.3f}" if isinstance(val.get("user_f1"), (int, float)) else "",
         "Parent": str(parent.get("name", "")) if isinstance(parent, dict) else str(parent),
-        "Trained": " ".join(str(v) for v in (tr.get("date"), tr.get("device") and f"on {tr['device']}") if v),
+        "Trained": str(tr.get("date") or ""),
+        "Device": str(tr.get("device") or ""), "Training time": f"{tr['seconds'] / 60:.1f} min"
+        if isinstance(tr.get("seconds"), (int, float)) else "",
         "Steps": str(tr.get("steps", "")), "Version": str(card.get("version", "")),
         "Classes": ", ".join(map(str, card.get("classes", []))),
         "Annotated images": ", ".join(str(a.get("name", "?")) for a in card.get("annotated_images") or []),
@@ -58,7 +60,7 @@ class ModelManagerDialog(QtWidgets.QDialog):
         super().__init__(parent)
         self.setWindowTitle("Manage models")
         self.setObjectName("ModelManagerDialog")
-        self.resize(900, 520)
+        self.resize(980, 580)
         self.manager = manager
         self.entries: list[tuple[str, Path, str, dict | None, str]] = []  # name, path, origin, card, error
 
@@ -100,11 +102,21 @@ class ModelManagerDialog(QtWidgets.QDialog):
         self.folder_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
 
         lay = QtWidgets.QVBoxLayout(self)
-        lay.addWidget(self.table, 3)
-        lay.addWidget(self.details, 2)
+        lay.addWidget(self.table, 1)
+        lay.addWidget(self.details, 1)
         lay.addWidget(self.folder_label)
         lay.addLayout(buttons)
+        if manager is not None:  # a model that finishes training appears at once
+            manager.finished.connect(self._on_training_done)
+            manager.cancelled.connect(self._on_training_done)
+            manager.busyChanged.connect(self._on_busy)
         self.refresh()
+
+    def _on_training_done(self, *_args) -> None:
+        self.refresh()
+
+    def _on_busy(self, *_args) -> None:
+        self._on_selection()
 
     # ================================================================= listing
     def refresh(self, select: Path | None = None) -> None:

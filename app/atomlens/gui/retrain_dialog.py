@@ -9,7 +9,6 @@ re-opening it shows the curves so far.  The simulation settings are in
 
 from __future__ import annotations
 
-import datetime
 import math
 from pathlib import Path
 
@@ -210,7 +209,7 @@ class RetrainDialog(QtWidgets.QDialog):
             return False
         try:
             s = self.settings_widget.settings()
-            base_name, base_path, card = self.settings_widget.base_model()
+            _name, base_path, card = self.settings_widget.base_model()
             out = self.settings_widget.check_new_name(s["name"])
             self.settings_widget.validate_simulation(s, card, base_path)
             reals = self.settings_widget.annotated_images()

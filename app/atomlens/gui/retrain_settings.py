@@ -17,7 +17,9 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtWidgets
 
-__all__ = ["SimSettingsWidget", "MODES", "DEFECT_ROWS"]
+from .training_manager import DEFAULT_AMOUNT_KEY, base_recipe, build_finetune_recipe, variant_for
+
+__all__ = ["DEFECT_ROWS", "MODES", "SimSettingsWidget"]
 
 MODES = ("HAADF", "ADF", "ABF", "BF", "STM")
 #: (simulation key, label, default amount, takes an element, default element)
@@ -266,14 +268,14 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.real_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
         self.real_slider.setRange(0, 100)
         self.real_slider.setValue(30)
+        self.real_slider.setToolTip("The share of training samples cut from your images; the rest are simulated")
         self.real_label = QtWidgets.QLabel()
-        self.real_label.setMinimumWidth(190)
-        self.real_slider.valueChanged.connect(
-            lambda val: self.real_label.setText(f"{val} % of samples from your images"))
+        self.real_label.setMinimumWidth(self.real_label.fontMetrics().horizontalAdvance("100 %") + 4)
+        self.real_slider.valueChanged.connect(lambda val: self.real_label.setText(f"{val} %"))
         self.real_slider.valueChanged.emit(self.real_slider.value())
         row.addWidget(self.real_slider, 1)
         row.addWidget(self.real_label)
-        f.addRow("Mix:", row)
+        f.addRow("Share of samples:", row)
         self.holdout_spin = _ispin(0, 60, 20, " %")
         self.holdout_spin.setToolTip("A strip at the bottom of each image is never trained on; the F1 on "
                                      "your atoms is measured there")
@@ -347,8 +349,6 @@ class SimSettingsWidget(QtWidgets.QWidget):
             name, _path, card = self.base_model()
         except ValueError:
             return
-        from .training_manager import base_recipe
-
         self._recipe = rec = base_recipe(card)
         val = card.get("validation") or {}
         f1 = f", F1 {val['val_f1']:.3f} on simulations" if isinstance(val.get("val_f1"), float) else ""
@@ -430,17 +430,13 @@ class SimSettingsWidget(QtWidgets.QWidget):
         sim = self._recipe["sim"]
         variant = {}
         if kind not in ("mix", "custom", "cif"):
-            from .training_manager import _variant_for
-
-            variant = _variant_for(sim, kind)
+            variant = variant_for(sim, kind)
         defects = variant.get("defects") or ({} if variant else {"vacancy": {"rate": [0, 0.03]}})
         for key, label, default, _has, el in DEFECT_ROWS:
             row = self.defect_rows[key]
             entry = defects.get(key, {})
             amount = next((k for k in ("rate", "n", "prob", "amplitude_A") if k in entry), None)
-            from .training_manager import _DEFAULT_AMOUNT_KEY
-
-            amount = amount or _DEFAULT_AMOUNT_KEY.get(key, "rate")
+            amount = amount or DEFAULT_AMOUNT_KEY.get(key, "rate")
             row["amount"] = amount
             text, top = _AMOUNT[amount]
             row["unit"].setText(text)
@@ -579,7 +575,6 @@ class SimSettingsWidget(QtWidgets.QWidget):
     def validate_simulation(self, s: dict, card: dict, base_path) -> None:
         """Simulate one small image with the settings: ValueError with the reason if they fail."""
         from ..sim import simulate
-        from .training_manager import build_finetune_recipe
 
         if s["structure"]["kind"] == "cif" and not Path(s["structure"]["cif"]).is_file():
             raise ValueError("choose a CIF (or other crystal) file for the structure")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PyQt5 import QtCore
 
-__all__ = ["TrainingJob", "TrainingManager", "build_finetune_recipe", "base_recipe"]
+__all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "TrainingManager", "base_recipe", "build_finetune_recipe", "variant_for"]
 
 _THREADS: list = []  # (thread, worker): referenced for the life of the process (see loader.py)
 
@@ -48,12 +48,23 @@ atexit.register(_stop_all)
 
 # ----------------------------------------------------------------------------- recipes
 def base_recipe(card: dict) -> dict:
-    """The training recipe of a model: the one its card records, else the bundled recipe for
+    """The training recipe of a model: the one its card records (with the values it had before
+    a device profile replaced them, where its recipe file says), else the bundled recipe for
     its imaging mode (with the card's architecture and pixel size)."""
+    from ..samples import resource_path
+
     rec = card.get("recipe")
     if isinstance(rec, dict) and isinstance(rec.get("sim"), dict):
-        return copy.deepcopy(rec)
-    from ..samples import resource_path
+        rec = copy.deepcopy(rec)
+        prof = rec.pop("profile", None)  # the card holds the recipe after a device profile was applied:
+        fields = (rec.get("profiles") or {}).get(prof) or {}  # take the plain values back from its file
+        if fields and rec.get("recipe_file"):
+            try:
+                orig = json.loads(resource_path("recipes", Path(rec["recipe_file"]).name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                orig = {}
+            rec.update({k: orig[k] for k in fields if k in orig})
+        return rec
 
     name = "stm-topo" if str(card.get("mode", "")).upper() == "STM" else "stem-haadf"
     rec = json.loads(resource_path("recipes", f"{name}.json").read_text(encoding="utf-8"))
@@ -62,7 +73,13 @@ def base_recipe(card: dict) -> dict:
     return rec
 
 
-def _variant_for(sim: dict, structure: str) -> dict:
+#: The amount key a defect uses when the base recipe does not say.
+DEFAULT_AMOUNT_KEY = {"vacancy": "rate", "partial_vacancy": "rate", "dopant": "rate", "multi_vacancy": "n",
+                       "stone_wales": "n", "adatom": "n", "hole": "prob", "edge": "prob", "grain_boundary": "prob",
+                       "contamination": "prob", "strain": "amplitude_A"}
+
+
+def variant_for(sim: dict, structure: str) -> dict:
     """The base mix's variant that simulates `structure` (a name), or {}."""
     for v in sim.get("variants") or []:
         s = v.get("structure")
@@ -107,11 +124,11 @@ def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
                 "mode": s["mode"]})
     st = s["structure"]
     if st["kind"] != "mix":
-        variant = _variant_for(sim, st["name"]) if st["kind"] == "named" else {}
+        variant = variant_for(sim, st["name"]) if st["kind"] == "named" else {}
         base_defects = variant.get("defects", {})
         defects = {}
         for key, d in (s.get("defects") or {}).items():
-            entry = _with_max(base_defects.get(key, {}), d["value"], _DEFAULT_AMOUNT_KEY.get(key, "rate"))
+            entry = _with_max(base_defects.get(key, {}), d["value"], DEFAULT_AMOUNT_KEY.get(key, "rate"))
             if d.get("element"):
                 els = [e.strip() for e in str(d["element"]).replace(";", ",").split(",") if e.strip()]
                 entry["element"] = els[0] if len(els) == 1 else els
@@ -151,12 +168,6 @@ def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
         overrides["num_workers"] = int(s["num_workers"])
     rec.update(overrides)
     return rec, overrides
-
-
-#: The amount key a defect uses when the base recipe does not say.
-_DEFAULT_AMOUNT_KEY = {"vacancy": "rate", "partial_vacancy": "rate", "dopant": "rate", "multi_vacancy": "n",
-                       "stone_wales": "n", "adatom": "n", "hole": "prob", "edge": "prob", "grain_boundary": "prob",
-                       "contamination": "prob", "strain": "amplitude_A"}
 
 
 # ----------------------------------------------------------------------------- the job
@@ -349,7 +360,7 @@ class TrainingManager(QtCore.QObject):
         """One line for the main window's status bar ("" when nothing has run)."""
         name = self.job.name if self.job else ""
         if self.state == "training":
-            frac, msg = self.last_progress
+            _frac, msg = self.last_progress
             text = f"Training {name}: {msg or 'starting…'}"
             last = next((m for m in reversed(self.history) if "val_loss" in m), None)
             if last is not None:

@@ -274,6 +274,8 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     from .realdata import load_real_items
 
     reals = load_real_items(rec.get("real")) + load_real_items(real_images)
+    if rec.get("real"):  # the card keeps the paths; images given as objects are listed in annotated_images
+        rec["real"] = [e for e in rec["real"] if isinstance(e, dict)]
     if reals:
         if rec["task"] != "segmentation":
             raise ValueError("annotated images can only train atom-finding (segmentation) models, "

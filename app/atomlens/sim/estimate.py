@@ -17,6 +17,15 @@ sees noisier images than the real one, the safer side.  Residual spreads are
 measured robustly (1.4826 x the median absolute deviation), so the few pixels where the
 signal itself is sharp do not dominate.
 
+Detectors and amplifiers (and the simulation's ``blur_px``) blur the noise a little, which
+hides part of it from a pixel-scale filter.  The residual's correlation between neighbouring
+pixels, along x and along y, measured where the signal's own curvature is small, tells how
+much (:func:`noise_blur_factor`: a Gaussian blur of up to :data:`MAX_NOISE_BLUR_PX` px is
+assumed and corrected for).  On images drawn from the bundled stem-haadf recipe (all its
+structures, dose, floor, background, blur and read noise at random) the estimated dose is
+within 0.6-1.5x of the true one for 80 % of the images (median 1.08); on clean images
+sampled at 0.1-0.2 Å/px within 0.8-1.8x.
+
 STEM (shot noise).  A detector that counts electrons with a gain g (image units per electron)
 and an offset o records I = g N + o with N Poisson-distributed, so the noise variance grows
 linearly with the local signal: s²(I) = g (I - o).  The pixels are binned by their local mean
@@ -47,14 +56,16 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["estimate_dose_or_noise", "highpass_residual", "robust_sigma", "noise_blur_factor", "TYPICAL_CORRUGATION_A"]
+__all__ = ["TYPICAL_CORRUGATION_A", "estimate_dose_or_noise", "highpass_residual", "noise_blur_factor",
+           "robust_sigma"]
 
 #: Corrugation (Å) assumed for STM images whose height units are unknown.
 TYPICAL_CORRUGATION_A = 0.25
 #: Variance of the residual for unit white noise ((1 + 4 + 1)²).
 _RESIDUAL_GAIN = 36.0
-#: The largest crop (px per side) the estimate looks at: enough statistics, little time.
-_MAX_SIDE = 1024
+#: The largest crop (px per side) the estimate looks at: enough statistics (262 144 pixels) in ~0.1 s,
+#: fast enough for the GUI thread.
+_MAX_SIDE = 512
 #: The largest noise blur (px) that is corrected for; beyond it signal is more likely.
 MAX_NOISE_BLUR_PX = 0.8
 _DEFAULT_DOSE_RANGE = (1e3, 1e7)
@@ -183,7 +194,7 @@ def estimate_dose_or_noise(image: np.ndarray, mode: str | None, px_size_A: float
     ----------
     image : (H, W) array
         One frame, raw intensities (not rescaled for display).  A central crop of at most
-        1024 x 1024 px is analysed.
+        512 x 512 px is analysed.
     mode : str or None
         ``"STM"`` gives a height-noise sigma; anything else (HAADF, ADF, ABF, BF, None) a dose.
     px_size_A : float, optional
