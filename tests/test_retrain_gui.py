@@ -248,6 +248,41 @@ def test_closing_the_dialog_keeps_training_and_reopening_shows_curves(qtbot, tin
     assert again.compare_table.item(2, 1).text() == f"{manager.comparison['after']['f1']:.3f}"
 
 
+def test_cancel_keeps_the_best_model(qtbot, tiny_base, manager, context):
+    from PyQt5 import sip
+
+    from atomlens.gui.training_manager import TrainingManager
+
+    dlg = _dialog(qtbot, manager, context, steps=5000)
+    with qtbot.waitSignal(manager.metrics, timeout=60000):
+        assert dlg.start_training()
+    other = TrainingManager()  # deleting another manager (an old window's) leaves this job alone
+    sip.delete(other)
+    qtbot.wait(200)
+    assert manager.is_running() and manager.state == "training"
+    with qtbot.waitSignal(manager.cancelled, timeout=120000) as sig:
+        dlg.cancel_button.click()
+    path = sig.args[0]
+    assert path and load_bundle(path)[1]["training"]["steps"] < 5000
+    qtbot.waitUntil(lambda: not manager.is_running(), timeout=60000)
+    assert manager.state == "cancelled" and "cancelled early" in manager.status_text()
+
+
+def test_deleting_the_manager_stops_its_job(qtbot, tiny_base, context):
+    from PyQt5 import sip
+
+    from atomlens.gui import training_manager as tm
+
+    m = tm.TrainingManager()
+    dlg = _dialog(qtbot, m, context, steps=5000)
+    with qtbot.waitSignal(m.metrics, timeout=60000):
+        assert dlg.start_training()
+    thread, worker = tm._THREADS[-1]
+    sip.delete(m)  # e.g. the main window destroyed without closeEvent
+    assert worker.cancel_event.is_set() and worker.abort
+    qtbot.waitUntil(lambda: thread.isFinished(), timeout=120000)
+
+
 def test_failure_is_reported_and_leaves_no_folder(qtbot, tiny_base, manager, context, messages, monkeypatch):
     from atomlens.gui import retrain_dialog
 

@@ -293,7 +293,6 @@ class TrainingManager(QtCore.QObject):
         self._thread = self._worker = None
         self.job: TrainingJob | None = None
         self._reset()
-        self.destroyed.connect(lambda *_: _stop_all())
 
     def _reset(self) -> None:
         self.history: list[dict] = []
@@ -334,6 +333,13 @@ class TrainingManager(QtCore.QObject):
         self._worker.compared.connect(self._on_compared)
         self._worker.failed.connect(self._on_failed)
         self._worker.done.connect(self._on_done)
+        # the thread ends with its job even when no manager is left to tell it (QThread.quit
+        # is thread-safe)
+        self._worker.done.connect(self._thread.quit, QtCore.Qt.DirectConnection)
+        # if this manager is deleted while its job runs, stop that job (and only that one:
+        # the closure holds no reference to the manager itself)
+        worker = self._worker
+        self.destroyed.connect(lambda *_: (setattr(worker, "abort", True), worker.cancel_event.set()))
         self._thread.start()
         self.started.emit(job.name)
         self.busyChanged.emit(True)
