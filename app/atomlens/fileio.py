@@ -8,24 +8,31 @@ temporary file behind.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import tempfile
 
-__all__ = ["atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "sha256_file"]
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+def atomic_write_with(path, write, suffix: str = ".tmp") -> None:
+    """Have ``write(tmp_path)`` create the file's content at a temporary path in `path`'s
+    folder (named ``.<name>.*<suffix>``: writers that pick the format from the extension,
+    such as HyperSpy's, need the right `suffix`), then rename it over `path`.
+
+    A replaced file keeps its permissions; a new one gets 0644.  If `write` fails, the
+    temporary file is removed and `path` is untouched."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     try:
         mode = os.stat(path).st_mode & 0o777  # keep a replaced file's permissions
     except OSError:
         mode = 0o644  # mkstemp's 0600 would hide exports from other users and tools
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        write(tmp)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -36,6 +43,34 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and os.replace."""
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    atomic_write_with(path, write)
+
+
 def atomic_write_text(path, text: str) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_save_npy(path, array) -> None:
+    """Save an array as ``.npy`` (never pickled) atomically."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def sha256_file(path) -> str:
+    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -22,15 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
-import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_save_npy, atomic_write_text, sha256_file
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .atoms import AtomList
 
@@ -64,13 +62,8 @@ def sidecar_path(image_path) -> Path:
     return p.with_name(p.name + ".atomlens.json")
 
 
-def file_sha256(path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+#: Hex sha256 of a file's bytes (the one helper in :mod:`atomlens.fileio`).
+file_sha256 = sha256_file
 
 
 def _finite(v, what: str) -> float:
@@ -509,12 +502,6 @@ def label_map(shape, x, y, cls, radius_px: float) -> np.ndarray:
     return out
 
 
-def _npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
-
-
 def export_training_pair(image, ann: Annotations, out_dir, stem: str, px_size_nm: float | None = None) -> list[Path]:
     """Write an annotated image as training data; returns the three paths written.
 
@@ -560,7 +547,7 @@ def export_training_pair(image, ann: Annotations, out_dir, stem: str, px_size_nm
     d["shape"] = list(img.shape)
     d["px_size_nm"] = px_nm
     d["label_radius_px"] = radius
-    atomic_write_bytes(paths[0], _npy_bytes(np.ascontiguousarray(img)))
-    atomic_write_bytes(paths[1], _npy_bytes(labels))
+    atomic_save_npy(paths[0], np.ascontiguousarray(img))
+    atomic_save_npy(paths[1], labels)
     atomic_write_text(paths[2], json.dumps(d, indent=1, allow_nan=False))
     return paths

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_bytes, atomic_write_text
+from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, find_atoms
 from .cam import DefectList, snap_defects
 
@@ -191,12 +191,8 @@ def write_results(result: AnalysisResult, out_dir, stem: str, *, json_summary: b
         result.defects.to_csv(p, px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
         written.append(p)
     if result.cam is not None:
-        import io
-
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(result.cam, np.float32), allow_pickle=False)
         p = out / f"{stem}.cam.npy"
-        atomic_write_bytes(p, buf.getvalue())
+        atomic_save_npy(p, np.asarray(result.cam, np.float32))
         written.append(p)
     if json_summary:
         p = out / f"{stem}.json"

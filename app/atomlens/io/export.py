@@ -11,14 +11,12 @@ class colour, positions in calibrated units) and the full atom table in
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_text
+from ..fileio import atomic_write_text, atomic_write_with
 
 __all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "export_csv", "export_json", "to_hspy"]
 
@@ -154,16 +152,5 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
 
     folder = path.parent if str(path.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem + ".", suffix=".tmp.hspy", dir=folder)
-    os.close(fd)
-    try:
-        sig.save(tmp, overwrite=True)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_with(path, lambda tmp: sig.save(tmp, overwrite=True), suffix=".tmp.hspy")
     return path

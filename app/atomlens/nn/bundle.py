@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes, atomic_write_with, sha256_file
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
            "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED", "rename_bundle",
@@ -31,13 +31,6 @@ CARD_REQUIRED = ("name", "version", "task", "architecture", "classes", "px_size_
 class BundleError(Exception):
     """A model bundle is missing, incomplete, damaged or incompatible (readable message)."""
 
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def user_models_dir() -> Path:
@@ -245,20 +238,13 @@ def export_bundle(path, dest, as_zip: bool = True) -> Path:
     if as_zip:
         target = dest if dest.suffix.lower() == ".zip" else dest / f"{p.name}.zip"
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        try:
+
+        def write(tmp):
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
                 for f in _bundle_files(p):
                     zf.write(f, f"{p.name}/{f.name}")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+
+        atomic_write_with(target, write)
         return target
     target = dest / p.name
     if target.exists():
