@@ -207,19 +207,35 @@ def cmd_train(argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
+    """The options `detect` and `batch` share."""
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--px-size-nm", type=float, help=px_help)
+    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
+    p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
+    p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+
+
+def _bad_analysis_options(args) -> bool:
+    """Report out-of-range --threshold / --px-size-nm on stderr; True when one was."""
+    if not 0 < args.threshold < 1:
+        print("error: --threshold must be between 0 and 1", file=sys.stderr)
+        return True
+    if args.px_size_nm is not None and not args.px_size_nm > 0:
+        print("error: --px-size-nm must be positive", file=sys.stderr)
+        return True
+    return False
+
+
 def _detect_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="atomlens detect",
         description="Find and class atom columns; write <stem>.atoms.csv per input "
         "(x,y,class,score,x_nm,y_nm in the input's own pixels, pixel (0,0) centred at 0,0).")
     p.add_argument("paths", nargs="+", help="micrographs")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="model bundle name or folder (default: from the imaging mode)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--px-size-nm", type=float, help="pixel size in nm (overrides the file's)")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
-    p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
-    p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    _add_analysis_options(p, "pixel size in nm (overrides the file's)")
     p.add_argument("--channel", help="channel or sub-image of multi-image files")
     p.add_argument("--frame", default="0", help="frame of a stack: an index or 'all'")
     p.add_argument("--json", action="store_true", help="also write <stem>.json (settings, counts, atoms, defects)")
@@ -238,11 +254,7 @@ def cmd_detect(argv: list[str]) -> int:
     from .analysis.pipeline import analyse_image, write_results
     from .nn.bundle import BundleError
 
-    if not 0 < args.threshold < 1:
-        print("error: --threshold must be between 0 and 1", file=sys.stderr)
-        return EXIT_USAGE
-    if args.px_size_nm is not None and not args.px_size_nm > 0:
-        print("error: --px-size-nm must be positive", file=sys.stderr)
+    if _bad_analysis_options(args):
         return EXIT_USAGE
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,14 +314,9 @@ def _batch_parser() -> argparse.ArgumentParser:
         description="Find and class atom columns in every micrograph of a folder; write "
         "<stem>.atoms.csv per file (as 'atomlens detect' does) and batch_summary.csv.")
     p.add_argument("folder", help="folder of micrographs")
-    p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--recursive", action="store_true", help="also process sub-folders")
     p.add_argument("--model", default="auto", help="model bundle name or folder (default: from the imaging mode)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    p.add_argument("--px-size-nm", type=float, help="pixel size in nm for every file (overrides the files')")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
-    p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
-    p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    _add_analysis_options(p, "pixel size in nm for every file (overrides the files')")
     p.add_argument("--frames", default="first", choices=["first", "all"], help="frames of stacks to analyse")
     p.add_argument("--json", action="store_true", help="also write <stem>.json per file")
     return p
@@ -322,11 +329,7 @@ def cmd_batch(argv: list[str]) -> int:
 
     from .analysis.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
 
-    if not 0 < args.threshold < 1:
-        print("error: --threshold must be between 0 and 1", file=sys.stderr)
-        return EXIT_USAGE
-    if args.px_size_nm is not None and not args.px_size_nm > 0:
-        print("error: --px-size-nm must be positive", file=sys.stderr)
+    if _bad_analysis_options(args):
         return EXIT_USAGE
     try:
         files = iter_micrograph_files(args.folder, recursive=args.recursive)
