@@ -174,6 +174,51 @@ def test_train_writes_bundle_metrics_and_resumes(tmp_path):
     assert steps == [2, 4, 6]  # continued from step 4, did not start again
 
 
+def test_budget_schedule_follows_steps_like_one_cycle_and_anneals_by_time():
+    from atomlens.nn.train import BudgetSchedule
+
+    def opt():
+        return torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+
+    ref_opt = opt()
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1e-3, total_steps=100, pct_start=0.15)
+    lrs = [ref.get_last_lr()[0]]
+    for _ in range(99):
+        ref_opt.step()
+        ref.step()
+        lrs.append(ref.get_last_lr()[0])
+    o = opt()
+    ours = BudgetSchedule(o, 1e-3, 100, 0.15, time_limit_s=3600)
+    for step in range(1, 99):  # no time pressure: the one-cycle shape by steps (within a step of torch's)
+        lr = ours.update(step, seconds=step * 0.01)
+        near = lrs[step - 1:step + 2]
+        assert min(near) * 0.999 <= lr <= max(near) * 1.001
+    # a time limit that binds first: at 90 % of the time the rate is near its end although only
+    # 10 % of the steps are done, and it ends at the minimum when the time is up
+    o = opt()
+    s = BudgetSchedule(o, 1e-3, 1000, 0.05, time_limit_s=60)
+    assert s.update(100, 54.0) < 0.03e-3 and s.progress == pytest.approx(0.9)
+    assert s.update(101, 60.0) == pytest.approx(1e-3 / 25 / 1e4) and o.param_groups[0]["lr"] == s.get_last_lr()[0]
+    assert s.update(5, 0.0) < 1e-3 and s.update(50, 0.0) == pytest.approx(1e-3)  # warm-up peak at 5 %
+
+
+def test_time_limited_training_ends_with_an_annealed_rate(tmp_path, monkeypatch):
+    from atomlens.nn import train as train_mod
+
+    clock = {"t": 1000.0}
+
+    def fake_time():  # every call advances 1 s: the 0.5 min limit binds after ~30 calls, not 10^4 steps
+        clock["t"] += 1.0
+        return clock["t"]
+
+    monkeypatch.setattr(train_mod.time, "time", fake_time)
+    out = tmp_path / "t"
+    rec = {**SMALL_RECIPE, "steps": 10_000, "eval_every": 10_000, "time_limit_min": 0.5}
+    train_mod.train(rec, out, log=lambda m: None)
+    last = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["step"] < 100 and last["lr"] < 0.01 * train_mod.DEFAULTS["lr"]  # SMALL_RECIPE keeps the default
+
+
 def test_train_cancel_keeps_best_and_fine_tune_records_parent(tmp_path):
     ev = threading.Event()
     ev.set()

@@ -6,7 +6,8 @@ A recipe is a JSON-serialisable dict; the bundled models' recipes are in
 name, task ("segmentation" | "cam"), mode, sim (a simulation config dict, or a path),
 architecture ({"name": "unet"|"gapcnn", "params": {...}}), px_size_A, valid_px_size_A,
 batch_size, steps, lr, weight_decay, eval_every, val_n, patience, num_workers, device,
-seed, time_limit_min, init_from (a bundle to fine-tune), loss ("ce+dice" | "focal"),
+seed, time_limit_min (the one-cycle learning-rate schedule, :class:`BudgetSchedule`, runs over the
+steps or this time, whichever ends first), init_from (a bundle to fine-tune), loss ("ce+dice" | "focal"),
 class_weights (cross-entropy weight per class, e.g. [1, 1, 3, 3] to favour the rare dopants and
 vacancies), profiles ({"cuda": {...}}: fields that replace the ones above when training runs on
 that device - a GPU affords larger batches, more steps and more simulation workers in the
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -53,7 +55,7 @@ from .bundle import load_bundle, resolve_bundle, save_bundle
 from .data import NORMALISATION, SimStream, make_validation_set, normalise
 from .models import build_model, count_parameters
 
-__all__ = ["train", "DEFAULTS", "select_device", "CLASS_COLOURS"]
+__all__ = ["train", "DEFAULTS", "select_device", "CLASS_COLOURS", "BudgetSchedule"]
 
 CLASS_COLOURS = {"background": "#000000", "atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
 
@@ -63,6 +65,53 @@ DEFAULTS = {
     "device": "auto", "seed": 0, "time_limit_min": 60, "init_from": None, "loss": "ce+dice",
     "valid_px_size_A": [0.05, 0.4], "match_radius_A": 0.5, "version": "1.0",
 }
+
+
+class BudgetSchedule:
+    """One-cycle learning rate over whichever budget runs out first, the steps or the time.
+
+    The shape is the one of ``torch.optim.lr_scheduler.OneCycleLR`` (cosine warm-up from
+    ``max_lr / 25`` to ``max_lr`` over the first `pct_start` of the budget, then cosine decay to
+    ``max_lr / 25e4``), but its position is ``max(step / total_steps, seconds / time_limit_s)``:
+    a run cut short by its time limit (a slow machine, the retrain dialog's minutes) still anneals
+    to the end instead of stopping at a high rate, and a resumed run goes on where it was.
+    """
+
+    def __init__(self, opt, max_lr: float, total_steps: int, pct_start: float, time_limit_s: float | None = None,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4):
+        self.opt, self.max_lr = opt, float(max_lr)
+        self.total = max(1, int(total_steps))
+        self.pct = float(min(0.5, max(0.0, pct_start)))
+        self.time_limit_s = float(time_limit_s) if time_limit_s and time_limit_s > 0 else None
+        self.initial_lr = self.max_lr / div_factor
+        self.min_lr = self.initial_lr / final_div_factor
+        self.progress = 0.0
+        self.update(0, 0.0)
+
+    @staticmethod
+    def _cos(start: float, end: float, t: float) -> float:
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
+
+    def lr_at(self, progress: float) -> float:
+        """The learning rate at a fraction `progress` of the budget."""
+        p = min(1.0, max(0.0, float(progress)))
+        if self.pct > 0 and p < self.pct:
+            return self._cos(self.initial_lr, self.max_lr, p / self.pct)
+        return self._cos(self.max_lr, self.min_lr, (p - self.pct) / (1.0 - self.pct))
+
+    def update(self, step: int, seconds: float) -> float:
+        """Set the optimiser's rate for the budget used so far; returns it."""
+        p = step / self.total
+        if self.time_limit_s:
+            p = max(p, seconds / self.time_limit_s)
+        self.progress = min(1.0, p)
+        lr = self.lr_at(self.progress)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        return lr
+
+    def get_last_lr(self) -> list[float]:
+        return [self.opt.param_groups[0]["lr"]]
 
 
 def select_device(pref: str = "auto") -> str:
@@ -290,10 +339,9 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     metric_key = _select_key(rec, reals)
     opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
     total = max(2, rec["steps"])
-    # warm-up: 15 % (5 % when fine-tuning), and at least 2 steps where there are enough (a warm-up
-    # of exactly one step divides by zero in OneCycleLR)
-    pct = max(0.15 if not parent else 0.05, min(0.3, 2.0 / total))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec["lr"], total_steps=total, pct_start=pct)
+    # warm-up: 15 % (5 % when fine-tuning) of the budget
+    sched = BudgetSchedule(opt, rec["lr"], total, 0.15 if not parent else 0.05,
+                           time_limit_s=float(rec["time_limit_min"]) * 60.0)
     state_dir = out / "resume"
     step, best, bad_evals, elapsed0 = 0, None, 0, 0.0
     if resume and (state_dir / "state.json").is_file():
@@ -303,13 +351,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         model.load_state_dict(load_file(state_dir / "model.safetensors"))
         opt.load_state_dict(torch.load(state_dir / "optim.pt", weights_only=True))  # our own file
         step, best, bad_evals, elapsed0 = st["step"], st["best"], st["bad_evals"], st["seconds"]
-        if st.get("total_steps") == rec["steps"]:
-            sched.load_state_dict(st["sched"])
-        else:  # more (or fewer) steps than planned: decay linearly from here to the new end
-            lr_now, left = opt.param_groups[0]["lr"], max(1, rec["steps"] - step)
-            for g in opt.param_groups:
-                g["lr"] = lr_now
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / left))
+        sched.update(step, elapsed0)  # the schedule is a function of the budget used, so it goes on from here
         log(f"resumed at step {step}")
     n_types = len(DEFECT_TYPES)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
@@ -365,11 +407,11 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sched.step()
             step += 1
             running.append(loss.item())
             recent.append(running[-1])
             elapsed = time.time() - t0
+            sched.update(step, elapsed)
             stop = (cancel is not None and cancel.is_set()) or elapsed > rec["time_limit_min"] * 60
             evaluate = (step % rec["eval_every"] == 0 or step == rec["steps"] or stop
                         or (rec.get("eval_every_s") and time.time() - last_eval >= float(rec["eval_every_s"])))
@@ -413,9 +455,8 @@ def _save_resume(d: Path, model, opt, sched, step, best, bad, seconds, total_ste
     d.mkdir(exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors.tmp")
     torch.save(opt.state_dict(), d / "optim.pt.tmp")
-    sched_state = sched.state_dict() if isinstance(sched, torch.optim.lr_scheduler.OneCycleLR) else None
     (d / "state.json.tmp").write_text(json.dumps({"step": step, "best": best, "bad_evals": bad, "seconds": seconds,
-                                                  "total_steps": total_steps, "sched": sched_state}, default=float))
+                                                  "total_steps": total_steps}, default=float))
     for n in ("model.safetensors", "optim.pt", "state.json"):
         (d / f"{n}.tmp").replace(d / n)
 
