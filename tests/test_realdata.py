@@ -88,6 +88,38 @@ def test_patches_label_the_atoms_where_they_are(item):
     assert len(seen) > 12  # random windows, rotations and flips
 
 
+def test_dark_atom_images_are_inverted_for_bright_atom_models(item, tmp_path):
+    """An ABF image (dark columns) gives windows with bright labelled columns to a HAADF model,
+    as the analysis inverts it; to an ABF model it is given as it is.  The mode travels with
+    the annotations through the sidecar format and the training pair."""
+    ann = Annotations.from_dict({**item.ann.to_dict(), "mode": "ABF"})
+    assert ann.mode == "ABF" and ann.to_dict()["mode"] == "ABF"
+    abf = AnnotatedImage(200.0 - 50.0 * item.image, ann)  # dark columns on a bright background
+    assert abf.mode == "ABF"
+    paths = export_training_pair(abf.image, ann, tmp_path, "abf")
+    assert AnnotatedImage.from_files(paths[0], paths[2]).mode == "ABF"
+    rng = np.random.default_rng(1)
+    for model_mode, sign in (("HAADF", 1.0), ("ABF", -1.0)):
+        rp = RealPatches([abf], model_px_A=0.2, patch_shape=(32, 32), holdout=0.25, model_mode=model_mode)
+        for _ in range(6):
+            x, y = rp.sample(rng)
+            x, y = x[0].numpy(), y.numpy()
+            fg = y > 0
+            assert sign * (x[fg].mean() - x[~fg].mean()) > 1.0
+    # evaluation sees the image as the model does: a predictor that finds bright blobs only
+    seen = {}
+
+    class Bright(_TruthPredictor):
+        card = {"mode": "HAADF"}
+
+        def detect(self, image, px_size_nm, threshold=0.5):
+            seen["centre"] = float(image[int(ann.y[0]), int(ann.x[0])] - np.median(image))
+            return super().detect(image, px_size_nm, threshold)
+
+    evaluate_on_annotations(Bright(ann), [abf])
+    assert seen["centre"] > 0  # the column is bright in what the model was given
+
+
 class _Const(IterableDataset):
     """A stand-in simulation: constant images of value -7 (so they are recognisable)."""
 

@@ -105,6 +105,9 @@ class Annotations:
         Calibration (nm/px); None for an uncalibrated image.
     model : dict or None
         ``{"name", "version", "weights_sha256"}`` of the model that gave the starting point.
+    mode : str or None
+        Imaging mode of the image ("HAADF", "ABF", "STM", ...); training inverts the dark-atom
+        modes (ABF, BF) for bright-atom models, as the analysis does.
     edits : int
         Number of edits made so far.
     reviewed : (n,) bool
@@ -130,6 +133,7 @@ class Annotations:
     shape: tuple | None = None
     px_size_nm: float | None = None
     model: dict | None = None
+    mode: str | None = None
     edits: int = 0
     reviewed: np.ndarray | None = None
 
@@ -164,6 +168,7 @@ class Annotations:
             self.shape = tuple(int(v) for v in self.shape)
         self.px_size_nm = None if self.px_size_nm is None else float(self.px_size_nm)
         self.frame, self.edits = int(self.frame), int(self.edits)
+        self.mode = None if self.mode is None else str(self.mode)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -187,7 +192,7 @@ class Annotations:
         return cls(x=a.x, y=a.y, cls=a.cls, score=a.score, source=np.full(len(a), "predicted", object),
                    class_names=a.class_names, defects=defects, defect_types=types, image_sha256=image_sha256,
                    image_name=image_name, frame=getattr(result, "frame", 0), shape=tuple(result.shape),
-                   px_size_nm=result.px_size_nm, model=model, edits=0)
+                   px_size_nm=result.px_size_nm, model=model, mode=result.info.get("mode"), edits=0)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -350,7 +355,7 @@ class Annotations:
             "format": SIDECAR_FORMAT,
             "image_sha256": self.image_sha256, "image_name": self.image_name, "frame": self.frame,
             "shape": list(self.shape) if self.shape is not None else None, "px_size_nm": self.px_size_nm,
-            "model": self.model, "edits": self.edits, "class_names": list(self.class_names),
+            "model": self.model, "mode": self.mode, "edits": self.edits, "class_names": list(self.class_names),
             "atoms": {"x": self.x.tolist(), "y": self.y.tolist(),
                       "class": [self.class_names[c] for c in self.cls.tolist()],
                       "score": self.score.tolist(), "source": [str(s) for s in self.source],
@@ -409,7 +414,8 @@ class Annotations:
             return cls(x=x, y=y, cls=cls_idx, score=score, source=np.array(source, object), class_names=names,
                        defects=list(defects), defect_types=list(types), image_sha256=d.get("image_sha256"),
                        image_name=d.get("image_name"), frame=int(d.get("frame") or 0), shape=d.get("shape"),
-                       px_size_nm=d.get("px_size_nm"), model=model, edits=int(d.get("edits") or 0),
+                       px_size_nm=d.get("px_size_nm"), model=model, mode=d.get("mode"),
+                       edits=int(d.get("edits") or 0),
                        reviewed=None if reviewed is None else np.asarray(reviewed, bool))
         except (TypeError, KeyError) as exc:
             raise ValueError(f"the annotation file has a malformed entry ({exc})") from None

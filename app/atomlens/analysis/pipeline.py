@@ -50,7 +50,7 @@ class AnalysisResult:
         Class activation maps in the image's pixels (non-negative).
     info : dict
         ``px_size_A`` used, ``notes`` (what was assumed, warnings), ``device``, ``model``,
-        ``min_distance_px``, ``inverted`` and, with a CAM model, ``cam_model``.
+        ``min_distance_px``, ``mode`` (of the image, as given), ``inverted`` and, with a CAM model, ``cam_model``.
     px_size_nm : float or None
         Calibration of the image (None: uncalibrated; the nm columns stay empty).
     offset_nm : (float, float)
@@ -162,6 +162,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
     info["inverted"] = inverted
+    info["mode"] = mode
     defects = cam = None
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():

@@ -32,6 +32,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..analysis.annotations import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, Annotations, label_map
 from ..analysis.atoms import names_to_indices
 from ..analysis.metrics import match_points
+from ..analysis.pipeline import needs_inversion
 from .data import normalise
 from .infer import TYPICAL_PERIOD_A, Predictor
 
@@ -66,6 +67,10 @@ class AnnotatedImage:
     sha256 : str
         sha256 of the original image file (default ``ann.image_sha256``; failing that, of the
         image's float32 pixels).
+    mode : str or None
+        Imaging mode (default ``ann.mode``).  Images of a dark-atom mode (ABF, BF) are
+        inverted for a bright-atom model, in training windows and in evaluation alike, as the
+        analysis inverts them (:func:`atomlens.analysis.pipeline.needs_inversion`).
     """
 
     image: np.ndarray
@@ -74,6 +79,7 @@ class AnnotatedImage:
     weight: float = 1.0
     name: str = ""
     sha256: str = ""
+    mode: str | None = None
 
     def __post_init__(self):
         img = np.asarray(self.image, np.float32)
@@ -93,6 +99,7 @@ class AnnotatedImage:
             raise ValueError(f"the weight of an annotated image must be positive, got {self.weight}")
         self.name = self.name or self.ann.image_name or "image"
         self.sha256 = self.sha256 or self.ann.image_sha256 or hashlib.sha256(self.image.tobytes()).hexdigest()
+        self.mode = self.mode or self.ann.mode
         self._px_A = None
 
     @classmethod
@@ -111,7 +118,7 @@ class AnnotatedImage:
         except ValueError as exc:
             raise ValueError(f"{annotations_json}: {exc}") from None
         return cls(img, ann, ann.px_size_nm, weight, ann.image_name or Path(image_npy).name.split(".")[0],
-                   ann.image_sha256 or "")
+                   ann.image_sha256 or "", ann.mode)
 
     @property
     def n_atoms(self) -> int:
@@ -139,10 +146,15 @@ class AnnotatedImage:
         """Largest distance of a match (px): 0.5 Å, or 2 px for an uncalibrated image."""
         return LABEL_RADIUS_A / self.px_size_A() if self.calibrated else LABEL_RADIUS_UNCALIBRATED_PX
 
+    def image_for(self, model_mode) -> np.ndarray:
+        """The image as a model of `model_mode` sees it: negated for a dark-atom image and a
+        bright-atom model (normalisation takes care of the offset)."""
+        return -self.image if needs_inversion(self.mode, model_mode) else self.image
+
     def card_entry(self) -> dict:
         """What a model card records about an image it was trained on."""
         return {"name": self.name, "sha256": self.sha256, "n_atoms": self.n_atoms, "weight": self.weight,
-                "px_size_nm": self.px_size_nm}
+                "px_size_nm": self.px_size_nm, "mode": self.mode}
 
 
 def load_real_items(entries) -> list[AnnotatedImage]:
@@ -177,13 +189,17 @@ class RealPatches:
         Fraction of each image's rows, at the bottom, never used here.
     label_radius_A : float
         Radius of the label discs (the simulation's ``labels.radius_A``).
+    model_mode : str, optional
+        The model's imaging mode; dark-atom images are inverted for a bright-atom model
+        (:meth:`AnnotatedImage.image_for`).
 
     Images are prepared once (resampled and labelled) when this is built, so DataLoader
     workers forked afterwards share them.  Windows are drawn from image i with probability
     proportional to its weight.
     """
 
-    def __init__(self, items, model_px_A: float, patch_shape, holdout: float = 0.2, label_radius_A: float = 0.5):
+    def __init__(self, items, model_px_A: float, patch_shape, holdout: float = 0.2, label_radius_A: float = 0.5,
+                 model_mode: str | None = None):
         if not items:
             raise ValueError("no annotated images given")
         self.patch_shape = (int(patch_shape[0]), int(patch_shape[1]))
@@ -195,7 +211,7 @@ class RealPatches:
             if y_end < 8:
                 raise ValueError(f"{it.name}: only {y_end} rows are left for training after the held-out strip")
             s = it.px_size_A() / float(model_px_A)  # > 1: the image's pixels are larger than the model's
-            region = _resample(it.image[:y_end], s)
+            region = _resample(it.image_for(model_mode)[:y_end], s)
             hs, ws = region.shape
             sy, sx = hs / y_end, ws / w
             # pixel centres: x' = (x + 0.5) * s - 0.5 (as F.interpolate maps them)
@@ -341,7 +357,8 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
             if y0 >= h:
                 raise ValueError("region='holdout' needs holdout > 0")
             a = max(0, y0 - int(math.ceil(max(32.0, 8.0 / px_A))))  # >= 8 Å of context above the strip
-        atoms, _, _ = pred.detect(item.image[a:], px_A / 10.0, threshold=threshold)
+        img = item.image_for(getattr(pred, "card", {}).get("mode"))
+        atoms, _, _ = pred.detect(img[a:], px_A / 10.0, threshold=threshold)
         cn = tuple(item.ann.class_names)
         if names is None:
             names = cn

@@ -362,7 +362,8 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
 
         labels = SimConfig.from_any(rec["sim"]).labels or {}
         patches = RealPatches(reals, rec["px_size_A"], SimConfig.from_any(rec["sim"]).shape,
-                              holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)))
+                              holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)),
+                              model_mode=rec.get("mode"))
         stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
         log(f"{len(reals)} annotated image(s), {sum(r.n_atoms for r in reals)} atoms; "
             f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
