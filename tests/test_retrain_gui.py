@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -322,15 +323,27 @@ def test_model_manager_rename_export_import_delete(qtbot, tiny_base, tmp_path, m
         new = dlg.rename_model(tiny_base, "renamed")
     assert new.name == "renamed" and read_card(new)["name"] == "renamed" and "tiny" not in dlg.names()
     assert dlg.rename_model(new, "stem-haadf") is None and "already exists" in messages[-1][1]
-    zipped = dlg.export_model(new, tmp_path / "out")
-    assert zipped.suffix == ".zip" and zipped.is_file()
-    folder = dlg.export_model(new, tmp_path / "folder", as_zip=False)
+    # export and import run in the background: busy bar, buttons off, the result by a signal
+    with qtbot.waitSignal(dlg.jobFinished, timeout=30000) as done:
+        assert dlg.start_export(new, tmp_path / "out")
+        assert dlg.is_busy() and dlg.busy_bar.isVisibleTo(dlg) and not dlg.import_button.isEnabled()
+        assert not (dlg.export_button.isEnabled() or dlg.rename_button.isEnabled() or dlg.delete_button.isEnabled())
+    zipped = Path(done.args[1])
+    assert done.args[0] == "export" and zipped.suffix == ".zip" and zipped.is_file() and dlg.last_result == zipped
+    assert not dlg.is_busy() and not dlg.busy_bar.isVisibleTo(dlg) and dlg.import_button.isEnabled()
+    assert dlg.rename_button.isEnabled() and dlg.export_button.isEnabled()
+    folder = dlg.export_model(new, tmp_path / "folder", as_zip=False)  # the waiting form
     assert (folder / "card.json").is_file()
-    with qtbot.waitSignal(dlg.modelsChanged):
-        imported = dlg.import_model(zipped)
+    with qtbot.waitSignals([dlg.modelsChanged, dlg.jobFinished], timeout=30000):
+        assert dlg.start_import(zipped)
+    imported = dlg.last_result
     assert imported.name == "renamed-2" and load_bundle(imported)[1]["name"] == "renamed-2"
+    assert "renamed-2" in dlg.names() and dlg.selected_path() == imported
     assert dlg.import_model(folder).name == "renamed-3"
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
+    with qtbot.waitSignal(dlg.jobFinished, timeout=30000) as done:
+        assert dlg.start_import(tmp_path / "junk.zip")
+    assert done.args == ["import", ""] and "zip" in messages[-1][1] and dlg.last_result is None
     assert dlg.import_model(tmp_path / "junk.zip") is None and "zip" in messages[-1][1]
     stem = next(p for n, p, o in list_bundles() if n == "stem-haadf")
     dlg.select("stem-haadf")
@@ -346,3 +359,61 @@ def test_model_manager_rename_export_import_delete(qtbot, tiny_base, tmp_path, m
     dlg.refresh()
     dlg.select("broken")
     assert "lacks" in dlg.details.toPlainText()
+
+
+def test_model_manager_jobs_leave_the_gui_thread_free(qtbot, tiny_base, tmp_path, messages, monkeypatch):
+    import threading
+    import time
+    import zipfile
+
+    from PyQt5 import QtCore, sip
+
+    from atomlens.gui import model_manager as mm
+    from atomlens.gui import model_manager_jobs as mm_jobs
+    from atomlens.nn import bundle
+
+    dlg = mm.ModelManagerDialog(None)
+    qtbot.addWidget(dlg)
+    seen = {}
+
+    def slowed(fn):
+        def run(*a, **k):
+            seen.setdefault("threads", []).append(threading.get_ident())
+            time.sleep(0.6)
+            seen["slept_until"] = time.monotonic()
+            return fn(*a, **k)
+        return run
+
+    monkeypatch.setattr(bundle, "export_bundle", slowed(bundle.export_bundle))
+    monkeypatch.setattr(bundle, "import_bundle", slowed(bundle.import_bundle))
+    ticks = []
+    timer = QtCore.QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    t0 = time.monotonic()
+    with qtbot.waitSignal(dlg.jobFinished, timeout=30000) as done:
+        assert dlg.start_export(tiny_base, tmp_path / "slow.zip")
+        assert not dlg.start_import(tmp_path / "slow.zip") and "running" in messages[-1][1]  # one job at a time
+        assert dlg.delete_model(tiny_base, confirm=False) is False and tiny_base.exists()
+    # the job ran on another thread, and the GUI's event loop kept running timers meanwhile
+    assert len(seen["threads"]) == 1 and seen["threads"][0] != threading.get_ident()
+    assert len([t for t in ticks if t0 < t < seen["slept_until"]]) >= 5
+    assert done.args == ["export", str(tmp_path / "slow.zip")]
+    with qtbot.waitSignal(dlg.modelsChanged, timeout=30000):  # the import likewise
+        assert dlg.start_import(tmp_path / "slow.zip")
+        ticks.clear()
+    assert len(ticks) >= 5 and len(seen["threads"]) == 2 and threading.get_ident() not in seen["threads"]
+    timer.stop()
+    # closing the dialog mid-job: the job finishes, its result still arrives
+    with qtbot.waitSignal(dlg.modelsChanged, timeout=30000):
+        assert dlg.start_import(tmp_path / "slow.zip")
+        dlg.close()
+    assert (user_models_dir() / "tiny-3" / "card.json").is_file() and not dlg.is_busy()
+    # deleting it mid-job: the thread ends on its own, the zip is whole, nothing is left over
+    other = mm.ModelManagerDialog(None)
+    assert other.start_export(tiny_base, tmp_path / "gone" / "t.zip")
+    thread = mm_jobs.JOBS[-1][0]
+    sip.delete(other)
+    qtbot.waitUntil(thread.isFinished, timeout=30000)
+    qtbot.wait(50)  # its result signal has no receiver left: nothing happens
+    assert zipfile.ZipFile(tmp_path / "gone" / "t.zip").namelist() and os.listdir(tmp_path / "gone") == ["t.zip"]

@@ -1,10 +1,21 @@
 """Model > Manage models…: the installed model bundles with their cards; rename, export,
 import and delete (user models only), through :mod:`atomlens.nn.bundle`.
 
-Each action has a method that takes paths (:meth:`ModelManagerDialog.rename_model`,
-:meth:`~ModelManagerDialog.export_model`, :meth:`~ModelManagerDialog.import_model`,
-:meth:`~ModelManagerDialog.delete_model`); the buttons ask for the paths with file dialogs and
-call them.  Errors become message boxes, never exceptions.
+Rename and delete are instant and run at once (:meth:`ModelManagerDialog.rename_model`,
+:meth:`~ModelManagerDialog.delete_model`).  Export and import zip, copy and checksum the
+weights, which takes a while for large bundles, so they run on a background thread:
+:meth:`~ModelManagerDialog.start_export` and :meth:`~ModelManagerDialog.start_import` return
+at once, a busy bar shows in the dialog and its action buttons are disabled until the job ends,
+and the result comes back by the ``jobFinished`` signal.  :meth:`~ModelManagerDialog.export_model`
+and :meth:`~ModelManagerDialog.import_model` do the same and wait (keeping the GUI responsive)
+for scripts and tests.  The buttons ask for the paths with file dialogs and call these methods.
+Errors become message boxes, never exceptions.
+
+Closing the dialog while a job runs lets the job finish in the background (its result still
+arrives); the thread (:mod:`.model_manager_jobs`) is kept referenced until it has ended and is
+waited for at exit.
+:mod:`atomlens.nn.bundle` writes exports and imports through temporary names that are renamed
+into place at the end, so an interrupted job never leaves a half-written zip, folder or model.
 """
 
 from __future__ import annotations
@@ -13,6 +24,8 @@ import html
 from pathlib import Path
 
 from PyQt5 import QtCore, QtWidgets
+
+from .model_manager_jobs import prune_jobs, start_job
 
 __all__ = ["ModelManagerDialog", "card_summary"]
 
@@ -51,10 +64,26 @@ class ModelManagerDialog(QtWidgets.QDialog):
     manager : TrainingManager, optional
         While it trains, its output folder cannot be renamed or deleted.
 
-    Signals: ``modelsChanged()`` after every change to the installed models.
+    Signals
+    -------
+    modelsChanged()
+        After every change to the installed models (rename, delete, a finished import).
+    busyChanged(bool)
+        True when an export or import starts, False when it has ended.
+    jobFinished(str action, str path)
+        An export or import ended: `action` is "export" or "import", `path` what was written
+        or installed, "" when it failed (the error was shown with a message box).  Emitted
+        after the list was refreshed and ``modelsChanged`` emitted.
+
+    Attributes: ``last_result`` (Path or None, the last export/import's result),
+    ``last_error`` (the text of the last message box).
     """
 
     modelsChanged = QtCore.pyqtSignal()
+    busyChanged = QtCore.pyqtSignal(bool)
+    jobFinished = QtCore.pyqtSignal(str, str)
+
+    _TITLES = {"export": "Export model", "import": "Import model"}
 
     def __init__(self, parent=None, manager=None):
         super().__init__(parent)
@@ -63,6 +92,9 @@ class ModelManagerDialog(QtWidgets.QDialog):
         self.resize(980, 580)
         self.manager = manager
         self.entries: list[tuple[str, Path, str, dict | None, str]] = []  # name, path, origin, card, error
+        self._job: dict | None = None  # the running export/import: thread, worker, announce, text
+        self.last_result: Path | None = None
+        self.last_error = ""
 
         self.table = QtWidgets.QTableWidget(0, len(_COLUMNS))
         self.table.setHorizontalHeaderLabels(_COLUMNS)
@@ -100,11 +132,22 @@ class ModelManagerDialog(QtWidgets.QDialog):
         self.folder_label = QtWidgets.QLabel()
         self.folder_label.setStyleSheet("color: #555")
         self.folder_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.busy_bar = QtWidgets.QProgressBar()  # busy mode (no known end) while a job runs
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setTextVisible(False)
+        self.busy_bar.setMaximumWidth(160)
+        self.busy_bar.setVisible(False)
+        self.status_label = QtWidgets.QLabel()
+        self.status_label.setWordWrap(True)
+        status = QtWidgets.QHBoxLayout()
+        status.addWidget(self.busy_bar)
+        status.addWidget(self.status_label, 1)
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.table, 1)
         lay.addWidget(self.details, 1)
         lay.addWidget(self.folder_label)
+        lay.addLayout(status)
         lay.addLayout(buttons)
         if manager is not None:  # a model that finishes training appears at once
             manager.finished.connect(self._on_training_done)
@@ -178,9 +221,11 @@ class ModelManagerDialog(QtWidgets.QDialog):
         e = self._entry(path) if path else None
         user = bool(e and e[2] == "user")
         busy = bool(e and self._in_training(e[1]))
-        self.rename_button.setEnabled(user and not busy)
-        self.delete_button.setEnabled(user and not busy)
-        self.export_button.setEnabled(bool(e and e[3]))
+        idle = not self.is_busy()  # no export/import running
+        self.rename_button.setEnabled(user and not busy and idle)
+        self.delete_button.setEnabled(user and not busy and idle)
+        self.export_button.setEnabled(bool(e and e[3]) and idle)
+        self.import_button.setEnabled(idle)
         if e is None:
             self.details.setHtml("<i>No model selected.</i>")
             return
@@ -208,35 +253,12 @@ class ModelManagerDialog(QtWidgets.QDialog):
         if self._in_training(path):
             self._error("Rename model", "This model is being trained; wait until training ends.")
             return None
+        if self._refuse_while_busy("Rename model"):
+            return None
         try:
             new = rename_bundle(path, new_name)
         except Exception as exc:  # noqa: BLE001 - BundleError and OSError alike become messages
             self._error("Rename model", str(exc))
-            return None
-        self.refresh(select=new)
-        self.modelsChanged.emit()
-        return new
-
-    def export_model(self, path, dest, as_zip: bool = True) -> Path | None:
-        """Export a model to `dest` (a .zip path or a folder); what was written, or None."""
-        from ..nn.bundle import export_bundle
-
-        try:
-            with _busy_cursor():
-                return export_bundle(path, dest, as_zip=as_zip)
-        except Exception as exc:  # noqa: BLE001
-            self._error("Export model", str(exc))
-            return None
-
-    def import_model(self, src) -> Path | None:
-        """Install a model from a folder or zip into the user models; its folder, or None."""
-        from ..nn.bundle import import_bundle
-
-        try:
-            with _busy_cursor():
-                new = import_bundle(src)
-        except Exception as exc:  # noqa: BLE001
-            self._error("Import model", str(exc))
             return None
         self.refresh(select=new)
         self.modelsChanged.emit()
@@ -248,6 +270,8 @@ class ModelManagerDialog(QtWidgets.QDialog):
 
         if self._in_training(path):
             self._error("Delete model", "This model is being trained; stop the training first.")
+            return False
+        if self._refuse_while_busy("Delete model"):
             return False
         if confirm:
             ans = QtWidgets.QMessageBox.question(self, "Delete model", f"Delete the model {Path(path).name} "
@@ -262,6 +286,101 @@ class ModelManagerDialog(QtWidgets.QDialog):
         self.refresh()
         self.modelsChanged.emit()
         return True
+
+    # ================================================================= export / import (background)
+    def is_busy(self) -> bool:
+        """True while an export or import runs."""
+        return self._job is not None
+
+    def start_export(self, path, dest, as_zip: bool = True, announce: bool = False) -> bool:
+        """Start exporting the model at `path` to `dest` (a .zip path or a folder, see
+        :func:`~atomlens.nn.bundle.export_bundle`) in the background; False (with a message)
+        when another job runs.  `announce`: say where it went in a message box when done."""
+        return self._start("export", (path, dest, as_zip), f"Exporting {Path(path).name} to {dest}…", announce)
+
+    def start_import(self, src) -> bool:
+        """Start installing the model in the folder or zip `src` into the user models in the
+        background; False (with a message) when another job runs.  On success the list is
+        refreshed with the new model selected and ``modelsChanged`` is emitted."""
+        return self._start("import", (src,), f"Importing {src}…", False)
+
+    def wait_for_job(self, timeout_ms: int = -1) -> bool:
+        """Wait for the running export/import, processing events (the GUI stays responsive);
+        True when no job runs any more (False: `timeout_ms` ran out first)."""
+        if not self.is_busy():
+            return True
+        loop = QtCore.QEventLoop()
+        self.jobFinished.connect(loop.quit)
+        timer = QtCore.QTimer()
+        timer.setSingleShot(True)
+        timer.timeout.connect(loop.quit)
+        if timeout_ms >= 0:
+            timer.start(timeout_ms)
+        try:
+            if self.is_busy():
+                loop.exec_()
+        finally:
+            timer.stop()
+            self.jobFinished.disconnect(loop.quit)
+        return not self.is_busy()
+
+    def export_model(self, path, dest, as_zip: bool = True) -> Path | None:
+        """:meth:`start_export` and wait for it: what was written, or None (with a message)."""
+        if not self.start_export(path, dest, as_zip):
+            return None
+        self.wait_for_job()
+        return self.last_result
+
+    def import_model(self, src) -> Path | None:
+        """:meth:`start_import` and wait for it: the new model's folder, or None (with a message)."""
+        if not self.start_import(src):
+            return None
+        self.wait_for_job()
+        return self.last_result
+
+    def _refuse_while_busy(self, title: str) -> bool:
+        if self.is_busy():
+            self._error(title, "An export or import is running; wait until it ends.")
+            return True
+        return False
+
+    def _start(self, action: str, args: tuple, text: str, announce: bool) -> bool:
+        if self._refuse_while_busy(self._TITLES[action]):
+            return False
+        thread, worker = start_job(action, args, self._on_job_finished)
+        self._job = {"thread": thread, "worker": worker, "announce": announce, "args": args}
+        self.last_result = None
+        self.status_label.setText(text)
+        self.busy_bar.setVisible(True)
+        self.setCursor(QtCore.Qt.BusyCursor)
+        self._on_selection()
+        self.busyChanged.emit(True)
+        return True
+
+    def _on_job_finished(self, action: str, path: str, error: str) -> None:
+        job, self._job = self._job, None
+        if job is not None:
+            job["thread"].quit()
+            if job["thread"].wait(5000):
+                prune_jobs()
+        self.busy_bar.setVisible(False)
+        self.unsetCursor()
+        self.last_result = Path(path) if path and not error else None
+        self._on_selection()
+        self.busyChanged.emit(False)
+        title = self._TITLES.get(action, action)
+        if error:
+            self.status_label.setText(f"{title} failed.")
+            self._error(title, error)
+        elif action == "import":
+            self.status_label.setText(f"Imported as {self.last_result.name}.")
+            self.refresh(select=self.last_result)
+            self.modelsChanged.emit()
+        else:
+            self.status_label.setText(f"Exported to {path}.")
+            if job is not None and job["announce"]:
+                QtWidgets.QMessageBox.information(self, title, f"Exported {Path(job['args'][0]).name} to\n{path}")
+        self.jobFinished.emit(action, "" if error else path)
 
     # ================================================================= buttons (ask, then act)
     def _ask_rename(self) -> None:
@@ -284,9 +403,7 @@ class ModelManagerDialog(QtWidgets.QDialog):
         else:
             dest = QtWidgets.QFileDialog.getExistingDirectory(self, "Export model into folder", str(Path.home()))
         if dest:
-            out = self.export_model(path, dest, as_zip)
-            if out is not None:
-                QtWidgets.QMessageBox.information(self, "Export model", f"Exported {path.name} to\n{out}")
+            self.start_export(path, dest, as_zip, announce=True)
 
     def _ask_import(self, from_zip: bool) -> None:
         if from_zip:
@@ -294,17 +411,9 @@ class ModelManagerDialog(QtWidgets.QDialog):
         else:
             src = QtWidgets.QFileDialog.getExistingDirectory(self, "Import model folder", str(Path.home()))
         if src:
-            self.import_model(src)
+            self.start_import(src)
 
     def _error(self, title: str, text: str) -> None:
         self.last_error = text
         QtWidgets.QMessageBox.warning(self, title, text)
 
-
-class _busy_cursor:
-    def __enter__(self):
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.WaitCursor)
-
-    def __exit__(self, *exc):
-        QtWidgets.QApplication.restoreOverrideCursor()
-        return False

@@ -5,7 +5,10 @@ noise, defects, augmentation), the user's annotated images and the training budg
 :func:`~.training_manager.build_finetune_recipe`; values are pre-filled from the open image
 (calibration, imaging mode, a noise estimate from :mod:`atomlens.sim.estimate`) and from the
 base model's recipe.  Lengths are shown in pm, as in the rest of the GUI; the simulation
-works in Å.
+works in Å.  The structure panels (custom unit cell, CIF file) and the defect rows are in
+:mod:`.retrain_structure`, the annotated-image list in :mod:`.retrain_real`; their widgets are
+also reachable as attributes of :class:`SimSettingsWidget` (``sites_table``, ``cif_info``,
+``zone_edit``, ``defect_rows``, ``real_list``, ...).
 """
 
 from __future__ import annotations
@@ -15,49 +18,16 @@ import math
 import os
 from pathlib import Path
 
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtWidgets
 
-from .training_manager import DEFAULT_AMOUNT_KEY, base_recipe, build_finetune_recipe, variant_for
+from .retrain_real import RealImagesGroup
+from .retrain_structure import (DEFECT_ROWS, STRUCTURE_NAMES, CifPanel, CustomCellPanel, DefectsGroup, dspin,
+                                ispin, range_top)
+from .training_manager import base_recipe, build_finetune_recipe
 
 __all__ = ["DEFECT_ROWS", "MODES", "SimSettingsWidget"]
 
 MODES = ("HAADF", "ADF", "ABF", "BF", "STM")
-#: (simulation key, label, default amount, takes an element, default element)
-DEFECT_ROWS = (("vacancy", "Vacancy", 0.03, False, ""), ("partial_vacancy", "Partial vacancy", 0.03, False, ""),
-               ("dopant", "Dopant (substitution)", 0.05, True, "Si"), ("multi_vacancy", "Vacancy cluster", 1, False, ""),
-               ("stone_wales", "Stone–Wales", 1, False, ""), ("adatom", "Adatom", 2, True, "C"),
-               ("hole", "Hole", 0.1, False, ""), ("edge", "Edge", 0.1, False, ""),
-               ("grain_boundary", "Grain boundary", 0.1, False, ""), ("contamination", "Contamination", 0.15, False, ""),
-               ("strain", "Strain", 0.15, False, ""))
-_AMOUNT = {"rate": ("max. fraction of sites", 1.0), "n": ("max. number per image", 50.0),
-           "prob": ("chance per image", 1.0), "amplitude_A": ("max. amplitude (Å)", 2.0)}
-_STRUCTURE_NAMES = ("graphene", "hbn", "MoS2", "WS2", "MoSe2", "WSe2", "SrTiO3", "fcc", "Si110", "single_atoms")
-
-
-def _top(v, default=0.0) -> float:
-    """The upper end of a recipe range (or the value itself)."""
-    if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) for x in v):
-        return float(max(v))
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else float(default)
-
-
-def _spin(lo, hi, value, decimals=2, step=None, suffix="") -> QtWidgets.QDoubleSpinBox:
-    s = QtWidgets.QDoubleSpinBox()
-    s.setDecimals(decimals)
-    s.setRange(lo, hi)
-    if step:
-        s.setSingleStep(step)
-    s.setSuffix(suffix)
-    s.setValue(value)
-    return s
-
-
-def _ispin(lo, hi, value, suffix="") -> QtWidgets.QSpinBox:
-    s = QtWidgets.QSpinBox()
-    s.setRange(lo, hi)
-    s.setSuffix(suffix)
-    s.setValue(value)
-    return s
 
 
 class SimSettingsWidget(QtWidgets.QWidget):
@@ -111,9 +81,9 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.mode_combo.addItems(MODES)
         self.mode_combo.currentTextChanged.connect(self._on_mode_changed)
         f.addRow("Imaging mode:", self.mode_combo)
-        self.image_px_spin = _spin(1.0, 500.0, 20.0, 2, 0.5, " pm/px")
+        self.image_px_spin = dspin(1.0, 500.0, 20.0, 2, 0.5, " pm/px")
         self.image_px_spin.setToolTip("The open image's pixel size (its calibration): used to estimate the dose")
-        self.px_spin = _spin(1.0, 200.0, 20.0, 2, 0.5, " pm/px")
+        self.px_spin = dspin(1.0, 200.0, 20.0, 2, 0.5, " pm/px")
         self.px_spin.setToolTip("The pixel size the new model works at: simulations are drawn at it (±10 %) and "
                                 "your images are resampled to it, in training and when the model is used")
         self.px_note = QtWidgets.QLabel()
@@ -124,7 +94,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
         f.addRow("", self.px_note)
         self.structure_combo = QtWidgets.QComboBox()
         self.structure_combo.addItem("Base model's mix (all its structures)", "mix")
-        for name in _STRUCTURE_NAMES:
+        for name in STRUCTURE_NAMES:
             self.structure_combo.addItem(name, name)
         self.structure_combo.addItem("Custom unit cell…", "custom")
         self.structure_combo.addItem("From a CIF / ASE file…", "cif")
@@ -132,11 +102,18 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.structure_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.structure_combo.setMinimumContentsLength(18)
         f.addRow("Structure:", self.structure_combo)
-        f.addRow(self._custom_panel())
-        f.addRow(self._cif_panel())
+        self.custom_panel = CustomCellPanel()
+        self.cell_a, self.cell_b, self.cell_gamma = (self.custom_panel.cell_a, self.custom_panel.cell_b,
+                                                     self.custom_panel.cell_gamma)
+        self.sites_table = self.custom_panel.sites_table
+        f.addRow(self.custom_panel)
+        self.cif_panel = CifPanel()
+        self.cif_edit, self.zone_edit, self.cif_info = (self.cif_panel.cif_edit, self.cif_panel.zone_edit,
+                                                        self.cif_panel.cif_info)
+        f.addRow(self.cif_panel)
         row = QtWidgets.QHBoxLayout()
         self.noise_label = QtWidgets.QLabel("Dose:")
-        self.noise_spin = _spin(100.0, 1e8, 1e5, 0, 1000.0)
+        self.noise_spin = dspin(100.0, 1e8, 1e5, 0, 1000.0)
         self.estimate_button = QtWidgets.QPushButton("Estimate from image")
         self.estimate_button.clicked.connect(self.estimate_noise)
         row.addWidget(self.noise_spin, 1)
@@ -148,94 +125,18 @@ class SimSettingsWidget(QtWidgets.QWidget):
         f.addRow("", self.noise_note)
         return g
 
-    def _custom_panel(self):
-        self.custom_panel = w = QtWidgets.QWidget()
-        v = QtWidgets.QVBoxLayout(w)
-        v.setContentsMargins(0, 0, 0, 0)
-        row = QtWidgets.QHBoxLayout()
-        self.cell_a = _spin(0.5, 50.0, 2.46, 3, 0.01, " Å")
-        self.cell_b = _spin(0.5, 50.0, 2.46, 3, 0.01, " Å")
-        self.cell_gamma = _spin(10.0, 170.0, 120.0, 1, 1.0, "°")
-        for lab, s in (("a", self.cell_a), ("b", self.cell_b), ("γ", self.cell_gamma)):
-            row.addWidget(QtWidgets.QLabel(lab))
-            row.addWidget(s)
-        v.addLayout(row)
-        self.sites_table = QtWidgets.QTableWidget(0, 3)
-        self.sites_table.setHorizontalHeaderLabels(["u (frac. of a)", "v (frac. of b)", "element"])
-        self.sites_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
-        self.sites_table.setFixedHeight(110)
-        for site in ((1 / 3, 2 / 3, "C"), (2 / 3, 1 / 3, "C")):
-            self.add_site(*site)
-        v.addWidget(self.sites_table)
-        row = QtWidgets.QHBoxLayout()
-        add, rem = QtWidgets.QPushButton("Add atom"), QtWidgets.QPushButton("Remove atom")
-        add.clicked.connect(lambda: self.add_site(0.5, 0.5, "C"))
-        rem.clicked.connect(lambda: self.sites_table.removeRow(max(0, self.sites_table.currentRow())))
-        row.addWidget(add)
-        row.addWidget(rem)
-        row.addStretch(1)
-        v.addLayout(row)
-        w.setVisible(False)
-        return w
-
-    def add_site(self, u: float, v: float, element: str) -> None:
-        r = self.sites_table.rowCount()
-        self.sites_table.insertRow(r)
-        for c, val in enumerate((f"{u:.4f}", f"{v:.4f}", element)):
-            self.sites_table.setItem(r, c, QtWidgets.QTableWidgetItem(val))
-
-    def _cif_panel(self):
-        self.cif_panel = w = QtWidgets.QWidget()
-        grid = QtWidgets.QGridLayout(w)
-        grid.setContentsMargins(0, 0, 0, 0)
-        self.cif_edit = QtWidgets.QLineEdit()
-        self.cif_edit.setPlaceholderText("a .cif (or any crystal file ASE reads)")
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse_cif)
-        self.zone_edit = QtWidgets.QLineEdit("0 0 1")
-        self.zone_edit.setToolTip("Zone axis [u v w]: the direction the beam goes through the crystal")
-        self.cif_info = QtWidgets.QLabel()
-        self.cif_info.setWordWrap(True)
-        grid.addWidget(self.cif_edit, 0, 0)
-        grid.addWidget(browse, 0, 1)
-        grid.addWidget(QtWidgets.QLabel("Zone axis:"), 1, 0)
-        grid.addWidget(self.zone_edit, 1, 1)
-        grid.addWidget(self.cif_info, 2, 0, 1, 2)
-        w.setVisible(False)
-        return w
-
     def _defect_group(self):
-        self.defect_group = g = QtWidgets.QGroupBox("Defects in the simulations")
-        grid = QtWidgets.QGridLayout(g)
-        self.defect_note = QtWidgets.QLabel()
-        self.defect_note.setWordWrap(True)
-        self.defect_note.setStyleSheet("color: #555")
-        grid.addWidget(self.defect_note, 0, 0, 1, 4)
-        self.defect_rows = {}
-        for i, (key, label, default, has_el, el) in enumerate(DEFECT_ROWS, start=1):
-            check = QtWidgets.QCheckBox(label)
-            spin = _spin(0.0, 1.0, default, 3, 0.01)
-            unit = QtWidgets.QLabel()
-            unit.setStyleSheet("color: #555")
-            element = QtWidgets.QLineEdit(el)
-            element.setPlaceholderText("element(s)")
-            element.setVisible(has_el)
-            element.setMaximumWidth(90)
-            grid.addWidget(check, i, 0)
-            grid.addWidget(spin, i, 1)
-            grid.addWidget(unit, i, 2)
-            grid.addWidget(element, i, 3)
-            self.defect_rows[key] = {"check": check, "spin": spin, "unit": unit, "element": element,
-                                     "has_element": has_el, "amount": None}
-        return g
+        self.defect_group = DefectsGroup()
+        self.defect_note, self.defect_rows = self.defect_group.note, self.defect_group.rows
+        return self.defect_group
 
     def _augment_group(self):
         g = QtWidgets.QGroupBox("Augmentation")
         f = QtWidgets.QFormLayout(g)
         self.rotation_check = QtWidgets.QCheckBox("Random lattice rotation")
-        self.jiggle_spin = _spin(0.0, 50.0, 5.0, 1, 0.5, " pm")
-        self.drift_spin = _spin(0.0, 300.0, 60.0, 1, 5.0, " pm")
-        self.jitter_spin = _spin(0.0, 3.0, 0.4, 2, 0.05, " px")
+        self.jiggle_spin = dspin(0.0, 50.0, 5.0, 1, 0.5, " pm")
+        self.drift_spin = dspin(0.0, 300.0, 60.0, 1, 5.0, " pm")
+        self.jitter_spin = dspin(0.0, 3.0, 0.4, 2, 0.05, " px")
         f.addRow("", self.rotation_check)
         f.addRow("Column jiggle (max.):", self.jiggle_spin)
         f.addRow("Scan drift (max.):", self.drift_spin)
@@ -243,66 +144,30 @@ class SimSettingsWidget(QtWidgets.QWidget):
         return g
 
     def _real_group(self):
-        g = QtWidgets.QGroupBox("Your corrected images")
-        v = QtWidgets.QVBoxLayout(g)
-        self.real_list = QtWidgets.QListWidget()
-        self.real_list.setFixedHeight(72)
-        for i, d in enumerate(self.context.get("annotated") or []):
-            ann = d.get("annotations")
-            n = len(ann) if ann is not None else 0
-            n_user = int(ann.user_mask().sum()) if ann is not None and n else 0
-            item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected by you")
-            item.setData(QtCore.Qt.UserRole, i)
-            item.setFlags(item.flags() | QtCore.Qt.ItemIsUserCheckable)
-            item.setCheckState(QtCore.Qt.Checked if n else QtCore.Qt.Unchecked)
-            if not n:
-                item.setFlags(item.flags() & ~QtCore.Qt.ItemIsEnabled)
-            self.real_list.addItem(item)
-        if not self.real_list.count():
-            none = QtWidgets.QLabel("None yet: correct the atoms of an image (annotation mode) to train on it.")
-            none.setWordWrap(True)
-            v.addWidget(none)
-        v.addWidget(self.real_list)
-        f = QtWidgets.QFormLayout()
-        row = QtWidgets.QHBoxLayout()
-        self.real_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
-        self.real_slider.setRange(0, 100)
-        self.real_slider.setValue(30)
-        self.real_slider.setToolTip("The share of training samples cut from your images; the rest are simulated")
-        self.real_label = QtWidgets.QLabel()
-        self.real_label.setMinimumWidth(self.real_label.fontMetrics().horizontalAdvance("100 %") + 4)
-        self.real_slider.valueChanged.connect(lambda val: self.real_label.setText(f"{val} %"))
-        self.real_slider.valueChanged.emit(self.real_slider.value())
-        row.addWidget(self.real_slider, 1)
-        row.addWidget(self.real_label)
-        f.addRow("Share of samples:", row)
-        self.holdout_spin = _ispin(0, 60, 20, " %")
-        self.holdout_spin.setToolTip("A strip at the bottom of each image is never trained on; the F1 on "
-                                     "your atoms is measured there")
-        f.addRow("Held back for validation:", self.holdout_spin)
-        v.addLayout(f)
-        g.setEnabled(bool(self.real_list.count()))
+        self.real_group = g = RealImagesGroup(self.context)
+        self.real_list, self.real_slider, self.real_label, self.holdout_spin = (g.real_list, g.real_slider,
+                                                                                g.real_label, g.holdout_spin)
         return g
 
     def _budget_group(self):
         g = QtWidgets.QGroupBox("Training")
         f = QtWidgets.QFormLayout(g)
-        self.steps_spin = _ispin(1, 1_000_000, 400)
-        self.batch_spin = _ispin(1, 512, 12)
+        self.steps_spin = ispin(1, 1_000_000, 400)
+        self.batch_spin = ispin(1, 512, 12)
         self.images_label = QtWidgets.QLabel()
         self.images_label.setWordWrap(True)
         self.images_label.setStyleSheet("color: #555")
         for s in (self.steps_spin, self.batch_spin):
             s.valueChanged.connect(self._update_images_label)
-        self.minutes_spin = _spin(0.1, 24 * 60, 15.0, 1, 1.0, " min")
+        self.minutes_spin = dspin(0.1, 24 * 60, 15.0, 1, 1.0, " min")
         self.device_combo = QtWidgets.QComboBox()
         for label, val in (("Auto (GPU if there is one)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda")):
             self.device_combo.addItem(label, val)
-        self.lr_spin = _spin(1e-5, 0.1, 1e-3, 5, 1e-4)
-        self.patch_spin = _ispin(32, 512, 160, " px")
+        self.lr_spin = dspin(1e-5, 0.1, 1e-3, 5, 1e-4)
+        self.patch_spin = ispin(32, 512, 160, " px")
         self.patch_spin.setSingleStep(16)
-        self.val_spin = _ispin(1, 512, 16)
-        self.workers_spin = _ispin(-1, max(1, (os.cpu_count() or 2) - 1), -1)
+        self.val_spin = ispin(1, 512, 16)
+        self.workers_spin = ispin(-1, max(1, (os.cpu_count() or 2) - 1), -1)
         self.workers_spin.setSpecialValueText("as the recipe")
         f.addRow("Steps:", self.steps_spin)
         f.addRow("Batch size:", self.batch_spin)
@@ -357,9 +222,9 @@ class SimSettingsWidget(QtWidgets.QWidget):
         sim = rec["sim"]
         aug, noise = sim.get("augment") or {}, sim.get("noise") or {}
         self.rotation_check.setChecked(bool(aug.get("rotation", True)))
-        self.jiggle_spin.setValue(100 * _top(aug.get("jiggle_A"), 0.05))
-        self.drift_spin.setValue(100 * _top(aug.get("drift_A"), 0.6))
-        self.jitter_spin.setValue(_top(noise.get("jitter_px"), 0.4))
+        self.jiggle_spin.setValue(100 * range_top(aug.get("jiggle_A"), 0.05))
+        self.drift_spin.setValue(100 * range_top(aug.get("drift_A"), 0.6))
+        self.jitter_spin.setValue(range_top(noise.get("jitter_px"), 0.4))
         self.batch_spin.setValue(int(rec.get("batch_size", 8)))
         self.lr_spin.setValue(float(rec.get("lr", 3e-3)) / 4)  # fine-tuning: a gentler rate
         shape = sim.get("shape") or [160, 160]
@@ -420,63 +285,15 @@ class SimSettingsWidget(QtWidgets.QWidget):
         kind = self.structure_combo.currentData()
         self.custom_panel.setVisible(kind == "custom")
         self.cif_panel.setVisible(kind == "cif")
-        mix = kind == "mix"
-        for row in self.defect_rows.values():
-            for w in ("check", "spin", "element"):
-                row[w].setEnabled(not mix)
-        self.defect_note.setText("With the base model's mix, each structure keeps the defects of the base recipe; "
-                                 "choose one structure to set them here." if mix else
-                                 "Each checked defect is drawn per image from 0 up to the amount given.")
-        sim = self._recipe["sim"]
-        variant = {}
-        if kind not in ("mix", "custom", "cif"):
-            variant = variant_for(sim, kind)
-        defects = variant.get("defects") or ({} if variant else {"vacancy": {"rate": [0, 0.03]}})
-        for key, label, default, _has, el in DEFECT_ROWS:
-            row = self.defect_rows[key]
-            entry = defects.get(key, {})
-            amount = next((k for k in ("rate", "n", "prob", "amplitude_A") if k in entry), None)
-            amount = amount or DEFAULT_AMOUNT_KEY.get(key, "rate")
-            row["amount"] = amount
-            text, top = _AMOUNT[amount]
-            row["unit"].setText(text)
-            row["spin"].setRange(0.0, top)
-            row["spin"].setDecimals(0 if amount == "n" else 3)
-            row["spin"].setValue(_top(entry.get(amount), default) if entry else default)
-            row["check"].setChecked(bool(entry))
-            e = entry.get("element")
-            row["element"].setText(", ".join(e) if isinstance(e, list) else str(e or el))
+        self.defect_group.show_for(kind, self._recipe["sim"])
 
-    def _browse_cif(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Choose a crystal structure", self.cif_edit.text(),
-                                                        "Crystal files (*.cif *.xyz *.vasp *.pdb POSCAR*);;"
-                                                        "All files (*)")
-        if path:
-            self.set_cif(path)
-
-    def _zone(self) -> tuple:
-        try:
-            z = tuple(int(v) for v in self.zone_edit.text().replace(",", " ").split())
-        except ValueError:
-            z = ()
-        if len(z) != 3 or not any(z):
-            raise ValueError(f"the zone axis must be three integers such as '0 0 1', not {self.zone_edit.text()!r}")
-        return z
+    def add_site(self, u: float, v: float, element: str) -> None:
+        self.custom_panel.add_site(u, v, element)
 
     def set_cif(self, path) -> bool:
         """Use the crystal in `path` (read with ASE, projected along the zone axis); False
         with the reason shown when it cannot be read."""
-        self.cif_edit.setText(str(path))
-        try:
-            from ..sim.structures import from_cif
-
-            cell = from_cif(path, self._zone())
-        except Exception as exc:  # noqa: BLE001 - any reader error becomes a message
-            self.cif_info.setText(f"<span style='color:#c00'>Cannot use it: {exc}</span>")
-            return False
-        self.cif_info.setText(f"{cell.name}: {len(cell.sites)} columns in a "
-                              f"{math.hypot(*cell.a1):.3g} × {math.hypot(*cell.a2):.3g} Å cell")
-        return True
+        return self.cif_panel.set_cif(path)
 
     def estimate_noise(self) -> None:
         """Fill the noise setting from the image (or from the base recipe without one)."""
@@ -520,15 +337,10 @@ class SimSettingsWidget(QtWidgets.QWidget):
         kind = self.structure_combo.currentData()
         st = {"kind": "named" if kind not in ("mix", "custom", "cif") else kind, "name": kind}
         if kind == "custom":
-            st.update(self._custom_cell())
+            st.update(self.custom_panel.cell())
         elif kind == "cif":
-            st.update({"cif": self.cif_edit.text().strip(), "zone_axis": self._zone()})
-        defects = {}
-        for key, row in self.defect_rows.items():
-            if row["check"].isChecked():
-                defects[key] = {"value": row["spin"].value()}
-                if row["has_element"]:
-                    defects[key]["element"] = row["element"].text().strip()
+            st.update(self.cif_panel.structure())
+        defects = self.defect_group.chosen()
         return {"name": self.name_edit.text().strip(), "mode": self.mode_combo.currentText(),
                 "px_size_A": self.px_spin.value() / 100, "structure": st, "defects": defects,
                 "noise": {"key": "sigma_A" if stm else "dose_e_per_A2",
@@ -541,23 +353,6 @@ class SimSettingsWidget(QtWidgets.QWidget):
                 "device": self.device_combo.currentData(), "lr": self.lr_spin.value(), "val_n": self.val_spin.value(),
                 "num_workers": None if self.workers_spin.value() < 0 else self.workers_spin.value(),
                 "real_fraction": self.real_slider.value() / 100, "real_holdout": self.holdout_spin.value() / 100}
-
-    def _custom_cell(self) -> dict:
-        a, b, gamma = self.cell_a.value(), self.cell_b.value(), math.radians(self.cell_gamma.value())
-        sites = []
-        for r in range(self.sites_table.rowCount()):
-            cells = [self.sites_table.item(r, c) for c in range(3)]
-            texts = [c.text().strip() if c is not None else "" for c in cells]
-            if not any(texts):
-                continue
-            try:
-                u, v = float(texts[0]), float(texts[1])
-            except ValueError:
-                raise ValueError(f"custom cell, atom {r + 1}: u and v must be numbers (fractions of a and b)") from None
-            sites.append({"frac": [u % 1.0, v % 1.0], "element": texts[2] or "C"})
-        if not sites:
-            raise ValueError("the custom unit cell needs at least one atom")
-        return {"a1": [a, 0.0], "a2": [round(b * math.cos(gamma), 6), round(b * math.sin(gamma), 6)], "sites": sites}
 
     def check_new_name(self, name: str) -> Path:
         """The folder for a new user model called `name`; ValueError when unusable or taken."""
@@ -586,18 +381,4 @@ class SimSettingsWidget(QtWidgets.QWidget):
 
     def annotated_images(self) -> list:
         """AnnotatedImage objects for the checked images (ValueError naming a bad one)."""
-        items = self.context.get("annotated") or []
-        out = []
-        for r in range(self.real_list.count()):
-            it = self.real_list.item(r)
-            if it.checkState() != QtCore.Qt.Checked:
-                continue
-            d = items[it.data(QtCore.Qt.UserRole)]
-            from ..nn.realdata import AnnotatedImage
-
-            try:
-                out.append(AnnotatedImage(d["image"], d["annotations"], d.get("px_size_nm"),
-                                          name=str(d.get("name") or "")))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"the annotated image {d.get('name', r + 1)!r} cannot be used: {exc}") from None
-        return out
+        return self.real_group.annotated_images()
