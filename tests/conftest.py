@@ -31,3 +31,48 @@ def artifacts() -> Path:
     """Folder for files tests leave behind to be looked at (screenshots)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+# ---------------------------------------------------------------- main-window GUI tests
+# (helpers in _gui_helpers.py; test_gui.py has fixtures of its own)
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """An empty user model folder (the real one is never read)."""
+    d = tmp_path / "userdata"
+    monkeypatch.setenv("ATOMLENS_USER_DATA", str(d))
+    (d / "models").mkdir(parents=True)
+    return d / "models"
+
+
+@pytest.fixture
+def boxes(monkeypatch):
+    """Message boxes are recorded instead of shown: list of (title, text)."""
+    from PyQt5 import QtWidgets
+
+    seen = []
+
+    def fake_exec(box):
+        seen.append((box.windowTitle(), box.text()))
+        return QtWidgets.QMessageBox.Ok
+
+    monkeypatch.setattr(QtWidgets.QMessageBox, "exec_", fake_exec)
+    return seen
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, user_models, boxes):
+    """A shown MainWindow with settings in tmp_path, an empty user model folder and recorded
+    message boxes."""
+    from _gui_helpers import make_window
+
+    return make_window(qtbot, tmp_path)
+
+
+@pytest.fixture
+def sim_file(tmp_path, sim):
+    """The test module's `sim` image saved as tmp_path/graphene.npy."""
+    import numpy as np
+
+    path = tmp_path / "graphene.npy"
+    np.save(path, sim.image)
+    return path

@@ -1,5 +1,6 @@
 """Annotate mode (pytest-qt, offscreen): real mouse clicks and keys add, relabel, delete and
-move atoms and mark defects; undo/redo; autosave to the sidecar and reload; the Model menu."""
+move atoms and mark point and box defects; undo/redo; autosave to the sidecar and reload; the
+defect types dialog and the default types kept in the settings; the Model menu."""
 
 from __future__ import annotations
 
@@ -8,93 +9,29 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from atomlens.analysis.annotations import Annotations, load_sidecar, sidecar_path
-from atomlens.gui.main_window import MainWindow
-from PyQt5 import QtCore, QtGui, QtWidgets
+from atomlens.analysis.annotations import Annotations, load_sidecar, sidecar_path  # noqa: E402
+from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
-LOAD_MS = 30000
-RUN_MS = 60000
-PX_A = 0.1
+from atomlens.gui.annotate_types import DefectTypesDialog, default_types  # noqa: E402
 
+from _gui_helpers import (  # noqa: E402
+    LOAD_MS,
+    click,
+    make_window,
+    open_and_run,
+    send_mouse,
+    simulate_graphene,
+    viewport_rgb,
+    widget_pos,
+)
 
-@pytest.fixture(autouse=True)
-def user_models(tmp_path, monkeypatch):
-    d = tmp_path / "userdata"
-    monkeypatch.setenv("ATOMLENS_USER_DATA", str(d))
-    (d / "models").mkdir(parents=True)
-    return d / "models"
+# fixtures user_models, boxes, window and sim_file: conftest.py
+pytestmark = pytest.mark.usefixtures("user_models")  # an empty user model folder (the real one is never read)
 
 
 @pytest.fixture(scope="module")
 def sim():
-    from atomlens.sim import simulate
-
-    cfg = {"structure": "graphene", "shape": [128, 128], "px_size_A": PX_A,
-           "defects": {"dopant": {"element": "Si", "n": 2}}, "noise": {"dose_e_per_A2": 1e5}}
-    return simulate(cfg, 3_000_000_007)
-
-
-@pytest.fixture
-def sim_file(tmp_path, sim):
-    path = tmp_path / "graphene.npy"
-    np.save(path, sim.image)
-    return path
-
-
-@pytest.fixture
-def boxes(monkeypatch):
-    seen = []
-
-    def fake_exec(box):
-        seen.append((box.windowTitle(), box.text()))
-        return QtWidgets.QMessageBox.Ok
-
-    monkeypatch.setattr(QtWidgets.QMessageBox, "exec_", fake_exec)
-    return seen
-
-
-def make_window(qtbot, tmp_path):
-    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
-    win = MainWindow(settings=settings, interactive=True)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, boxes):
-    return make_window(qtbot, tmp_path)
-
-
-def open_and_run(qtbot, win, path):
-    with qtbot.waitSignal(win.resultChanged, timeout=LOAD_MS):
-        assert win.open_file(path)
-    win.set_pixel_size_nm(PX_A / 10)
-    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r is not None):
-        win.analysis.run_current()
-    qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
-
-
-def widget_pos(win, x, y) -> QtCore.QPoint:
-    iv = win.image_view
-    return iv.graphics.mapFromScene(iv.viewbox.mapViewToScene(QtCore.QPointF(x, y)))
-
-
-def send_mouse(win, kind, x, y, button=QtCore.Qt.LeftButton):
-    """A mouse event on the image view's viewport at image pixel (x, y)."""
-    vp = win.image_view.graphics.viewport()
-    pos = widget_pos(win, x, y)
-    types = {"press": QtCore.QEvent.MouseButtonPress, "move": QtCore.QEvent.MouseMove,
-             "release": QtCore.QEvent.MouseButtonRelease}
-    buttons = QtCore.Qt.NoButton if kind == "release" or button is None else button
-    ev = QtGui.QMouseEvent(types[kind], QtCore.QPointF(pos), vp.mapToGlobal(pos),
-                           QtCore.Qt.NoButton if kind == "move" else button, buttons, QtCore.Qt.NoModifier)
-    QtWidgets.QApplication.sendEvent(vp, ev)
-
-
-def click(qtbot, win, x, y):
-    qtbot.mouseClick(win.image_view.graphics.viewport(), QtCore.Qt.LeftButton, pos=widget_pos(win, x, y))
+    return simulate_graphene((128, 128))
 
 
 def snapshot(ann: Annotations) -> dict:
@@ -319,3 +256,231 @@ def test_move_tool_press_off_the_atoms_is_left_to_the_view(qtbot, window, sim_fi
     assert ctl._drag is None and not ctl._press_used
     send_mouse(window, "release", x, y)
     assert snapshot(ctl.ann) == before and ctl.undo_stack.count() == 0
+
+
+# ================================================================= box defects
+def start_empty(qtbot, win, path):
+    """Open `path` without analysing it and enter annotate mode (no atoms)."""
+    with qtbot.waitSignal(win.resultChanged, timeout=LOAD_MS):
+        assert win.open_file(path)
+    win.annotate.set_active(True)
+    assert win.annotate.active and len(win.annotate.ann) == 0
+    return win.annotate
+
+
+def box_of(d):
+    return d["x"], d["y"], d["w"], d["h"]
+
+
+def test_defect_tool_drags_boxes_clicks_points_undo_delete_and_reload(qtbot, window, sim_file):
+    win = window
+    ctl = start_empty(qtbot, win, sim_file)
+    ann, view = ctl.ann, ctl.view
+    ctl.tool_actions["defect"].trigger()
+    ctl.defect_combo.setCurrentText("dopant")
+    colour = {t["name"]: t["colour"] for t in ann.defect_types}["dopant"]
+
+    # press-drag-release: the rectangle is shown in the type's colour while dragging
+    send_mouse(win, "press", 20, 30)
+    send_mouse(win, "move", 35, 40)
+    assert view.band.isVisible() and view.band.pen().color().name() == colour
+    r = view.band.rect()
+    assert (r.left(), r.top(), r.width(), r.height()) == pytest.approx((20, 30, 15, 10), abs=0.5)
+    assert not ann.defects  # nothing is marked before the release
+    send_mouse(win, "move", 50, 45)
+    send_mouse(win, "release", 50, 45)
+    assert not view.band.isVisible()
+    assert len(ann.defects) == 1 and ctl.undo_stack.count() == 1
+    box = dict(ann.defects[0])
+    assert box["type"] == "dopant" and box_of(box) == pytest.approx((35, 37.5, 30, 15), abs=0.5)
+    # drawn as a rectangle over the box with its label at the top-left corner; no square marker
+    assert len(view.boxes) == 1 and view.boxes[0].pen().color().name() == colour
+    assert view.boxes[0].pen().isCosmetic()
+    r = view.boxes[0].rect()
+    assert (r.left(), r.top(), r.right(), r.bottom()) == pytest.approx(
+        (box["x"] - box["w"] / 2, box["y"] - box["h"] / 2, box["x"] + box["w"] / 2, box["y"] + box["h"] / 2))
+    assert len(view.labels) == 1 and view.labels[0].textItem.toPlainText() == "dopant"
+    assert (view.labels[0].pos().x(), view.labels[0].pos().y()) == pytest.approx((r.left(), r.top()))
+    assert len(view.defects.getData()[0]) == 0
+
+    # a click (press and release closer than half the pick radius) still marks a point
+    ctl.defect_combo.setCurrentText("vacancy")
+    step = 0.2 * view.pick_radius()
+    send_mouse(win, "press", 80, 80)
+    send_mouse(win, "move", 80 + step, 80)
+    send_mouse(win, "release", 80 + step, 80)
+    assert len(ann.defects) == 2 and ann.defects[1]["w"] is None and ann.defects[1]["h"] is None
+    assert ann.defects[1]["type"] == "vacancy" and abs(ann.defects[1]["x"] - 80) < 0.6
+    assert len(view.boxes) == 1 and len(view.defects.getData()[0]) == 1
+
+    # one undo step per defect: undo takes them away one by one, redo brings them back
+    qtbot.keyClick(win, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
+    assert ann.defects == [box]
+    qtbot.keyClick(win, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier)
+    assert ann.defects == [] and view.boxes == []
+    qtbot.keyClick(win, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier)
+    assert ann.defects == [box] and len(view.boxes) == 1
+    qtbot.keyClick(win, QtCore.Qt.Key_Z, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier)
+    assert len(ann.defects) == 2
+
+    # Delete tool: a click inside the box (far from its centre) deletes it
+    ctl.tool_actions["delete"].trigger()
+    assert view.nearest_defect(22, 32) == 0 and view.nearest_defect(52, 32) is None
+    click(qtbot, win, 22, 32)
+    assert [d["type"] for d in ann.defects] == ["vacancy"] and view.boxes == []
+    ctl.undo_stack.undo()
+    assert ann.defects[0] == box
+    # rubber band: a box is deleted when its centre lies inside, not when the band only overlaps it
+    send_mouse(win, "press", 10, 20)
+    send_mouse(win, "move", 30, 60)
+    assert view.band.pen().color().name() == "#ff4040"
+    send_mouse(win, "release", 30, 60)  # covers the box's left part, not its centre
+    assert len(ann.defects) == 2
+    send_mouse(win, "press", 10, 20)
+    send_mouse(win, "move", 40, 50)
+    send_mouse(win, "release", 40, 50)
+    assert [d["type"] for d in ann.defects] == ["vacancy"]
+    ctl.undo_stack.undo()
+
+    # the box survives saving and reloading the sidecar
+    assert ctl.save()
+    assert load_sidecar(sim_file).defects[0] == box
+    with qtbot.waitSignal(win.resultChanged, timeout=LOAD_MS):
+        win.open_file(sim_file)
+    ctl.set_active(True)
+    assert ctl.ann.defects[0] == box and len(ctl.ann.defects) == 2 and len(ctl.view.boxes) == 1
+
+
+def test_box_defects_are_drawn_over_their_image_pixels_at_two_zooms(qtbot, window, tmp_path):
+    h, w = 60, 80
+    path = tmp_path / "flat.npy"
+    np.save(path, np.zeros((h, w), np.float32))
+    win = window
+    ctl = start_empty(qtbot, win, path)
+    ctl.add_defect(40, 30, "dopant", w=20, h=10)  # box from (30, 25) to (50, 35)
+    vb = win.image_view.viewbox
+    for rect in (QtCore.QRectF(-0.5, -0.5, w, h), QtCore.QRectF(25, 20, 30, 20)):
+        vb.setRange(rect, padding=0)
+        qtbot.wait(50)
+        rgb = viewport_rgb(win)
+        red = (rgb[..., 0] > 200) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)  # #ff5050
+        tl, br = widget_pos(win, 30, 25), widget_pos(win, 50, 35)
+        row, col = (tl.y() + br.y()) // 2, (tl.x() + br.x()) // 2
+        xs = np.flatnonzero(red[row])  # across the middle: the left and right edges only
+        assert xs.size and abs(xs.min() - tl.x()) <= 2 and abs(xs.max() - br.x()) <= 2
+        assert not red[row, tl.x() + 4:br.x() - 3].any()  # an outline, not a filled box
+        ys = np.flatnonzero(red[tl.y() - 3:br.y() + 4, col]) + tl.y() - 3
+        assert ys.size and abs(ys.min() - tl.y()) <= 2 and abs(ys.max() - br.y()) <= 2
+        assert 2 <= xs.size <= 8  # cosmetic pen: a few screen px thick at every zoom
+
+
+# ================================================================= defect types
+def test_defect_types_dialog_validates_and_gives_the_new_list(qtbot, monkeypatch):
+    types = [{"name": "vacancy", "colour": "#ffdc00"}, {"name": "dopant", "colour": "#ff5050"}]
+    dlg = DefectTypesDialog(types, used={"vacancy": 2})
+    qtbot.addWidget(dlg)
+    assert dlg.list.count() == 2 and "2 defects" in dlg.list.item(0).text()
+    assert dlg.list.item(1).icon().pixmap(14, 14).toImage().pixelColor(7, 7).name() == "#ff5050"
+    # names: non-empty, unique (ignoring case)
+    assert not dlg.add_type("  ") and "name" in dlg.message.text()
+    assert not dlg.add_type("Vacancy") and "already" in dlg.message.text()
+    assert dlg.add_type("kink", "#123456") and dlg.message.text() == ""
+    assert dlg.types()[-1] == {"name": "kink", "colour": "#123456"} and dlg.list.count() == 3
+    assert dlg.list.item(2).icon().pixmap(14, 14).toImage().pixelColor(7, 7).name() == "#123456"
+    assert not dlg.rename_type("vacancy", "dopant") and not dlg.rename_type("vacancy", "")
+    assert dlg.rename_type("vacancy", "V1") and dlg.rename_type("V1", "V2")
+    assert dlg.renames() == {"vacancy": "V2"} and "was vacancy" in dlg.list.item(0).text()
+    # a used type is not removed (no silent loss); an unused one is
+    assert not dlg.remove_type("V2") and "used by 2 defects" in dlg.message.text()
+    assert "V2" in dlg.names()
+    assert dlg.remove_type("dopant") and dlg.names() == ["V2", "kink"]
+    assert not dlg.set_colour("kink", "no colour") and dlg.types()[1]["colour"] == "#123456"
+    assert dlg.set_colour("kink", "#00ff00")
+    # the buttons ask for names and colours
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getText", lambda *a, **k: ("edge2", True))
+    monkeypatch.setattr(QtWidgets.QColorDialog, "getColor", lambda *a, **k: QtGui.QColor("#abcdef"))
+    dlg.add_button.click()
+    assert dlg.types()[-1] == {"name": "edge2", "colour": "#abcdef"} and dlg.current_name() == "edge2"
+    monkeypatch.setattr(QtWidgets.QInputDialog, "getText", lambda *a, **k: ("edge3", True))
+    dlg.rename_button.click()
+    monkeypatch.setattr(QtWidgets.QColorDialog, "getColor", lambda *a, **k: QtGui.QColor("#010203"))
+    dlg.colour_button.click()
+    assert dlg.types()[-1] == {"name": "edge3", "colour": "#010203"}
+    dlg.remove_button.click()
+    assert dlg.names() == ["V2", "kink"]
+    dlg.accept()
+    assert dlg.result() == QtWidgets.QDialog.Accepted
+    assert dlg.types() == [{"name": "V2", "colour": "#ffdc00"}, {"name": "kink", "colour": "#00ff00"}]
+
+
+def test_edit_defect_types_renames_defects_is_one_undo_step_and_is_the_next_default(
+        qtbot, tmp_path, sim, sim_file, boxes, monkeypatch):
+    win = make_window(qtbot, tmp_path)
+    ctl = start_empty(qtbot, win, sim_file)
+    ann = ctl.ann
+    original = [dict(t) for t in ann.defect_types]
+    assert "V" not in [t["name"] for t in original]
+    menu = next(a.menu() for a in win.menuBar().actions() if a.text() == "A&nnotate")
+    assert ctl.act_types in menu.actions() and ctl.act_types in ctl.toolbar.actions()
+    ctl.set_tool("defect")
+    ctl.defect_combo.setCurrentText("vacancy")
+    click(qtbot, win, 20, 20)
+    click(qtbot, win, 40, 20)
+    ctl.add_defect(60, 60, "hole", w=10, h=8)
+    seen = {}
+
+    def fake_exec(dlg):  # what the user does in the dialog
+        seen["used"] = dict(dlg.used)
+        assert dlg.rename_type("vacancy", "V")
+        assert dlg.add_type("kink", "#123456")
+        assert dlg.set_colour("hole", "#0000ff")
+        seen["removed"] = dlg.remove_type("V")
+        seen["message"] = dlg.message.text()
+        dlg.accept()
+        return dlg.result()
+
+    monkeypatch.setattr(DefectTypesDialog, "exec_", fake_exec)
+    ctl.act_types.trigger()
+    assert seen["used"] == {"vacancy": 2, "hole": 1}
+    assert not seen["removed"] and "used by 2 defects" in seen["message"]
+    edited = [dict(t, name="V") if t["name"] == "vacancy" else dict(t, colour="#0000ff") if t["name"] == "hole"
+              else dict(t) for t in original] + [{"name": "kink", "colour": "#123456"}]
+    assert ann.defect_types == edited and ctl.undo_stack.count() == 4
+    assert [d["type"] for d in ann.defects] == ["V", "V", "hole"]
+    assert ctl.defect_combo.currentText() == "V" and ctl.defect_combo.findText("kink") >= 0
+    assert sorted(lab.textItem.toPlainText() for lab in ctl.view.labels) == ["V", "V", "hole"]
+    assert ctl.view.boxes[0].pen().color().name() == "#0000ff" and ctl.defect_colour() == ann.defect_types[0]["colour"]
+    assert default_types(win.settings) == edited
+    # removing a type still in use through the API is refused and changes nothing
+    with pytest.raises(ValueError, match="'V'"):
+        ctl.set_defect_types([t for t in edited if t["name"] != "V"])
+    assert ann.defect_types == edited and ctl.undo_stack.count() == 4
+
+    # one undo step: the types, the defects' types and the default go back; redo again
+    ctl.undo_stack.undo()
+    assert ann.defect_types == original and [d["type"] for d in ann.defects] == ["vacancy", "vacancy", "hole"]
+    assert ctl.defect_combo.currentText() == "vacancy" and default_types(win.settings) == original
+    ctl.undo_stack.redo()
+    assert ann.defect_types == edited and [d["type"] for d in ann.defects] == ["V", "V", "hole"]
+    assert ctl.save() and load_sidecar(sim_file).defect_types == edited
+    win.close()
+
+    # the next image annotated (a new window, the same settings file) starts with the user's types
+    other = tmp_path / "other.npy"
+    np.save(other, sim.image[:64, :64])
+    win2 = make_window(qtbot, tmp_path)
+    ctl2 = start_empty(qtbot, win2, other)
+    assert ctl2.ann.defect_types == edited
+    assert [ctl2.defect_combo.itemText(i) for i in range(ctl2.defect_combo.count())] == [t["name"] for t in edited]
+    # ... also when it starts from an analysis result
+    third = tmp_path / "third.npy"
+    np.save(third, sim.image)
+    open_and_run(qtbot, win2, third)
+    ctl2.set_active(True)
+    assert len(ctl2.ann) > 20 and ctl2.ann.defect_types[:len(edited)] == edited
+
+    # without annotations the dialog edits the default only
+    ctl2.finish()
+    monkeypatch.setattr(DefectTypesDialog, "exec_", lambda dlg: dlg.add_type("extra") and 1)
+    assert ctl2.ann is None and ctl2.act_types.isEnabled() and ctl2.edit_defect_types()
+    assert [t["name"] for t in default_types(win2.settings)] == [t["name"] for t in edited] + ["extra"]

@@ -15,80 +15,29 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PyQt5 import QtCore, QtWidgets  # noqa: E402
+from PyQt5 import QtCore  # noqa: E402
 
 from atomlens.gui.analysis_dock import default_model_name  # noqa: E402
 from atomlens.gui.layers import class_colours, marker_size  # noqa: E402
-from atomlens.gui.main_window import MainWindow  # noqa: E402
 
-LOAD_MS = 30000
-RUN_MS = 60000
-PX_A = 0.1  # simulated pixel size (Å)
+from _gui_helpers import (  # noqa: E402
+    PX_A,
+    RUN_MS,
+    open_and_wait,
+    run_and_wait,
+    simulate_graphene,
+    viewport_rgb,
+    widget_pos,
+)
+
+# fixtures user_models, boxes, window and sim_file: conftest.py
+pytestmark = pytest.mark.usefixtures("user_models")  # an empty user model folder (the real one is never read)
 
 
 # ================================================================= fixtures
-@pytest.fixture(autouse=True)
-def user_models(tmp_path, monkeypatch):
-    """An empty user model folder (the real one is never read)."""
-    d = tmp_path / "userdata"
-    monkeypatch.setenv("ATOMLENS_USER_DATA", str(d))
-    (d / "models").mkdir(parents=True)
-    return d / "models"
-
-
 @pytest.fixture(scope="module")
 def sim():
-    from atomlens.sim import simulate
-
-    cfg = {"structure": "graphene", "shape": [192, 192], "px_size_A": PX_A,
-           "defects": {"dopant": {"element": "Si", "n": 2}}, "noise": {"dose_e_per_A2": 1e5}}
-    return simulate(cfg, 3_000_000_007)
-
-
-@pytest.fixture
-def sim_file(tmp_path, sim):
-    path = tmp_path / "graphene.npy"
-    np.save(path, sim.image)
-    return path
-
-
-@pytest.fixture
-def boxes(monkeypatch):
-    """Message boxes are recorded instead of shown: list of (title, text)."""
-    seen = []
-
-    def fake_exec(box):
-        seen.append((box.windowTitle(), box.text()))
-        return QtWidgets.QMessageBox.Ok
-
-    monkeypatch.setattr(QtWidgets.QMessageBox, "exec_", fake_exec)
-    return seen
-
-
-@pytest.fixture
-def window(qtbot, tmp_path, boxes):
-    settings = QtCore.QSettings(str(tmp_path / "settings.ini"), QtCore.QSettings.IniFormat)
-    win = MainWindow(settings=settings, interactive=True)
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
-    return win
-
-
-def open_and_wait(qtbot, win, path, px_size_nm=PX_A / 10):
-    with qtbot.waitSignal(win.resultChanged, timeout=LOAD_MS) as blocker:  # None: no result yet
-        assert win.open_file(path)
-    assert blocker.args == [None]
-    if px_size_nm is not None:
-        win.set_pixel_size_nm(px_size_nm)
-    return win.micrograph
-
-
-def run_and_wait(qtbot, win, start=None):
-    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r is not None) as b:
-        (start or win.analysis.run_current)()
-    qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
-    return b.args[0]
+    return simulate_graphene((192, 192))
 
 
 def shown_points(win) -> tuple[np.ndarray, list]:
@@ -521,7 +470,7 @@ def test_hover_describes_the_atom_in_px_and_nm(qtbot, window, sim_file):
     iv = win.image_view
     i = int(np.argmin(np.hypot(res.atoms.x - 96, res.atoms.y - 96)))
     x, y = res.atoms.x[i], res.atoms.y[i]
-    pos = iv.graphics.mapFromScene(iv.viewbox.mapViewToScene(QtCore.QPointF(x + 0.3, y - 0.2)))
+    pos = widget_pos(win, x + 0.3, y - 0.2)
     qtbot.mouseMove(iv.graphics.viewport(), pos)
     qtbot.waitUntil(lambda: win.statusBar().currentMessage().startswith("atom "), timeout=3000)
     msg = win.statusBar().currentMessage()
@@ -573,14 +522,6 @@ def _synthetic_result(shape=(60, 80)):
     return AnalysisResult(atoms, prob, defects, cam, {}, 0.01, (0.0, 0.0), 0.5, "centroid", 0, shape)
 
 
-def _viewport_rgb(win) -> np.ndarray:
-    img = win.image_view.graphics.viewport().grab().toImage().convertToFormat(4)  # Format_RGB32
-    ptr = img.constBits()
-    ptr.setsize(img.sizeInBytes())
-    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine() // 4, 4)
-    return arr[:, : img.width(), 2::-1][..., :3].astype(int)  # BGRA -> RGB
-
-
 def test_overlays_are_aligned_with_image_pixels_at_two_zooms(qtbot, window, tmp_path):
     win = window
     h, w = 60, 80
@@ -623,7 +564,7 @@ def test_overlays_are_aligned_with_image_pixels_at_two_zooms(qtbot, window, tmp_
         ov.atoms_view.legend.hide()  # its samples have the class colours
         ov.defects.set_visible(False)
         ov.prob.set_visible(False)
-        rgb = _viewport_rgb(win)
+        rgb = viewport_rgb(win)
         hot = rgb.max(axis=2) - rgb.min(axis=2) > 120  # coloured (the image is black)
         assert hot.any(), "the CAM hot pixel was not painted"
         ys, xs = np.nonzero(hot)
@@ -634,10 +575,10 @@ def test_overlays_are_aligned_with_image_pixels_at_two_zooms(qtbot, window, tmp_
         # and an atom marker is painted around its position
         ov.cam.set_visible(False)
         ov.atoms_view.scatters["dopant"].show()
-        rgb = _viewport_rgb(win)
+        rgb = viewport_rgb(win)
         ring = (rgb[..., 0] > 200) & (rgb[..., 1] < 120) & (rgb[..., 2] < 120)  # #ff5050
         ys, xs = np.nonzero(ring)
-        expect = iv.graphics.mapFromScene(vb.mapViewToScene(QtCore.QPointF(30.4, 40.6)))
+        expect = widget_pos(win, 30.4, 40.6)
         assert iv.graphics.viewport().rect().contains(expect) and ring.any()
         assert abs(xs.mean() - expect.x()) <= 1.5 and abs(ys.mean() - expect.y()) <= 1.5
         # put everything back for the next zoom

@@ -6,27 +6,33 @@ selectors), the undo stack (every edit is a :class:`QUndoCommand`) and the autos
 image's sidecar ``<image>.atomlens.json`` (2 s after the last edit, on image change and on
 closing the window).
 
-Mouse (in annotate mode, left button): Add places an atom of the current class; Delete removes
-the atom or defect clicked, or everything inside a dragged rectangle; Move drags an atom;
-Defect places a point defect of the current type.  Right-click on an atom: relabel/delete.
-Keys 1-9 choose the current class and relabel the atom under the cursor.
+The edits (undo steps) are in :mod:`.annotate_edits`, the mouse and keys in
+:mod:`.annotate_input` (Add places an atom; Delete removes what is clicked or inside a dragged
+rectangle; Move drags an atom; Defect marks a point defect with a click or a box defect with a
+drag), the defect types dialog in :mod:`.annotate_types`: "Edit defect types…" changes the
+types of the open annotations (one undo step) and keeps them in the window's settings as the
+default for the next image annotated.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from ..analysis.annotations import (
+    DEFAULT_DEFECT_TYPES,
     Annotations,
     export_training_pair,
     file_sha256,
     load_sidecar,
     save_sidecar,
 )
-from .annotate_view import AnnotationsView, FnCommand
+from .annotate_edits import AnnotateEdits
+from .annotate_input import AnnotateInput
+from .annotate_types import DefectTypesDialog, default_types
+from .annotate_view import AnnotationsView
 
 __all__ = ["AUTOSAVE_MS", "AnnotateController"]
 
@@ -34,15 +40,16 @@ AUTOSAVE_MS = 2000
 TOOLS = (("add", "Add", "Add an atom of the current class (click)"),
          ("delete", "Delete", "Delete an atom or defect (click), or all inside a rectangle (drag)"),
          ("move", "Move", "Drag an atom to a new position"),
-         ("defect", "Defect", "Mark a point defect of the current type (click)"))
+         ("defect", "Defect", "Mark a defect of the current type: a point (click) or a box (drag)"))
 
 
-class AnnotateController(QtCore.QObject):
+class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
     """Annotate mode of one :class:`MainWindow`.
 
     Attributes: ``ann`` (the Annotations or None), ``undo_stack``, ``view``
     (:class:`AnnotationsView`), ``tool`` ("add", "delete", "move", "defect"), ``current_class``
-    (index into ``ann.class_names``), ``act_toggle``, ``act_export``, ``act_undo``, ``act_redo``.
+    (index into ``ann.class_names``), ``act_toggle``, ``act_export``, ``act_undo``, ``act_redo``,
+    ``act_types`` ("Edit defect types…").
 
     Signals: ``saved(str)`` with the sidecar path after each save, ``activeChanged(bool)``.
     """
@@ -58,7 +65,7 @@ class AnnotateController(QtCore.QObject):
         self.tool = "add"
         self.current_class = 1
         self.hovered = None
-        self._drag = None  # ("move", i, x0, y0) or ("band", x0, y0)
+        self._drag = None  # the drag under way (see AnnotateInput)
         self._press_used = False
         self.view = AnnotationsView(window.image_view.viewbox, self)
         self.undo_stack = QtWidgets.QUndoStack(self)
@@ -90,6 +97,10 @@ class AnnotateController(QtCore.QObject):
         self.act_export.triggered.connect(lambda: self.export_training())
         self.act_save = QtWidgets.QAction("&Save annotations now", w)
         self.act_save.triggered.connect(lambda: self.save())
+        self.act_types = QtWidgets.QAction("Edit defect &types…", w)
+        self.act_types.setStatusTip("Add, rename, recolour or remove the defect types (kept as the default "
+                                    "for new annotations)")
+        self.act_types.triggered.connect(lambda: self.edit_defect_types())
         self.tool_group = QtWidgets.QActionGroup(self)
         self.tool_actions = {}
         for key, text, tip in TOOLS:
@@ -123,6 +134,7 @@ class AnnotateController(QtCore.QObject):
         tb.addWidget(QtWidgets.QLabel(" Defect: "))
         self.defect_combo = QtWidgets.QComboBox()
         tb.addWidget(self.defect_combo)
+        tb.addAction(self.act_types)
         tb.addSeparator()
         tb.addAction(self.act_undo)
         tb.addAction(self.act_redo)
@@ -135,6 +147,8 @@ class AnnotateController(QtCore.QObject):
         menu.addAction(self.act_undo)
         menu.addAction(self.act_redo)
         menu.addSeparator()
+        menu.addAction(self.act_types)
+        menu.addSeparator()
         menu.addAction(self.act_save)
         menu.addAction(self.act_export)
 
@@ -145,7 +159,9 @@ class AnnotateController(QtCore.QObject):
         for act in self.class_actions:  # digits are free for other widgets outside the mode
             act.setEnabled(self.active)
 
-    def _fill_combos(self) -> None:
+    def _fill_combos(self, defect_type: str | None = None) -> None:
+        """Fill the class and defect type selectors from ``ann`` (keeping the chosen type, or
+        choosing `defect_type`)."""
         ann = self.ann
         self.class_combo.blockSignals(True)
         self.class_combo.clear()
@@ -154,7 +170,7 @@ class AnnotateController(QtCore.QObject):
         self.class_combo.setCurrentIndex(min(self.current_class, len(ann.class_names) - 1) - 1)
         self.class_combo.blockSignals(False)
         self.current_class = self.class_combo.currentIndex() + 1
-        current = self.defect_combo.currentText()
+        current = defect_type or self.defect_combo.currentText()
         self.defect_combo.clear()
         for t in ann.defect_types:
             pix = QtGui.QPixmap(12, 12)
@@ -162,6 +178,41 @@ class AnnotateController(QtCore.QObject):
             self.defect_combo.addItem(QtGui.QIcon(pix), t["name"])
         if current:
             self.defect_combo.setCurrentText(current)
+
+    def defect_colour(self) -> str:
+        """Colour of the current defect type."""
+        name = self.defect_combo.currentText()
+        types = self.ann.defect_types if self.ann is not None else []
+        return next((t["colour"] for t in types if t["name"] == name), "#ffffff")
+
+    def edit_defect_types(self) -> bool:
+        """Open the defect types dialog; apply its result (True) when accepted."""
+        ann = self.ann
+        types = ann.defect_types if ann is not None else self.new_defect_types()
+        used = Counter(d["type"] for d in ann.defects) if ann is not None else {}
+        dlg = DefectTypesDialog(types, used, self.w)
+        if not dlg.exec_():
+            return False
+        try:
+            self.set_defect_types(dlg.types(), dlg.renames())
+        except ValueError as exc:
+            self.w._error("Defect types not changed", str(exc))
+            return False
+        if ann is None:
+            self.w.statusBar().showMessage("Defect types kept for the next annotations", 5000)
+        return True
+
+    def new_defect_types(self, used=()) -> list[dict]:
+        """The defect types new annotations start with: the user's (settings), else the defaults;
+        plus any type in `used` not among them."""
+        types = default_types(getattr(self.w, "settings", None)) or [dict(t) for t in DEFAULT_DEFECT_TYPES]
+        names = {t["name"] for t in types}
+        known = {t["name"]: t["colour"] for t in DEFAULT_DEFECT_TYPES}
+        for name in used:
+            if name not in names:
+                names.add(name)
+                types.append({"name": name, "colour": known.get(name, "#ffffff")})
+        return types
 
     # ================================================================= mode
     @property
@@ -218,12 +269,16 @@ class AnnotateController(QtCore.QObject):
                 return False
         result = self.w.analysis.current_result()
         card = None
-        if ann is None and result is not None:
-            card = result.info.get("model") if isinstance(result.info.get("model"), dict) else None
-            ann = Annotations.from_result(result, card, sha, mg.name)
-        elif ann is None:
-            ann = Annotations(image_sha256=sha, image_name=mg.name, frame=frame, shape=tuple(mg.shape),
-                              px_size_nm=mg.px_size_nm)
+        if ann is None:
+            if result is not None:
+                card = result.info.get("model") if isinstance(result.info.get("model"), dict) else None
+                ann = Annotations.from_result(result, card, sha, mg.name)
+            else:
+                ann = Annotations(image_sha256=sha, image_name=mg.name, frame=frame, shape=tuple(mg.shape),
+                                  px_size_nm=mg.px_size_nm, mode=getattr(mg, "mode", None))
+            ann.defect_types = self.new_defect_types(d["type"] for d in ann.defects)
+        if ann.mode is None:  # older sidecars: the image's mode (ABF images are inverted for training)
+            ann.mode = getattr(mg, "mode", None)
         self.ann, self.image_path = ann, path
         self.undo_stack.clear()
         colours = result.info.get("colours") if result is not None else None
@@ -305,10 +360,7 @@ class AnnotateController(QtCore.QObject):
         return [{"name": self.w.micrograph.name, "image": self.w.image_view.current_frame(),
                  "annotations": self.ann, "px_size_nm": self.ann.px_size_nm or self.w.micrograph.px_size_nm}]
 
-    # ================================================================= edits (undo commands)
-    def _push(self, text, do, undo) -> None:
-        self.undo_stack.push(FnCommand(text, do, undo))
-
+    # ================================================================= tools
     def set_tool(self, key: str) -> None:
         self.tool = key
         self.tool_actions[key].setChecked(True)
@@ -316,213 +368,3 @@ class AnnotateController(QtCore.QObject):
     def _on_class_combo(self, index: int) -> None:
         if index >= 0:
             self.current_class = index + 1
-
-    def class_key(self, k: int) -> None:
-        """Number key `k`: choose class k; relabel the atom under the cursor."""
-        if self.ann is None or k >= len(self.ann.class_names):
-            return
-        self.current_class = k
-        self.class_combo.setCurrentIndex(k - 1)
-        if self.hovered is not None and self.active:
-            self.relabel([self.hovered], k)
-
-    def add_atom(self, x: float, y: float, cls: int | None = None) -> None:
-        ann, c = self.ann, self.current_class if cls is None else cls
-        state = {}
-
-        def do():
-            state["i"] = ann.add_atom(x, y, c)
-
-        self._push("Add atom", do, lambda: ann.remove_atoms([state["i"]]))
-
-    def delete(self, atoms=(), defects=()) -> None:
-        ann = self.ann
-        atoms = [int(i) for i in atoms]
-        defects = sorted(int(i) for i in defects)
-        if not atoms and not defects:
-            return
-        state = {}
-
-        def do():
-            state["rows"] = ann.remove_atoms(atoms) if atoms else None
-            state["defects"] = [(i, ann.remove_defect(i)) for i in reversed(defects)]
-
-        def undo():
-            for i, d in reversed(state["defects"]):
-                ann.insert_defect(i, d)
-            if state["rows"] is not None:
-                ann.insert_atoms(state["rows"])
-
-        n = len(atoms) + len(defects)
-        self._push(f"Delete {n} item{'s' if n != 1 else ''}", do, undo)
-
-    def _keep(self, idx):
-        ann = self.ann
-        return ann.source[idx].copy(), ann.reviewed[idx].copy()
-
-    def _restore(self, idx, kept) -> None:
-        self.ann.source[idx], self.ann.reviewed[idx] = kept
-
-    def move(self, i: int, x: float, y: float, old=None) -> None:
-        ann = self.ann
-        old = old or (float(ann.x[i]), float(ann.y[i]))
-        kept = self._keep([i])
-
-        def undo():
-            ann.move_atom(i, *old)
-            self._restore([i], kept)
-
-        self._push("Move atom", lambda: ann.move_atom(i, x, y), undo)
-
-    def relabel(self, indices, cls: int) -> None:
-        ann = self.ann
-        idx = np.asarray(indices, np.int64)
-        kept, state = self._keep(idx), {}
-
-        def do():
-            state["old"] = ann.set_class(idx, cls)
-
-        def undo():
-            ann.set_class(idx, state["old"])
-            self._restore(idx, kept)
-
-        self._push(f"Set class {ann.class_names[cls]}", do, undo)
-
-    def add_defect(self, x: float, y: float, type_name: str | None = None) -> None:
-        ann = self.ann
-        d = {"x": x, "y": y, "type": type_name or self.defect_combo.currentText() or "vacancy", "w": None, "h": None}
-        state = {}
-
-        def do():
-            state["i"] = ann.add_defect(d)
-
-        self._push(f"Mark {d['type']}", do, lambda: ann.remove_defect(state["i"]))
-
-    # ================================================================= mouse and keys
-    def _view_pos(self, widget_pos):
-        scene = self.w.image_view.graphics.mapToScene(widget_pos)
-        vb = self.w.image_view.viewbox
-        if not vb.sceneBoundingRect().contains(scene):
-            return None
-        p = vb.mapSceneToView(scene)
-        return p.x(), p.y()
-
-    def eventFilter(self, obj, event) -> bool:
-        if not self.active:
-            return False
-        try:
-            if obj is self._viewport:
-                return self._mouse(event)
-            if event.type() == QtCore.QEvent.KeyPress and QtCore.Qt.Key_1 <= event.key() <= QtCore.Qt.Key_9 \
-                    and not event.modifiers() & ~QtCore.Qt.KeypadModifier:
-                self.class_key(event.key() - QtCore.Qt.Key_0)
-                return True
-            if event.type() == QtCore.QEvent.KeyPress and event.key() in (QtCore.Qt.Key_Delete,
-                                                                        QtCore.Qt.Key_Backspace) \
-                    and self.hovered is not None:
-                self.delete(atoms=[self.hovered])
-                return True
-        except Exception as exc:  # noqa: BLE001 - never let an edit crash the GUI
-            import traceback
-
-            traceback.print_exc()
-            self.w.statusBar().showMessage(f"Annotation edit failed: {exc}", 10000)
-            self._drag = None
-            self.view.set_band(None, None)
-        return False
-
-    def _mouse(self, event) -> bool:
-        t = event.type()
-        if t not in (QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove, QtCore.QEvent.MouseButtonRelease,
-                     QtCore.QEvent.MouseButtonDblClick):
-            return False
-        pos = self._view_pos(event.pos())
-        if t == QtCore.QEvent.MouseMove:
-            if self._drag is None:
-                if pos is not None and not event.buttons():
-                    self.hovered = self.view.nearest_atom(*pos)
-                    self.view.set_hover(self.hovered)
-                return False
-            if pos is not None:
-                if self._drag[0] == "move":
-                    i = self._drag[1]
-                    self.ann.x[i], self.ann.y[i] = pos  # preview; the command is pushed on release
-                    self.view.refresh()
-                    self.view.set_hover(i)
-                else:
-                    self.view.set_band(self._drag[1:3], pos)
-            return True
-        if event.button() == QtCore.Qt.RightButton and t == QtCore.QEvent.MouseButtonPress and pos is not None:
-            i = self.view.nearest_atom(*pos)
-            if i is not None:
-                self._context_menu(i, event.globalPos())
-                return True
-            return False
-        if event.button() != QtCore.Qt.LeftButton:
-            return False
-        if t == QtCore.QEvent.MouseButtonPress:
-            self._press_used = pos is not None and self._press(pos)
-            return self._press_used
-        if t == QtCore.QEvent.MouseButtonRelease:
-            used, self._press_used = self._press_used, False
-            self._release(pos)
-            return used
-        return self._press_used or self._drag is not None  # double clicks
-
-    def _press(self, pos) -> bool:
-        """Left press at `pos`; False when it is left to the view (a Move press off the atoms pans)."""
-        x, y = pos
-        if self.tool == "add":
-            self.add_atom(x, y)
-        elif self.tool == "defect":
-            self.add_defect(x, y)
-        elif self.tool == "move":
-            i = self.view.nearest_atom(x, y)
-            if i is None:
-                return False
-            self._drag = ("move", i, float(self.ann.x[i]), float(self.ann.y[i]))
-        elif self.tool == "delete":
-            self._drag = ("band", x, y)
-        return True
-
-    def _release(self, pos) -> None:
-        drag, self._drag = self._drag, None
-        if drag is None:
-            return
-        if drag[0] == "move":
-            i, x0, y0 = drag[1:]
-            x, y = pos if pos is not None else (x0, y0)
-            self.ann.x[i], self.ann.y[i] = x0, y0
-            if (x, y) != (x0, y0):
-                self.move(i, x, y)
-            else:
-                self.view.refresh()
-            return
-        self.view.set_band(None, None)
-        x0, y0 = drag[1:3]
-        if pos is None or np.hypot(pos[0] - x0, pos[1] - y0) < 0.5 * self.view.pick_radius():
-            i = self.view.nearest_atom(x0, y0)
-            if i is not None:
-                self.delete(atoms=[i])
-            else:
-                j = self.view.nearest_defect(x0, y0)
-                if j is not None:
-                    self.delete(defects=[j])
-            return
-        xa, xb = sorted((x0, pos[0]))
-        ya, yb = sorted((y0, pos[1]))
-        ann = self.ann
-        atoms = np.flatnonzero((ann.x >= xa) & (ann.x <= xb) & (ann.y >= ya) & (ann.y <= yb))
-        defects = [k for k, d in enumerate(ann.defects) if xa <= d["x"] <= xb and ya <= d["y"] <= yb]
-        self.delete(atoms=atoms, defects=defects)
-
-    def _context_menu(self, i: int, global_pos) -> None:
-        ann = self.ann
-        menu = QtWidgets.QMenu(self.w)
-        menu.addSection(f"Atom {i}: {ann.class_names[ann.cls[i]]} ({ann.source[i]})")
-        for k, name in enumerate(ann.class_names[1:], 1):
-            act = menu.addAction(f"Set class &{k}: {name}", lambda k=k: self.relabel([i], k))
-            act.setEnabled(bool(k != ann.cls[i]))
-        menu.addSeparator()
-        menu.addAction("&Delete atom", lambda: self.delete(atoms=[i]))
-        menu.exec_(global_pos)
