@@ -235,6 +235,24 @@ class AnalysisDock(QtWidgets.QDockWidget):
     def _on_model_picked(self, _index: int) -> None:
         self._chosen[_family(self._mode)] = self.model_path()
 
+    def select_model(self, path) -> bool:
+        """Choose the bundle at `path` in the picker (as if the user picked it), looking for new
+        bundles first if it is not listed; False when it cannot be picked (e.g. not a
+        segmentation model, or a damaged card)."""
+        from pathlib import Path
+
+        target = Path(path).resolve()
+        for attempt in range(2):
+            for i in range(self.model_combo.count()):
+                data = self.model_combo.itemData(i)
+                if data and Path(data).resolve() == target and self.model_combo.model().item(i).isEnabled():
+                    self.model_combo.setCurrentIndex(i)
+                    self._on_model_picked(i)
+                    return True
+            if attempt == 0:
+                self.refresh_models()
+        return False
+
     def model_path(self) -> str | None:
         """Folder of the chosen segmentation bundle (None when there is none)."""
         return self.model_combo.currentData()

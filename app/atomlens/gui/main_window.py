@@ -225,6 +225,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self._training.shutdown()
         self.loader.shutdown()
         self.analysis.shutdown()
+        from .model_manager_jobs import wait_for_jobs
+
+        wait_for_jobs()  # a model export or import in progress is finished, never cut off
         super().closeEvent(event)
 
     # ================================================================= opening
@@ -342,6 +345,17 @@ class MainWindow(QtWidgets.QMainWindow):
             self._training.statusChanged.connect(show)
         return self._training
 
+    def use_model(self, path) -> bool:
+        """Pick the bundle at `path` in the analysis dock and analyse the open image with it
+        (the retrain dialog's "Use the new model")."""
+        if not self.analysis_dock.select_model(path):
+            self.statusBar().showMessage(f"{path} is not an atom-finding model and cannot be picked", 8000)
+            return False
+        self.statusBar().showMessage(f"Analysing with {Path(path).name}", 5000)
+        if self.micrograph is not None:
+            self.analysis.run_current()
+        return True
+
     def open_retrain(self):
         """Show the (non-modal) Retrain dialog for the open image and its annotations."""
         from .retrain_dialog import RetrainDialog
@@ -353,7 +367,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._retrain_dialog.close()
             self._retrain_dialog.deleteLater()
         self._retrain_dialog = RetrainDialog(self, self.training_manager(), context)
-        self._retrain_dialog.modelChosen.connect(lambda _path: self.analysis_dock.refresh_models())
+        self._retrain_dialog.modelChosen.connect(self.use_model)
         self._retrain_dialog.show()
         return self._retrain_dialog
 
