@@ -12,6 +12,8 @@ import pytest
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Never read or write the user's real QSettings from tests.
 os.environ["ATOMLENS_SETTINGS_DIR"] = tempfile.mkdtemp(prefix="atomlens-settings-")
+# ... nor the user's data folder (trained models, annotations of read-only images)
+os.environ["ATOMLENS_USER_DATA"] = tempfile.mkdtemp(prefix="atomlens-userdata-")
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = ROOT.parent / "shared" / "data" / "real"

@@ -484,3 +484,46 @@ def test_edit_defect_types_renames_defects_is_one_undo_step_and_is_the_next_defa
     monkeypatch.setattr(DefectTypesDialog, "exec_", lambda dlg: dlg.add_type("extra") and 1)
     assert ctl2.ann is None and ctl2.act_types.isEnabled() and ctl2.edit_defect_types()
     assert [t["name"] for t in default_types(win2.settings)] == [t["name"] for t in edited] + ["extra"]
+
+
+def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, window, sim_file, boxes,
+                                                                         user_models, monkeypatch):
+    from atomlens.analysis import annotations as mod
+
+    win = window
+    open_and_run(qtbot, win, sim_file)
+    ctl = win.annotate
+    ctl.set_active(True)
+    real_write = mod.atomic_write_text
+    folder = str(sim_file.parent)
+
+    def read_only(path, text):  # the image's folder cannot be written (a read-only share)
+        if str(path).startswith(folder + "/") and "userdata" not in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    ctl.add_atom(10.0, 12.0)
+    with qtbot.waitSignal(ctl.saved) as s:
+        assert ctl.save()
+    fallback = mod.fallback_sidecar_path(sim_file, ctl.ann.image_sha256)
+    assert s.args == [str(fallback)] and fallback.parent == user_models.parent / "annotations"
+    assert not sidecar_path(sim_file).exists() and "cannot be written" in win.statusBar().currentMessage()
+    # reopened: the annotations come back from the user data folder
+    n = len(ctl.ann)
+    ctl.finish()
+    ctl.set_active(True)
+    assert len(ctl.ann) == n and (ctl.ann.x == 10.0).any()
+
+    def broken(path, text):  # nowhere can be written (a full disk)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(mod, "atomic_write_text", broken)
+    ctl.add_atom(20.0, 22.0)
+    assert not ctl.save() and not ctl.save()
+    told = [b for b in boxes if b[0] == "Annotations not saved"]
+    assert len(told) == 1 and "stay in memory" in told[0][1]  # one box, not one per autosave
+    assert "No space left" in win.statusBar().currentMessage() and len(ctl.ann) == n + 1
+    monkeypatch.setattr(mod, "atomic_write_text", real_write)
+    assert ctl.save()  # space again: saved, and a later failure would be told again
+    assert not ctl._save_failed_shown

@@ -143,6 +143,43 @@ def test_save_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tif.atomlens.json"]  # no temporary file left
 
 
+def test_read_only_image_folder_keeps_annotations_in_user_data(tmp_path, monkeypatch):
+    """When the image's folder cannot be written, the annotations go to the user data folder,
+    keyed by the image's sha256, and are found there on the next load (the newer copy wins)."""
+    from atomlens.analysis import annotations as mod
+
+    monkeypatch.setenv("ATOMLENS_USER_DATA", str(tmp_path / "userdata"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    img = shared / "c.emd"
+    img.write_bytes(b"more pixels")
+    sha = file_sha256(img)
+    ann = Annotations.from_result(_result(), CARD, image_sha256=sha, image_name=img.name)
+    real_write = mod.atomic_write_text
+
+    def read_only(path, text):
+        if os.path.dirname(os.path.abspath(path)) == str(shared):
+            raise PermissionError(13, "Permission denied", str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    path = save_sidecar(ann, img)
+    assert path == mod.fallback_sidecar_path(img, sha) and path.parent == tmp_path / "userdata" / "annotations"
+    assert path.name == f"{sha[:16]}-c.emd.atomlens.json" and list(shared.iterdir()) == [img]
+    _same(load_sidecar(img, expected_sha256=sha), ann)
+    assert load_sidecar(img) is None  # without the sha256 the fallback cannot be found
+    # the folder becomes writable again: the next save goes next to the image and is the one loaded
+    monkeypatch.setattr(mod, "atomic_write_text", real_write)
+    ann.add_atom(2.0, 3.0, 1)
+    assert save_sidecar(ann, img) == sidecar_path(img)
+    os.utime(path, ns=(1, 1))  # the fallback copy is older
+    assert len(load_sidecar(img, expected_sha256=sha)) == len(ann)
+    # an image with no sha256 recorded has nowhere else to go: the error is raised
+    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    with pytest.raises(PermissionError):
+        save_sidecar(Annotations(image_name="c.emd"), img)
+
+
 def test_sidecar_of_another_image_is_refused(tmp_path):
     img = tmp_path / "c.dm4"
     img.write_bytes(b"one")

@@ -13,7 +13,18 @@ import io
 import os
 import tempfile
 
-__all__ = ["atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "sha256_file"]
+__all__ = ["atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "sha256_file",
+           "user_data_dir"]
+
+
+def user_data_dir():
+    """AtomLens's per-user data folder (platformdirs; ``$ATOMLENS_USER_DATA`` overrides it):
+    trained models, and annotations of images in read-only folders.  Not created here."""
+    from pathlib import Path
+
+    from platformdirs import user_data_dir as _platform_dir
+
+    return Path(os.environ.get("ATOMLENS_USER_DATA") or _platform_dir("AtomLens", "AtomLens"))
 
 
 def atomic_write_with(path, write, suffix: str = ".tmp") -> None:

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_save_npy, atomic_write_text, sha256_file
+from ..fileio import atomic_save_npy, atomic_write_text, sha256_file, user_data_dir
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .atoms import AtomList
 
 __all__ = ["SIDECAR_FORMAT", "SidecarMismatch", "Annotations", "sidecar_path", "file_sha256",
-           "save_sidecar", "load_sidecar", "export_training_pair", "label_map", "DEFAULT_DEFECT_TYPES",
+           "save_sidecar", "load_sidecar", "find_sidecar", "fallback_sidecar_path", "export_training_pair", "label_map", "DEFAULT_DEFECT_TYPES",
            "LABEL_RADIUS_A", "LABEL_RADIUS_UNCALIBRATED_PX"]
 
 SIDECAR_FORMAT = "atomlens-annotations/1"
@@ -422,22 +422,55 @@ class Annotations:
 
 
 # ---------------------------------------------------------------------- sidecar files
+def fallback_sidecar_path(image_path, image_sha256: str) -> Path:
+    """Where the sidecar goes when the image's folder cannot be written (a read-only share, a
+    DVD, a folder of someone else's): ``<user data>/annotations/<sha256[:16]>-<image>.atomlens.json``.
+    Keyed by the image's content, so a copy of the image elsewhere finds its annotations too."""
+    if not image_sha256:
+        raise ValueError("an image without a sha256 has no fallback annotation file")
+    return user_data_dir() / "annotations" / f"{image_sha256[:16]}-{Path(image_path).name}.atomlens.json"
+
+
 def save_sidecar(ann: Annotations, image_path) -> Path:
-    """Write `ann` to ``<image>.atomlens.json`` atomically; returns the sidecar's path.
+    """Write `ann` to ``<image>.atomlens.json`` atomically; returns the path written.
 
     The file is written to a temporary file in the same folder and renamed over the old one,
     so an interrupted save leaves the previous sidecar as it was.  The JSON gets a
-    ``"saved"`` time (ISO 8601, UTC).  About 10 ms for 10^4 atoms.
+    ``"saved"`` time (ISO 8601, UTC).  About 10 ms for 10^4 atoms.  When the image's folder
+    cannot be written (OSError: read-only, no permission), the annotations go to
+    :func:`fallback_sidecar_path` instead (if they carry the image's sha256), and
+    :func:`load_sidecar` finds them there.
     """
     path = sidecar_path(image_path)
     d = ann.to_dict()
     d["saved"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_text(path, json.dumps(d, separators=(",", ":"), allow_nan=False))
+    text = json.dumps(d, separators=(",", ":"), allow_nan=False)
+    try:
+        atomic_write_text(path, text)
+    except OSError:
+        if not ann.image_sha256:
+            raise
+        path = fallback_sidecar_path(image_path, ann.image_sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
     return path
 
 
+def find_sidecar(image_path, image_sha256: str | None = None) -> Path | None:
+    """The annotation file of `image_path`: next to it, or (given its sha256) the fallback in
+    the user data folder; the more recently written when both exist; None when neither does."""
+    found = [p for p in (sidecar_path(image_path),) if p.is_file()]
+    if image_sha256:
+        fb = fallback_sidecar_path(image_path, image_sha256)
+        if fb.is_file():
+            found.append(fb)
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
+
+
 def load_sidecar(image_path, expected_sha256: str | None = None) -> Annotations | None:
-    """The annotations saved next to `image_path`, or None when there is no sidecar.
+    """The annotations saved for `image_path` (next to it, or with `expected_sha256` in the
+    user data folder when its folder was read-only: :func:`find_sidecar`), or None when there
+    are none.
 
     Raises
     ------
@@ -448,8 +481,8 @@ def load_sidecar(image_path, expected_sha256: str | None = None) -> Annotations 
         (a ValueError) `expected_sha256` is given and differs from the sha256 recorded in the
         sidecar: the image was changed or the sidecar belongs to another image.
     """
-    path = sidecar_path(image_path)
-    if not path.is_file():
+    path = find_sidecar(image_path, expected_sha256)
+    if path is None:
         return None
     try:
         d = json.loads(path.read_text(encoding="utf-8"))

@@ -67,6 +67,8 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.hovered = None
         self._drag = None  # the drag under way (see AnnotateInput)
         self._press_used = False
+        self._save_failed_shown = False
+        self._saved_where = None
         self.view = AnnotationsView(window.image_view.viewbox, self)
         self.undo_stack = QtWidgets.QUndoStack(self)
         self.undo_stack.indexChanged.connect(self._on_edited)
@@ -330,7 +332,17 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
             path = save_sidecar(self.ann, self.image_path)
         except Exception as exc:  # noqa: BLE001 - a failed save is reported, never a crash
             self.w.statusBar().showMessage(f"Could not save the annotations: {exc}", 10000)
+            if not self._save_failed_shown:  # once per image: a box every 2 s would be a torment
+                self._save_failed_shown = True
+                self.w._error("Annotations not saved",
+                              "Your annotations could not be saved; they stay in memory and saving is "
+                              "retried after each edit. Use Export as training data to keep a copy.", str(exc))
             return False
+        self._save_failed_shown = False
+        if Path(path).parent != Path(self.image_path).parent and self._saved_where != str(path):
+            self.w.statusBar().showMessage(f"The image's folder cannot be written: annotations are kept in {path}",
+                                           10000)
+        self._saved_where = str(path)
         self.saved.emit(str(path))
         return True
 

@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..fileio import atomic_write_bytes, atomic_write_with, sha256_file
+from ..fileio import atomic_write_bytes, atomic_write_with, sha256_file, user_data_dir
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
            "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED", "rename_bundle",
@@ -35,10 +35,7 @@ class BundleError(Exception):
 
 def user_models_dir() -> Path:
     """Where user-trained bundles go (created on demand)."""
-    from platformdirs import user_data_dir
-
-    base = os.environ.get("ATOMLENS_USER_DATA") or user_data_dir("AtomLens", "AtomLens")
-    return Path(base) / "models"
+    return user_data_dir() / "models"
 
 
 def bundled_models_dir() -> Path | None:
