@@ -527,3 +527,33 @@ def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, 
     monkeypatch.setattr(mod, "atomic_write_text", real_write)
     assert ctl.save()  # space again: saved, and a later failure would be told again
     assert not ctl._save_failed_shown
+
+
+def test_images_annotated_earlier_in_the_session_are_offered_for_training(qtbot, window, sim, sim_file, tmp_path):
+    win = window
+    open_and_run(qtbot, win, sim_file)
+    ctl = win.annotate
+    ctl.set_active(True)
+    ctl.add_atom(5.0, 6.0)
+    first = ctl.ann
+    pixels = win.image_view.current_frame().copy()
+    other = tmp_path / "other.npy"
+    np.save(other, sim.image[:96, :112] * 2.0)  # another image of the session
+    open_and_run(qtbot, win, other)
+    assert ctl.ann is None
+    ctx = ctl.training_context()  # the closed image is still offered, with its own pixels
+    assert len(ctx) == 1 and ctx[0]["annotations"] is first and ctx[0]["name"] == "graphene.npy"
+    np.testing.assert_array_equal(ctx[0]["image"], pixels)
+    ctl.set_active(True)
+    ctl.add_atom(7.0, 8.0)
+    ctx = ctl.training_context()
+    assert [d["name"] for d in ctx] == ["other.npy", "graphene.npy"]  # the open image first
+    assert ctx[0]["image"].shape == (96, 112)
+    # reopening the first image does not list it twice; the retrain dialog shows both
+    open_and_run(qtbot, win, sim_file)
+    ctl.set_active(True)
+    assert [d["name"] for d in ctl.training_context()] == ["graphene.npy", "other.npy"]
+    win.act_retrain.trigger()
+    w = win._retrain_dialog.settings_widget
+    assert w.real_list.count() == 2 and len(w.annotated_images()) == 2
+    win._retrain_dialog.close()

@@ -417,3 +417,25 @@ def test_model_manager_jobs_leave_the_gui_thread_free(qtbot, tiny_base, tmp_path
     qtbot.waitUntil(thread.isFinished, timeout=30000)
     qtbot.wait(50)  # its result signal has no receiver left: nothing happens
     assert zipfile.ZipFile(tmp_path / "gone" / "t.zip").namelist() and os.listdir(tmp_path / "gone") == ["t.zip"]
+
+
+def test_exported_training_data_can_be_added(qtbot, tiny_base, manager, context, tmp_path):
+    from atomlens.analysis.annotations import export_training_pair
+
+    img, ann = _lattice(seed=5)
+    paths = export_training_pair(img, ann, tmp_path, "earlier")
+    (tmp_path / "lonely.annotations.json").write_text(paths[2].read_text())  # no image beside it
+    dlg = _dialog(qtbot, manager, context)
+    group = dlg.settings_widget.real_group
+    assert dlg.settings_widget.real_list.count() == 1
+    errors = group.add_pairs([paths[2], tmp_path / "lonely.annotations.json", paths[2]])
+    assert len(errors) == 2 and "lonely" in errors[0] and "already in the list" in errors[1]
+    assert dlg.settings_widget.real_list.count() == 2
+    items = dlg.settings_widget.annotated_images()
+    assert [i.name for i in items] == ["lattice0.tif", "lattice5.tif"] and items[1].n_atoms == len(ann)
+    np.testing.assert_array_equal(items[1].image, img)
+    # with no image open and annotated, exported data alone can be trained on
+    empty = _dialog(qtbot, manager, {"micrograph": context["micrograph"], "annotated": []})
+    g = empty.settings_widget.real_group
+    assert not g.real_list.isEnabled() and g.add_button.isEnabled()
+    assert g.add_pairs([paths[2]]) == [] and g.real_list.isEnabled() and g.real_slider.isEnabled()

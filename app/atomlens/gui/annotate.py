@@ -37,6 +37,8 @@ from .annotate_view import AnnotationsView
 __all__ = ["AUTOSAVE_MS", "AnnotateController"]
 
 AUTOSAVE_MS = 2000
+#: Pixels of the images annotated earlier in the session kept for the retrain dialog (bytes).
+SESSION_MAX_BYTES = 1 << 30
 TOOLS = (("add", "Add", "Add an atom of the current class (click)"),
          ("delete", "Delete", "Delete an atom or defect (click), or all inside a rectangle (drag)"),
          ("move", "Move", "Drag an atom to a new position"),
@@ -69,6 +71,8 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self._press_used = False
         self._save_failed_shown = False
         self._saved_where = None
+        self._image = self._name = None
+        self.session: list[dict] = []  # images annotated earlier in this session (training_context)
         self.view = AnnotationsView(window.image_view.viewbox, self)
         self.undo_stack = QtWidgets.QUndoStack(self)
         self.undo_stack.indexChanged.connect(self._on_edited)
@@ -282,6 +286,8 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         if ann.mode is None:  # older sidecars: the image's mode (ABF images are inverted for training)
             ann.mode = getattr(mg, "mode", None)
         self.ann, self.image_path = ann, path
+        self._image = self.w.image_view.current_frame()  # the pixels annotated (for training)
+        self._name = mg.name
         self.undo_stack.clear()
         colours = result.info.get("colours") if result is not None else None
         self.view.set_annotations(ann, colours or None)
@@ -304,6 +310,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.save()
         if self.act_toggle.isChecked():
             self.set_active(False)
+        self._remember()
         self.ann = None
         self.view.set_annotations(None)
         self.undo_stack.clear()
@@ -365,12 +372,34 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.w.statusBar().showMessage(f"Wrote {paths[0].parent}/{stem}.*", 5000)
         return paths
 
+    def _entry(self) -> dict:
+        return {"name": self._name, "image": self._image, "annotations": self.ann,
+                "px_size_nm": self.ann.px_size_nm, "key": (self.ann.image_sha256 or str(self.image_path), self.ann.frame)}
+
+    def _remember(self) -> None:
+        """Keep the annotations being closed (with their pixels) for the retrain dialog: the
+        images annotated in this session, newest first, within :data:`SESSION_MAX_BYTES`."""
+        if self.ann is None or self._image is None or not len(self.ann):
+            return
+        e = self._entry()
+        self.session = [x for x in self.session if x["key"] != e["key"]]
+        self.session.insert(0, e)
+        total, keep = 0, []
+        for x in self.session:
+            total += x["image"].nbytes
+            if total <= SESSION_MAX_BYTES or not keep:
+                keep.append(x)
+        self.session = keep
+
     def training_context(self) -> list[dict]:
-        """The annotated images for the retrain dialog."""
-        if self.ann is None or self.w.micrograph is None:
-            return []
-        return [{"name": self.w.micrograph.name, "image": self.w.image_view.current_frame(),
-                 "annotations": self.ann, "px_size_nm": self.ann.px_size_nm or self.w.micrograph.px_size_nm}]
+        """The annotated images for the retrain dialog: the open one first, then the others
+        annotated in this session (dicts ``name, image, annotations, px_size_nm``)."""
+        out = []
+        if self.ann is not None and self._image is not None:
+            out.append(self._entry())
+        keys = {e["key"] for e in out}
+        out += [e for e in self.session if e["key"] not in keys]
+        return out
 
     # ================================================================= tools
     def set_tool(self, key: str) -> None:

@@ -20,25 +20,23 @@ class RealImagesGroup(QtWidgets.QGroupBox):
     def __init__(self, context: dict, parent=None):
         super().__init__("Your corrected images", parent)
         self.context = context
+        self.items = list(context.get("annotated") or [])
         v = QtWidgets.QVBoxLayout(self)
         self.real_list = QtWidgets.QListWidget()
         self.real_list.setFixedHeight(72)
-        for i, d in enumerate(context.get("annotated") or []):
-            ann = d.get("annotations")
-            n = len(ann) if ann is not None else 0
-            n_user = int(ann.user_mask().sum()) if ann is not None and n else 0
-            item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected by you")
-            item.setData(QtCore.Qt.UserRole, i)
-            item.setFlags(item.flags() | QtCore.Qt.ItemIsUserCheckable)
-            item.setCheckState(QtCore.Qt.Checked if n else QtCore.Qt.Unchecked)
-            if not n:
-                item.setFlags(item.flags() & ~QtCore.Qt.ItemIsEnabled)
-            self.real_list.addItem(item)
-        if not self.real_list.count():
-            none = QtWidgets.QLabel("None yet: correct the atoms of an image (annotation mode) to train on it.")
-            none.setWordWrap(True)
-            v.addWidget(none)
+        for i, d in enumerate(self.items):
+            self._add_row(i, d)
+        self.none_label = QtWidgets.QLabel("None yet: correct the atoms of an image (Annotate mode), or add "
+                                           "training data exported earlier.")
+        self.none_label.setWordWrap(True)
+        self.none_label.setVisible(not self.items)
+        v.addWidget(self.none_label)
         v.addWidget(self.real_list)
+        self.add_button = QtWidgets.QPushButton("Add exported training data…")
+        self.add_button.setToolTip("Images and annotations written by Annotate > Export as training data "
+                                   "(<name>.annotations.json with its <name>.image.npy)")
+        self.add_button.clicked.connect(self._ask_pairs)
+        v.addWidget(self.add_button, 0, QtCore.Qt.AlignLeft)
         f = QtWidgets.QFormLayout()
         row = QtWidgets.QHBoxLayout()
         self.real_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
@@ -57,11 +55,68 @@ class RealImagesGroup(QtWidgets.QGroupBox):
                                      "your atoms is measured there")
         f.addRow("Held back for validation:", self.holdout_spin)
         v.addLayout(f)
-        self.setEnabled(bool(self.real_list.count()))
+        self._update_enabled()
+
+    def _add_row(self, i: int, d: dict) -> None:
+        ann = d.get("annotations")
+        n = len(ann) if ann is not None else 0
+        n_user = int(ann.user_mask().sum()) if ann is not None and n else 0
+        item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected by you")
+        item.setData(QtCore.Qt.UserRole, i)
+        item.setFlags(item.flags() | QtCore.Qt.ItemIsUserCheckable)
+        item.setCheckState(QtCore.Qt.Checked if n else QtCore.Qt.Unchecked)
+        if not n:
+            item.setFlags(item.flags() & ~QtCore.Qt.ItemIsEnabled)
+        self.real_list.addItem(item)
+
+    def _update_enabled(self) -> None:
+        has = bool(self.real_list.count())
+        self.none_label.setVisible(not has)
+        for w in (self.real_list, self.real_slider, self.holdout_spin):
+            w.setEnabled(has)
+
+    def _ask_pairs(self) -> None:
+        paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Add exported training data", "",
+                                                          "AtomLens training data (*.annotations.json)")
+        if paths:
+            errors = self.add_pairs(paths)
+            if errors:
+                QtWidgets.QMessageBox.warning(self, "Training data not added", "\n\n".join(errors))
+
+    def add_pairs(self, paths) -> list[str]:
+        """Add training pairs written by :func:`~atomlens.analysis.annotations.export_training_pair`
+        (the ``.annotations.json`` files; the ``.image.npy`` beside each is read with it).
+        Returns the error messages of the files that could not be added."""
+        from pathlib import Path
+
+        from ..nn.realdata import AnnotatedImage
+
+        errors = []
+        known = {(d["annotations"].image_sha256, d["annotations"].frame) for d in self.items
+                 if d.get("annotations") is not None and d["annotations"].image_sha256}
+        for p in paths:
+            p = Path(p)
+            stem = p.name[:-len(".annotations.json")] if p.name.endswith(".annotations.json") else p.stem
+            try:
+                item = AnnotatedImage.from_files(p.with_name(stem + ".image.npy"), p)
+            except (ValueError, OSError) as exc:
+                errors.append(f"{p.name}: {exc}")
+                continue
+            key = (item.ann.image_sha256, item.ann.frame)
+            if item.ann.image_sha256 and key in known:
+                errors.append(f"{p.name}: this image is already in the list")
+                continue
+            known.add(key)
+            d = {"name": item.name, "image": item.image, "annotations": item.ann, "px_size_nm": item.px_size_nm,
+                 "item": item}
+            self.items.append(d)
+            self._add_row(len(self.items) - 1, d)
+        self._update_enabled()
+        return errors
 
     def annotated_images(self) -> list:
         """AnnotatedImage objects for the checked images (ValueError naming a bad one)."""
-        items = self.context.get("annotated") or []
+        items = self.items
         out = []
         for r in range(self.real_list.count()):
             it = self.real_list.item(r)
@@ -70,6 +125,9 @@ class RealImagesGroup(QtWidgets.QGroupBox):
             d = items[it.data(QtCore.Qt.UserRole)]
             from ..nn.realdata import AnnotatedImage
 
+            if d.get("item") is not None:
+                out.append(d["item"])
+                continue
             try:
                 out.append(AnnotatedImage(d["image"], d["annotations"], d.get("px_size_nm"),
                                           name=str(d.get("name") or "")))
