@@ -8,6 +8,10 @@ the new model", and finds the corrected atoms better than the weak model did.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,7 +64,7 @@ def tool_button(win, key):
     return ctl.toolbar.widgetForAction(ctl.tool_actions[key])
 
 
-def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_model, mos2):
+def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_model, mos2, artifacts):
     win = window
     path, true_xy, true_cls = mos2
     open_and_wait(qtbot, win, path, px_size_nm=PX_A / 10)
@@ -129,6 +133,13 @@ def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_mod
     before, after = manager.comparison["before"], manager.comparison["after"]
     assert after["f1"] > before["f1"] + 0.1
     assert dlg.compare_table.item(2, 1).text() == f"{after['f1']:.3f}"
+    curves = dlg.curve_data()
+    assert len(curves["user_f1"][0]) >= 5 and curves["user_f1"][1][-1] > curves["user_f1"][1][0]
+    dlg.resize(1250, 820)
+    qtbot.wait(100)
+    assert dlg.grab().save(str(artifacts / "screenshot_retrain.png"))  # the dialog with its live curves
+    if os.environ.get("ATOMLENS_UPDATE_DOCS") == "1":
+        shutil.copyfile(artifacts / "screenshot_retrain.png", Path(__file__).parents[1] / "docs" / "screenshot_retrain.png")
 
     # ---- "Use the new model": picked in the dock and the image analysed again
     with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r is not None) as b:
