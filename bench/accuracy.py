@@ -40,12 +40,13 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--refine", default="centroid")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--tta", action="store_true", help="average over the 8 rotations/mirror images")
     args = ap.parse_args()
     from atomlens.analysis.metrics import detection_scores
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
 
-    pred = Predictor(args.model, "auto")
+    pred = Predictor(args.model, "auto", tta=args.tta)
     recipe = json.loads(Path(args.recipe).read_text())
     px = args.px or pred.px_size_A
     allres = {}

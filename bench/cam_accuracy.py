@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--dose", type=float, default=1e5, help="dose in e-/Å^2")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--tta", action="store_true", help="average over the 8 rotations/mirror images")
     ap.add_argument("--snap", action="store_true",
                     help="as the app does: pin dopant/vacancy peaks to the column the atom finder classed so")
     args = ap.parse_args()
@@ -43,7 +44,7 @@ def main() -> int:
     from atomlens.sim import simulate
     from atomlens.sim.atoms import DEFECT_TYPES
 
-    pred = Predictor(args.model, "cpu")
+    pred = Predictor(args.model, "cpu", tta=args.tta)
     seg = Predictor("stem-haadf", "cpu") if args.snap else None
     names = list(pred.classes)
     recipe = json.loads(Path(args.recipe).read_text())
@@ -62,9 +63,9 @@ def main() -> int:
             r = simulate(cfg, TEST_SEED + 1000 * vi + i)
             true = {DEFECT_TYPES[k] for k in np.flatnonzero(r.defect_labels)}
             x = torch.from_numpy(normalise(r.image))[None, None]
-            with torch.inference_mode():
-                logits, maps = pred.model.cam(x)
-            p = torch.sigmoid(logits[0]).numpy()
+            logits, maps = pred.classify(x)
+            maps = maps[None]
+            p = torch.sigmoid(logits).numpy()
             p_def = {n: p[k] for k, n in enumerate(names) if n != "pristine"}
             best = max(p_def, key=p_def.get)
             guess = best if p_def[best] > 0.5 else "pristine"

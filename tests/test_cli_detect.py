@@ -47,6 +47,35 @@ def test_detect_writes_atom_tables(bundle, real_data, tmp_path, capsys):
     assert "no calibration" in err  # the assumed scale is reported
 
 
+def test_detect_and_batch_tta_average_the_eight_views(bundle, tmp_path):
+    """--tta: the maps are the mean over the 8 rotations/mirrors, so a rotated image gives the
+    rotated atoms (a plain untrained network does not); the JSON summary says it was used."""
+    import json
+
+    img = np.random.default_rng(2).normal(size=(48, 48)).astype(np.float32) + 5
+    np.save(tmp_path / "a.npy", img)
+    np.save(tmp_path / "b.npy", np.ascontiguousarray(np.rot90(img)))
+    res = {}
+    for tta in (False, True):
+        out = tmp_path / f"out{tta}"
+        args = ["detect", str(tmp_path / "a.npy"), str(tmp_path / "b.npy"), "--out", str(out), "--model", str(bundle),
+                "--device", "cpu", "--px-size-nm", "0.02", "--threshold", "0.3", "--json"] + (["--tta"] if tta else [])
+        assert main(args) == EXIT_OK
+        assert json.loads((out / "a.json").read_text())["tta"] is tta
+        res[tta] = [np.array([[float(v) for v in r[:2]] for r in _rows(out / f"{s}.atoms.csv")[1:]]).reshape(-1, 2)
+                    for s in "ab"]
+    a, b = res[True]
+    assert len(a) == len(b) > 0
+    # rot90 (counter-clockwise): pixel (x, y) of a goes to (y, 47 - x) in b (within bf16 rounding)
+    from atomlens.analysis.metrics import match_points
+
+    ip, _, _ = match_points(np.column_stack([a[:, 1], 47 - a[:, 0]]), b, 0.5)
+    assert len(ip) == len(a)
+    assert main(["batch", str(tmp_path), "--out", str(tmp_path / "batch"), "--model", str(bundle), "--device", "cpu",
+                 "--px-size-nm", "0.02", "--tta", "--json"]) == EXIT_OK
+    assert json.loads((tmp_path / "batch" / "a.json").read_text())["tta"] is True
+
+
 def test_detect_px_size_override_fills_nm(bundle, real_data, tmp_path):
     out = tmp_path / "o"
     f = real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg"

@@ -647,3 +647,20 @@ def test_results_dock_exports_and_click_selection(qtbot, tmp_path):
     img = QtGui.QImage(str(tmp_path / "s.png"))
     assert (img.width(), img.height()) == (160, 160)
     win.analysis.shutdown()
+
+
+def test_average_eight_views_checkbox_reaches_the_networks(qtbot, window, sim_file):
+    win = window
+    open_and_wait(qtbot, win, sim_file)
+    dock = win.analysis_dock
+    assert not dock.tta() and dock.tta_check.isEnabled()
+    plain = run_and_wait(qtbot, win)
+    assert plain.info["tta"] is False
+    qtbot.mouseClick(dock.tta_check, QtCore.Qt.LeftButton)
+    assert dock.tta()
+    averaged = run_and_wait(qtbot, win)
+    assert averaged.info["tta"] is True and averaged.to_dict()["tta"] is True
+    # the trained model finds the same graphene lattice either way
+    assert abs(len(averaged.atoms) - len(plain.atoms)) <= 0.02 * len(plain.atoms)
+    qtbot.mouseClick(dock.tta_check, QtCore.Qt.LeftButton)
+    assert run_and_wait(qtbot, win).info["tta"] is False  # the cached predictor is switched back

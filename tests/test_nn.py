@@ -98,6 +98,29 @@ def test_device_selection():
             select_device("cuda")
 
 
+def test_tta_averages_the_eight_views_so_rotating_the_image_rotates_the_maps(tiny_bundle):
+    """With tta the maps of a rotated or mirrored image are the rotated or mirrored maps (the
+    mean over the dihedral group is equivariant); a plain untrained network is not."""
+    from atomlens.nn.infer import Predictor
+
+    path, _ = tiny_bundle
+    img = np.random.default_rng(4).normal(size=(64, 64)).astype(np.float32)
+    px_nm = Predictor(path, "cpu").px_size_A / 10  # no resampling
+    for tta in (False, True):
+        pred = Predictor(path, "cpu", tta=tta)
+        pred.bf16 = False  # exact float32 arithmetic for the comparison
+        p0, info = pred.probabilities(img, px_nm)
+        assert info["tta"] is tta and p0.shape == (4, 64, 64)
+        pr, _ = pred.probabilities(np.ascontiguousarray(np.rot90(img)), px_nm)
+        pf, _ = pred.probabilities(np.ascontiguousarray(img[:, ::-1]), px_nm)
+        err = max(np.abs(pr - np.rot90(p0, axes=(1, 2))).max(), np.abs(pf - p0[:, :, ::-1]).max())
+        if tta:
+            assert err < 1e-5
+            np.testing.assert_allclose(p0.sum(0), 1.0, atol=1e-5)  # still probabilities
+        else:
+            assert err > 1e-3
+
+
 def test_tiled_inference_matches_whole_image(tiny_bundle):
     from atomlens.nn.infer import Predictor
 

@@ -88,7 +88,7 @@ def _unique_stem(path: Path, used: set) -> str:
 def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, device: str = "auto",
                   threshold: float = 0.5, refine: str = "centroid", px_size_nm=None, frames: str = "first",
                   json_summary: bool = False, progress=None, cancel=None, log=print,
-                  predictors: dict | None = None) -> list[dict]:
+                  predictors: dict | None = None, tta: bool = False) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
     Parameters
@@ -111,6 +111,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` as with ``detect``).
     json_summary : bool
         Also write ``<stem>.json``.
+    tta : bool
+        Average the networks over the 8 rotations and mirror images (slower, steadier).
     progress : callable(fraction, message), optional
         Overall progress, 0..1, with the current file's name and index.
     cancel : object with ``is_set()``, optional
@@ -151,7 +153,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
             try:
                 from ..nn.infer import Predictor
 
-                cache[name] = Predictor(name, device=device)
+                cache[name] = Predictor(name, device=device, tta=tta)
             except Exception as exc:  # noqa: BLE001 - a bad model fails its files, not the batch
                 cache[name] = exc
         if isinstance(cache[name], Exception):

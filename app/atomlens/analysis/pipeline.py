@@ -103,6 +103,7 @@ class AnalysisResult:
             "format": RESULT_FORMAT,
             "model": self.info.get("model"), "cam_model": self.info.get("cam_model"),
             "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
+            "tta": bool(self.info.get("tta", False)),
             "notes": list(self.info.get("notes", [])),
             "threshold": self.threshold, "refine": self.refine, "frame": self.frame,
             "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),

@@ -164,6 +164,7 @@ class AnalysisController(QtCore.QObject):
         return AnalysisRequest(kind=kind, model=self.dock.model_path(), cam_model=self.dock.cam_model(),
                                device=self.dock.device(), image=image, micrograph=mg, frame=frame,
                                px_size_nm=self.dock.px_size_nm(), offset_nm=tuple(mg.offset_nm), mode=mg.mode,
+                               tta=self.dock.tta(),
                                threshold=self.dock.threshold(), refine=self.dock.refine(), result=result,
                                label=label)
 

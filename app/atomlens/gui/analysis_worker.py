@@ -51,6 +51,7 @@ class AnalysisRequest:
     image : (H, W) array, or None to read ``micrograph.frame(frame)`` in the worker.
     px_size_nm : float or None (None: the scale is estimated from the lattice).
     label : prefix of the progress text (e.g. "frame 3/10").
+    tta : average the networks over the 8 rotations and mirror images (slower, steadier).
     cancel : this job's cancel token (set from the GUI thread).
     """
 
@@ -64,6 +65,7 @@ class AnalysisRequest:
     px_size_nm: float | None = None
     offset_nm: tuple = (0.0, 0.0)
     mode: str | None = None
+    tta: bool = False
     threshold: float = 0.5
     refine: str = "centroid"
     result: object = None
@@ -209,6 +211,9 @@ class AnalysisWorker(QtCore.QObject):
             try:
                 pred = self.predictor(req.model, device)
                 cam = self.predictor(req.cam_model, device) if req.cam_model else None
+                for p in (pred, cam):
+                    if p is not None:
+                        p.tta = bool(req.tta)
                 if req.cancel.is_set():
                     raise InterruptedError("cancelled")
                 self.network_runs += 1

@@ -58,9 +58,17 @@ def _starts(n: int, tile: int, step: int) -> list[int]:
 
 class Predictor:
     """A loaded model bundle, ready to run.  Keep one alive between images (the GUI worker
-    does): loading costs far more than a small image."""
+    does): loading costs far more than a small image.
 
-    def __init__(self, bundle="stem-haadf", device: str = "auto", tile: int = 512, overlap: int = 48):
+    ``tta=True`` averages the network's output over the 8 rotations and mirror images of each
+    tile (test-time augmentation): 8 times the network time for steadier maps.
+    """
+
+    tta = False
+
+    def __init__(self, bundle="stem-haadf", device: str = "auto", tile: int = 512, overlap: int = 48,
+                 tta: bool = False):
+        self.tta = bool(tta)
         self.path = resolve_bundle(bundle)
         self.device = select_device(device)
         self.model, self.card = load_bundle(self.path, self.device)
@@ -93,17 +101,53 @@ class Predictor:
         return px_A, notes
 
     # ------------------------------------------------------------------ network
-    def _tile_output(self, t: torch.Tensor) -> np.ndarray:
-        """(C, h, w) maps for one tile: class probabilities (segmentation), or class activation
-        maps weighted by the tile's presence probabilities and made non-negative (CAM)."""
+    def _net(self, t: torch.Tensor) -> torch.Tensor:
+        """(N, C, h, w) float output for a batch: class probabilities (segmentation), or class
+        activation maps weighted by the presence probabilities and made non-negative (CAM)."""
         with torch.autocast(device_type="cuda" if self.device == "cuda" else "cpu",
                             dtype=torch.bfloat16, enabled=self.bf16):
             if self.task == "cam":
                 logits, maps = self.model.cam(t)
-                maps = torch.relu(maps.float()) * torch.sigmoid(logits.float())[:, :, None, None]
-                return maps[0].cpu().numpy()
-            out = self.model(t)
-        return out.float().softmax(1)[0].cpu().numpy()
+                return torch.relu(maps.float()) * torch.sigmoid(logits.float())[:, :, None, None]
+            return self.model(t).float().softmax(1)
+
+    def _forward(self, t: torch.Tensor) -> torch.Tensor:
+        """`_net` of a (1, 1, h, w) tile; with ``tta`` the mean over the 8 rotations and
+        mirror images of the tile (each mapped back), run as batches of equal shape."""
+        if not self.tta:
+            return self._net(t)
+        views = [(k, f) for f in (False, True) for k in range(4)]
+        acc = None
+        for group in ([v for v in views if v[0] % 2 == 0], [v for v in views if v[0] % 2 == 1]):
+            batch = torch.cat([torch.rot90(t.flip(-1) if f else t, k, (-2, -1)) for k, f in group])
+            if self.device == "cpu":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            out = self._net(batch)
+            for i, (k, f) in enumerate(group):
+                o = torch.rot90(out[i:i + 1], -k, (-2, -1))
+                o = o.flip(-1) if f else o
+                acc = o if acc is None else acc + o
+        return acc / len(views)
+
+    @torch.inference_mode()
+    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image-level defect-type logits (K,) and raw class activation maps (K, h, w) of a
+        ``cam`` model for one normalised (1, 1, H, W) image (the mean over the 8 views with
+        ``tta``)."""
+        if self.task != "cam":
+            raise ValueError(f"model {self.card['name']} is not a defect-CAM model")
+        views = [(k, f) for f in (False, True) for k in range(4)] if self.tta else [(0, False)]
+        logits, maps = 0.0, 0.0
+        for k, f in views:
+            v = torch.rot90(x.flip(-1) if f else x, k, (-2, -1)).to(self.device)
+            lg, mp = self.model.cam(v)
+            mp = torch.rot90(mp.float(), -k, (-2, -1))
+            logits, maps = logits + lg.float(), maps + (mp.flip(-1) if f else mp)
+        return (logits / len(views))[0].cpu(), (maps / len(views))[0].cpu()
+
+    def _tile_output(self, t: torch.Tensor) -> np.ndarray:
+        """(C, h, w) maps for one tile (see :meth:`_net`)."""
+        return self._forward(t)[0].cpu().numpy()
 
     @torch.inference_mode()
     def _run(self, x: np.ndarray, progress=None, cancel=None) -> np.ndarray:
@@ -164,7 +208,7 @@ class Predictor:
             prob = F.interpolate(torch.from_numpy(prob)[None], size=(h, w), mode="bilinear",
                                  align_corners=False)[0].numpy()
         info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
-                "device": self.device, "model": self.card["name"]}
+                "device": self.device, "model": self.card["name"], "tta": self.tta}
         return prob, info
 
     @staticmethod
@@ -195,10 +239,7 @@ class Predictor:
             t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
                               **({} if s < 1 else {"align_corners": False}))
         x = (t.clamp(lo, hi) - m) / (sd if sd > 1e-12 else 1.0)
-        with torch.autocast(device_type="cuda" if self.device == "cuda" else "cpu", dtype=torch.bfloat16,
-                            enabled=self.bf16):
-            out = self.model(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)
-        prob_s = out.float().softmax(1)[0]
+        prob_s = self._forward(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)[0]
         min_d_model = max(2.0, 1.0 / self.px_size_A)
         xs, ys, cls, score = find_atoms_tensor(prob_s, threshold=threshold, min_distance_px=min_d_model,
                                                refine=refine)
@@ -213,7 +254,7 @@ class Predictor:
             progress(1.0, "done")
         info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
                 "device": self.device, "model": self.card["name"], "min_distance_px": max(2.0, 1.0 / px_A),
-                "on_device": True}
+                "on_device": True, "tta": self.tta}
         return atoms, prob, info
 
     def defects(self, image, px_size_nm=None, *, threshold_rel: float = 0.5, progress=None, cancel=None):
