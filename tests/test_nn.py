@@ -181,6 +181,39 @@ SMALL_RECIPE = {
 }
 
 
+def test_sim_pool_reuses_a_fixed_set_rotated_and_mirrored():
+    from atomlens.nn.data import SimStream
+
+    cfg = {"structure": "graphene", "shape": [32, 32], "px_size_A": 0.2, "noise": {"dose_e_per_A2": 1e5},
+           "defects": {"vacancy": {"rate": 0.1}}}
+    stream = iter(SimStream(cfg, seed=11, pool=3))
+    first = [next(stream) for _ in range(3)]  # the set, simulated once
+    fresh = iter(SimStream(cfg, seed=11))
+    for (x, y), (x2, y2) in zip(first, [next(fresh) for _ in range(3)]):
+        assert torch.equal(x, x2) and torch.equal(y, y2)  # the same seeds as the endless stream
+
+    def views(x, y):
+        for k in range(4):
+            for f in (False, True):
+                xv, yv = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
+                yield (xv.flip(-1), yv.flip(-1)) if f else (xv, yv)
+
+    seen = set()
+    for _ in range(40):  # then only rotations and mirror images of those, labels turned alike
+        x, y = next(stream)
+        hits = [(i, j) for i, (x0, y0) in enumerate(first) for j, (xv, yv) in enumerate(views(x0, y0))
+                if torch.equal(x, xv) and torch.equal(y, yv)]
+        assert hits
+        seen.add(hits[0])
+    assert len({i for i, _ in seen}) == 3 and len(seen) > 10
+
+
+def test_training_on_a_sim_pool_records_it(tmp_path):
+    out = tmp_path / "pool"
+    best = train({**SMALL_RECIPE, "sim_pool": 4, "steps": 3, "eval_every": 3}, out, log=lambda m: None)
+    assert best["step"] == 3 and read_card(out)["recipe"]["sim_pool"] == 4
+
+
 def test_train_writes_bundle_metrics_and_resumes(tmp_path):
     out = tmp_path / "m"
     best = train(SMALL_RECIPE, out, log=lambda m: None)

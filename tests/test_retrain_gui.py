@@ -152,6 +152,11 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     assert rec["sim"]["defects"]["dopant"] == {"element": "W", "rate": [0.0, pytest.approx(0.1)], "sites": "metal"}
     assert rec["sim"]["noise"]["dose_e_per_A2"][1] == pytest.approx(9 * rec["sim"]["noise"]["dose_e_per_A2"][0])
     assert over["steps"] == 3 and over["device"] == "cpu" and over["real_fraction"] == 0.3
+    assert over["sim_pool"] == 0 and "none is repeated" in w.images_label.text()  # an endless stream
+    w.pool_spin.setValue(2)
+    assert "from 2 simulated images" in w.images_label.text()
+    assert build_finetune_recipe(read_card(tiny_base), tiny_base, w.settings())[0]["sim_pool"] == 2
+    w.pool_spin.setValue(0)
     # a bundled base: its card holds the recipe after the CUDA profile; the plain values return
     w.base_combo.setCurrentIndex(w.base_combo.findData(str(next(p for n, p, _ in list_bundles() if n == "stem-haadf"))))
     assert w.name_edit.text().startswith("stem-haadf-ft-") and w.batch_spin.value() == 12

@@ -157,7 +157,13 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.images_label = QtWidgets.QLabel()
         self.images_label.setWordWrap(True)
         self.images_label.setStyleSheet("color: #555")
-        for s in (self.steps_spin, self.batch_spin):
+        self.pool_spin = ispin(0, 100_000, 0)
+        self.pool_spin.setSpecialValueText("endless stream")
+        self.pool_spin.setSingleStep(100)
+        self.pool_spin.setToolTip("0: every training image is a new simulation. N: simulate N images once and "
+                                  "reuse them, rotated and mirrored (faster where simulating is the bottleneck, "
+                                  "less varied)")
+        for s in (self.steps_spin, self.batch_spin, self.pool_spin):
             s.valueChanged.connect(self._update_images_label)
         self.minutes_spin = dspin(0.1, 24 * 60, 15.0, 1, 1.0, " min")
         self.device_combo = QtWidgets.QComboBox()
@@ -171,6 +177,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.workers_spin.setSpecialValueText("as the recipe")
         f.addRow("Steps:", self.steps_spin)
         f.addRow("Batch size:", self.batch_spin)
+        f.addRow("Simulated images:", self.pool_spin)
         f.addRow("", self.images_label)
         f.addRow("Time limit:", self.minutes_spin)
         f.addRow("Device:", self.device_combo)
@@ -182,8 +189,14 @@ class SimSettingsWidget(QtWidgets.QWidget):
 
     def _update_images_label(self, *_):
         n = self.steps_spin.value() * self.batch_spin.value()
-        self.images_label.setText(f"= {n:,} new simulated images (an endless stream: none is repeated); "
-                                  "training stops at the time limit if that comes first")
+        pool = self.pool_spin.value()
+        if pool and pool < n:
+            self.images_label.setText(f"= {n:,} samples from {pool:,} simulated images, each seen about "
+                                      f"{n / pool:.1f} times (rotated and mirrored); training stops at the time "
+                                      "limit if that comes first")
+        else:
+            self.images_label.setText(f"= {n:,} new simulated images (none is repeated); training stops at the "
+                                      "time limit if that comes first")
 
     # ================================================================= defaults
     def _choose_initial_base(self) -> None:
@@ -350,6 +363,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
                             "drift_A": self.drift_spin.value() / 100, "jitter_px": self.jitter_spin.value()},
                 "patch_px": self.patch_spin.value(), "steps": self.steps_spin.value(),
                 "batch_size": self.batch_spin.value(), "time_limit_min": self.minutes_spin.value(),
+                "sim_pool": self.pool_spin.value(),
                 "device": self.device_combo.currentData(), "lr": self.lr_spin.value(), "val_n": self.val_spin.value(),
                 "num_workers": None if self.workers_spin.value() < 0 else self.workers_spin.value(),
                 "real_fraction": self.real_slider.value() / 100, "real_holdout": self.holdout_spin.value() / 100}

@@ -106,7 +106,7 @@ def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
     checked ones; ignored for "mix"), ``noise`` ({"key": "dose_e_per_A2" | "sigma_A",
     "value"}), ``noise_spread`` (training draws value / spread .. value * spread),
     ``augment`` ({"rotation", "jiggle_A", "drift_A", "jitter_px"}), ``patch_px``, ``steps``,
-    ``batch_size``, ``time_limit_min``, ``device``, ``lr``, ``val_n``, ``num_workers``
+    ``batch_size``, ``time_limit_min``, ``sim_pool`` (0: an endless stream), ``device``, ``lr``, ``val_n``, ``num_workers``
     (None: the recipe's), ``real_fraction``, ``real_holdout``.  The overrides repeat the
     budget fields so that they win over the recipe's device profile.  About ten evaluations
     are made (and one a minute at least); there is no early stop: the user's budget (steps or
@@ -163,7 +163,7 @@ def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
                  "device": s.get("device", "auto"), "lr": float(s["lr"]), "val_n": int(s["val_n"]),
                  "eval_every": max(1, steps // 10), "eval_every_s": 60, "patience": 1_000_000,
                  "real_fraction": float(s["real_fraction"]),
-                 "real_holdout": float(s["real_holdout"])}
+                 "real_holdout": float(s["real_holdout"]), "sim_pool": int(s.get("sim_pool") or 0)}
     if s.get("num_workers") is not None:
         overrides["num_workers"] = int(s["num_workers"])
     rec.update(overrides)

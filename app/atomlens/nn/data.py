@@ -69,16 +69,44 @@ class SimStream(IterableDataset):
 
     Targets: (H, W) class maps for ``task="segmentation"``; multi-hot defect-type vectors for
     ``task="cam"``.  Each DataLoader worker takes every n-th seed, so no two workers repeat.
+
+    With ``pool=N`` (> 0) only N images are simulated (each worker its share, once) and then
+    drawn again and again in random order, each time rotated by a random multiple of 90
+    degrees and mirrored at random: a fixed training set for machines where simulating is
+    the bottleneck (a few CPU cores), at the cost of variety.
     """
 
-    def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9):
+    def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9, pool: int = 0):
         super().__init__()
         self.cfg = SimConfig.from_any(sim_config)
         self.task, self.seed, self.n_types = task, int(seed), n_types
+        self.pool = max(0, int(pool or 0))
+
+    def _pooled(self, wid: int, nw: int):
+        mine = [self.seed + i for i in range(self.pool) if i % nw == wid] or [self.seed + wid % self.pool]
+        cache = []
+        for s in mine:  # the first pass simulates
+            cache.append(_sample(self.cfg, s, self.task, self.n_types))
+            yield cache[-1]
+        rng = np.random.default_rng([self.seed, wid, 0x9001])
+        square = self.cfg.shape[0] == self.cfg.shape[1]
+        while True:
+            x, y = cache[int(rng.integers(len(cache)))]
+            k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
+            flip = bool(rng.integers(2))
+            x = torch.rot90(x, k, (-2, -1))
+            x = x.flip(-1) if flip else x
+            if self.task != "cam":  # class maps turn with the image; defect types do not
+                y = torch.rot90(y, k, (-2, -1))
+                y = y.flip(-1) if flip else y
+            yield x.contiguous(), y.contiguous()
 
     def __iter__(self):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        if self.pool:
+            yield from self._pooled(wid, nw)
+            return
         k = 0
         while True:
             s = self.seed + wid + k * nw

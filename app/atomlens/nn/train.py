@@ -28,6 +28,10 @@ model is evaluated once before the first step (``step`` 0, ``baseline`` true; it
 not saved).  The card lists the images used under ``annotated_images`` (name, sha256 of the
 image file, number of atoms, weight).
 
+``sim_pool`` (optional, default 0: an endless stream of new simulations): simulate only this
+many images and reuse them with random 90-degree rotations and mirror images (a fixed set, for
+machines where simulating is the bottleneck).
+
 ``eval_every_s`` (optional): also evaluate when this many seconds of training have passed since
 the last evaluation (live curves at a steady pace whatever the speed of the machine).
 
@@ -355,7 +359,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         log(f"resumed at step {step}")
     n_types = len(DEFECT_TYPES)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
-                       n_types=n_types)
+                       n_types=n_types, pool=int(rec.get("sim_pool") or 0))
     if reals:
         from ..sim.simulate import SimConfig
         from .realdata import MixedStream, RealPatches
