@@ -326,3 +326,43 @@ def test_strips_give_the_same_atoms_as_the_whole_image(tiny_bundle, monkeypatch)
     assert info["strips"] == 5 and none is None and len(whole) > 100
     s = detection_scores(strips.xy, strips.cls, whole.xy, whole.cls, 0.5)
     assert s["f1"] == 1.0 and s["rmse"] < 0.05
+
+
+def test_cam_thresholds_are_fitted_recorded_and_applied(tmp_path):
+    """Decision thresholds: the fit raises the accuracy of an under-confident type; a CAM
+    model trained by `train` gets them in its card; the Predictor shifts the logits by them."""
+    from atomlens.nn.calibrate import decide, fit_thresholds
+    from atomlens.nn.infer import Predictor
+
+    names = ["pristine", "vacancy", "topological"]
+    rng = np.random.default_rng(0)
+    L, truths = [], []
+    for _ in range(40):  # topological images score only ~0.35; pristine ones ~0.1
+        L.append([0.0, -4.0, float(np.log(0.35 / 0.65) + rng.normal(0, 0.1))])
+        truths.append({"topological"})
+        L.append([0.0, -4.0, float(np.log(0.1 / 0.9) + rng.normal(0, 0.1))])
+        truths.append({"pristine"})
+    L = np.asarray(L)
+    assert decide(L[0], names) == "pristine"
+    thr, acc = fit_thresholds(L, truths, names)
+    assert acc == 1.0 and 0.1 < thr["topological"] < 0.35 and thr["vacancy"] == 0.5
+    assert decide(L[0], names, thr) == "topological" and decide(L[1], names, thr) == "pristine"
+    # train() calibrates a CAM model and records it; the Predictor applies it
+    rec = {"name": "cam", "task": "cam", "px_size_A": 0.2, "steps": 2, "eval_every": 2, "val_n": 2, "batch_size": 2,
+           "num_workers": 0, "device": "cpu", "seed": 1, "calibrate_n": 2,
+           "architecture": {"name": "gapcnn", "params": {"in_channels": 1, "n_types": 9, "base": 4, "depth": 2}},
+           "sim": {"structure": "graphene", "shape": [48, 48], "px_size_A": 0.2, "noise": {"dose_e_per_A2": 1e5},
+                   "variants": [{"structure": "graphene"},
+                                {"structure": "graphene", "defects": {"vacancy": {"n": 1}}}]}}
+    best = train(rec, tmp_path / "cam", log=lambda m: None)
+    card = read_card(tmp_path / "cam")
+    assert card["calibration"]["n_images"] == 4 and set(card["cam_thresholds"]) == set(card["classes"][1:])
+    assert best["calibrated_type_accuracy"] == card["calibration"]["type_accuracy"]
+    pred = Predictor(tmp_path / "cam", "cpu")
+    x = torch.zeros(1, 1, 48, 48)
+    with torch.no_grad():
+        raw = pred.model.cam(x)[0][0].float()
+    shifted, _ = pred.classify(x)
+    expect = [-np.log(card["cam_thresholds"].get(n, 0.5) / (1 - card["cam_thresholds"].get(n, 0.5)))
+              for n in card["classes"]]
+    np.testing.assert_allclose((shifted - raw).numpy(), expect, atol=1e-5)

@@ -65,6 +65,7 @@ class Predictor:
     """
 
     tta = False
+    logit_shift = None
 
     def __init__(self, bundle="stem-haadf", device: str = "auto", tile: int = 512, overlap: int = 48,
                  tta: bool = False):
@@ -80,6 +81,14 @@ class Predictor:
         self.bf16 = self.device == "cuda" or (self.device == "cpu" and cpu_has_fast_bf16())
         if self.device == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self._set_logit_shift()
+
+    def _set_logit_shift(self) -> None:
+        """A CAM card's per-type decision thresholds (:mod:`atomlens.nn.calibrate`) as logit
+        offsets, so that 0.5 is every type's decision point."""
+        thr = self.card.get("cam_thresholds") or {}
+        shift = [-math.log(t / (1 - t)) if (t := float(thr.get(n, 0.5))) != 0.5 else 0.0 for n in self.classes]
+        self.logit_shift = torch.tensor(shift, dtype=torch.float32) if any(shift) else None
 
     # ------------------------------------------------------------------ scale
     def choose_scale(self, image: np.ndarray, px_size_nm: float | None) -> tuple[float, list[str]]:
@@ -108,7 +117,7 @@ class Predictor:
                             dtype=torch.bfloat16, enabled=self.bf16):
             if self.task == "cam":
                 logits, maps = self.model.cam(t)
-                return torch.relu(maps.float()) * torch.sigmoid(logits.float())[:, :, None, None]
+                return torch.relu(maps.float()) * torch.sigmoid(self._shifted(logits))[:, :, None, None]
             return self.model(t).float().softmax(1)
 
     def _forward(self, t: torch.Tensor) -> torch.Tensor:
@@ -129,11 +138,16 @@ class Predictor:
                 acc = o if acc is None else acc + o
         return acc / len(views)
 
+    def _shifted(self, logits: torch.Tensor) -> torch.Tensor:
+        logits = logits.float()
+        return logits if self.logit_shift is None else logits + self.logit_shift.to(logits.device)
+
     @torch.inference_mode()
     def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image-level defect-type logits (K,) and raw class activation maps (K, h, w) of a
-        ``cam`` model for one normalised (1, 1, H, W) image (the mean over the 8 views with
-        ``tta``)."""
+        """Image-level defect-type logits (K,), calibrated (shifted by the card's thresholds:
+        a type is present when its logit is positive), and raw class activation maps (K, h, w)
+        of a ``cam`` model for one normalised (1, 1, H, W) image (the mean over the 8 views
+        with ``tta``)."""
         if self.task != "cam":
             raise ValueError(f"model {self.card['name']} is not a defect-CAM model")
         views = [(k, f) for f in (False, True) for k in range(4)] if self.tta else [(0, False)]
@@ -143,7 +157,7 @@ class Predictor:
             lg, mp = self.model.cam(v)
             mp = torch.rot90(mp.float(), -k, (-2, -1))
             logits, maps = logits + lg.float(), maps + (mp.flip(-1) if f else mp)
-        return (logits / len(views))[0].cpu(), (maps / len(views))[0].cpu()
+        return self._shifted(logits / len(views))[0].cpu(), (maps / len(views))[0].cpu()
 
     def _tile_output(self, t: torch.Tensor) -> np.ndarray:
         """(C, h, w) maps for one tile (see :meth:`_net`)."""

@@ -32,6 +32,10 @@ image file, number of atoms, weight).
 many images and reuse them with random 90-degree rotations and mirror images (a fixed set, for
 machines where simulating is the bottleneck).
 
+``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
+fitted on this many simulated images per variant of the mix, with seeds of their own, and
+recorded in the card (:mod:`atomlens.nn.calibrate`); 0 skips it.
+
 ``eval_every_s`` (optional): also evaluate when this many seconds of training have passed since
 the last evaluation (live curves at a steady pace whatever the speed of the machine).
 
@@ -451,7 +455,21 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     finally:
         logf.close()
         del loader
+    n_cal = int(rec.get("calibrate_n", 25) or 0)
+    if rec["task"] == "cam" and n_cal > 0 and (out / "card.json").is_file() and not (cancel is not None
+                                                                                    and cancel.is_set()):
+        from .calibrate import calibrate_cam_bundle
+
+        cal = calibrate_cam_bundle(out, rec, n_per_variant=n_cal, size=int(_sim_shape(rec)[0]), log=log)
+        best_metrics = {**best_metrics, "calibrated_type_accuracy": cal["type_accuracy"]}
     return best_metrics
+
+
+def _sim_shape(rec) -> tuple:
+    """The simulation's image shape of a recipe."""
+    from ..sim.simulate import SimConfig
+
+    return SimConfig.from_any(rec["sim"]).shape
 
 
 def _save_resume(d: Path, model, opt, sched, step, best, bad, seconds, total_steps):
