@@ -40,6 +40,7 @@ def main() -> int:
     import torch
 
     from atomlens.nn.data import normalise
+    from atomlens.nn.calibrate import decide, variant_configs
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
     from atomlens.sim.atoms import DEFECT_TYPES
@@ -48,16 +49,10 @@ def main() -> int:
     seg = Predictor("stem-haadf", "cpu") if args.snap else None
     names = list(pred.classes)
     recipe = json.loads(Path(args.recipe).read_text())
-    base = {k: v for k, v in recipe["sim"].items() if k != "variants"}
     print(f"model {args.model}{' + stem-haadf snapping' if args.snap else ''}, {pred.px_size_A} Å/px, dose {args.dose:g} e/Å², {args.n} images per variant")
     print(f"{'variant':40s} {'accuracy':>8s} {'loc. median Å':>13s} {'within 1 Å':>10s}")
     rows, all_ok, all_d = {}, [], []
-    for vi, v in enumerate(recipe["sim"]["variants"]):
-        v = {k: val for k, val in v.items() if k != "weight"}
-        label = f"{vi}: " + (v["structure"] if isinstance(v["structure"], str) else "/".join(v["structure"]))
-        label += " " + ",".join(v.get("defects", {}) or ["pristine"])
-        cfg = {**base, **v, "shape": [args.size, args.size], "px_size_A": pred.px_size_A,
-               "noise": {**base.get("noise", {}), "dose_e_per_A2": args.dose}}
+    for vi, label, cfg in variant_configs(recipe["sim"], args.size, pred.px_size_A, args.dose):
         ok, dists = [], []
         for i in range(args.n):
             r = simulate(cfg, TEST_SEED + 1000 * vi + i)
@@ -65,10 +60,7 @@ def main() -> int:
             x = torch.from_numpy(normalise(r.image))[None, None]
             logits, maps = pred.classify(x)
             maps = maps[None]
-            p = torch.sigmoid(logits).numpy()
-            p_def = {n: p[k] for k, n in enumerate(names) if n != "pristine"}
-            best = max(p_def, key=p_def.get)
-            guess = best if p_def[best] > 0.5 else "pristine"
+            guess = decide(logits.numpy(), names)  # the logits are already shifted by the card's thresholds
             ok.append(guess in true)
             if guess != "pristine" and guess in true:
                 m = maps[0, names.index(guess)].numpy()
