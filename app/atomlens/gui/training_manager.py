@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -30,6 +31,26 @@ from PyQt5 import QtCore
 __all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "TrainingManager", "base_recipe", "build_finetune_recipe", "variant_for"]
 
 _THREADS: list = []  # (thread, worker): referenced for the life of the process (see loader.py)
+
+
+class _Control:
+    """A job's stop controls, plain Python (no Qt object): a manager's ``destroyed`` handler
+    may run while the garbage collector tears objects down, when touching a Qt wrapper can
+    crash; this object stays whole as long as the handler holds it."""
+
+    def __init__(self):
+        self.cancel_event = threading.Event()
+        self.abort = False  # set on shutdown or deletion: skip the comparison
+
+    def stop(self) -> None:
+        self.abort = True
+        self.cancel_event.set()
+
+
+def _stop_jobs(controls: list, *_args) -> None:
+    """Stop the jobs of a manager that is being deleted (its ``destroyed`` signal)."""
+    for c in controls:
+        c.stop()
 
 
 def _stop_all() -> None:
@@ -202,9 +223,18 @@ class _Worker(QtCore.QObject):
     def __init__(self, job: TrainingJob):
         super().__init__()
         self.job = job
-        self.cancel_event = threading.Event()
-        self.abort = False  # set on shutdown: skip the comparison
+        self.control = _Control()
+        self.cancel_event = self.control.cancel_event
         self._last_progress = 0.0
+
+    @property
+    def abort(self) -> bool:
+        """Set on shutdown or when the manager is deleted: skip the comparison."""
+        return self.control.abort
+
+    @abort.setter
+    def abort(self, value: bool) -> None:
+        self.control.abort = bool(value)
 
     def _progress(self, frac: float, msg: str) -> None:
         now = time.monotonic()
@@ -292,6 +322,10 @@ class TrainingManager(QtCore.QObject):
         super().__init__(parent)
         self._thread = self._worker = None
         self.job: TrainingJob | None = None
+        # if this manager is deleted while a job runs, stop that job (and only its own): the
+        # handler holds a plain list of plain objects, never the manager or a Qt wrapper
+        self._controls: list[_Control] = []
+        self.destroyed.connect(functools.partial(_stop_jobs, self._controls))
         self._reset()
 
     def _reset(self) -> None:
@@ -336,10 +370,7 @@ class TrainingManager(QtCore.QObject):
         # the thread ends with its job even when no manager is left to tell it (QThread.quit
         # is thread-safe)
         self._worker.done.connect(self._thread.quit, QtCore.Qt.DirectConnection)
-        # if this manager is deleted while its job runs, stop that job (and only that one:
-        # the closure holds no reference to the manager itself)
-        worker = self._worker
-        self.destroyed.connect(lambda *_: (setattr(worker, "abort", True), worker.cancel_event.set()))
+        self._controls[:] = [self._worker.control]
         self._thread.start()
         self.started.emit(job.name)
         self.busyChanged.emit(True)
