@@ -20,6 +20,15 @@ REAL_DATA = ROOT.parent / "shared" / "data" / "real"
 ARTIFACTS = ROOT / "tests" / "_artifacts"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _gc_in_gui_thread(qapp):
+    """As in the app (atomlens.gui.gcguard): garbage collection only in the GUI thread, so a
+    collection in a worker thread never frees Qt objects a test's event loop is using."""
+    from atomlens.gui.gcguard import collect_in_gui_thread
+
+    collect_in_gui_thread()
+
+
 @pytest.fixture(scope="session")
 def real_data() -> Path:
     """Folder of real microscope files (../shared/data/real); skip if it is absent."""

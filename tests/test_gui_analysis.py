@@ -664,3 +664,27 @@ def test_average_eight_views_checkbox_reaches_the_networks(qtbot, window, sim_fi
     assert abs(len(averaged.atoms) - len(plain.atoms)) <= 0.02 * len(plain.atoms)
     qtbot.mouseClick(dock.tta_check, QtCore.Qt.LeftButton)
     assert run_and_wait(qtbot, win).info["tta"] is False  # the cached predictor is switched back
+
+
+def test_garbage_is_collected_in_the_gui_thread_only(qtbot, window):
+    """No automatic collection (it could run in a worker thread and free Qt objects in use);
+    the GUI thread's timer collects reference cycles instead."""
+    import gc
+    import weakref
+
+    assert not gc.isenabled()
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a  # a cycle: only the collector frees it
+    gone = weakref.ref(a)
+    del a, b
+    for _ in range(800):  # enough allocations to pass the generation-0 threshold
+        Node().self = None
+    junk = [Node() for _ in range(1000)]
+    for n in junk:
+        n.me = n
+    del junk
+    qtbot.waitUntil(lambda: gone() is None, timeout=5000)

@@ -52,6 +52,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def __init__(self, settings: QtCore.QSettings | None = None, interactive: bool = True):
         super().__init__()
+        from .gcguard import collect_in_gui_thread
+
+        collect_in_gui_thread()  # never a collection in a worker thread (it can free Qt objects in use)
         self.settings = settings if settings is not None else make_settings()
         self.recent = RecentFiles(self.settings)
         self.interactive = interactive

@@ -178,8 +178,12 @@ def apply_profile(recipe: dict, device: str) -> dict:
 
 
 def _worker_init(_wid):
-    """One BLAS/OpenMP thread per simulation worker: many workers each running a full-size
-    thread pool would oversubscribe the CPU."""
+    """One BLAS/OpenMP thread per simulation worker (many workers each running a full-size
+    thread pool would oversubscribe the CPU), and the garbage collector on (a worker forked
+    from the GUI inherits it turned off: :mod:`atomlens.gui.gcguard`)."""
+    import gc
+
+    gc.enable()
     torch.set_num_threads(1)
     try:
         from threadpoolctl import threadpool_limits
@@ -377,7 +381,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
             f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
     loader = torch.utils.data.DataLoader(stream, batch_size=rec["batch_size"], num_workers=rec["num_workers"],
                                          persistent_workers=rec["num_workers"] > 0,
-                                         worker_init_fn=_worker_init if rec["num_workers"] > 1 else None,
+                                         worker_init_fn=_worker_init if rec["num_workers"] > 0 else None,
                                          pin_memory=device == "cuda",
                                          prefetch_factor=4 if rec["num_workers"] > 0 else None,
                                          multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
