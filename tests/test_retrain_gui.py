@@ -285,7 +285,7 @@ def test_deleting_the_manager_stops_its_job(qtbot, tiny_base, context):
         assert dlg.start_training()
     thread, worker = tm._THREADS[-1]
     sip.delete(m)  # e.g. the main window destroyed without closeEvent
-    assert worker.cancel_event.is_set() and worker.abort
+    qtbot.waitUntil(lambda: worker.cancel_event.is_set() and worker.abort, timeout=60000)  # at its next step
     qtbot.waitUntil(lambda: thread.isFinished(), timeout=120000)
 
 

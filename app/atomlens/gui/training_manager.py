@@ -17,16 +17,16 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
-import functools
 import json
 import math
 import shutil
 import threading
 import time
 import traceback
+import weakref
 from pathlib import Path
 
-from PyQt5 import QtCore
+from PyQt5 import QtCore, sip
 
 __all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "TrainingManager", "base_recipe", "build_finetune_recipe", "variant_for"]
 
@@ -34,9 +34,7 @@ _THREADS: list = []  # (thread, worker): referenced for the life of the process 
 
 
 class _Control:
-    """A job's stop controls, plain Python (no Qt object): a manager's ``destroyed`` handler
-    may run while the garbage collector tears objects down, when touching a Qt wrapper can
-    crash; this object stays whole as long as the handler holds it."""
+    """A job's stop controls (plain Python, shared by the worker and its manager)."""
 
     def __init__(self):
         self.cancel_event = threading.Event()
@@ -45,12 +43,6 @@ class _Control:
     def stop(self) -> None:
         self.abort = True
         self.cancel_event.set()
-
-
-def _stop_jobs(controls: list, *_args) -> None:
-    """Stop the jobs of a manager that is being deleted (its ``destroyed`` signal)."""
-    for c in controls:
-        c.stop()
 
 
 def _stop_all() -> None:
@@ -225,7 +217,22 @@ class _Worker(QtCore.QObject):
         self.job = job
         self.control = _Control()
         self.cancel_event = self.control.cancel_event
+        self.owner = None  # weakref to the TrainingManager (set by it)
         self._last_progress = 0.0
+
+    def owner_gone(self) -> bool:
+        """True (and the job told to stop) once the manager that started it is deleted.
+
+        Checked by the worker at every step rather than through the manager's ``destroyed``
+        signal: a Python slot on ``destroyed`` of an object that Python itself is deleting can
+        run after the slot's own objects are freed (a segfault on CI)."""
+        if self.owner is None:
+            return False
+        m = self.owner()
+        gone = m is None or sip.isdeleted(m)
+        if gone and not self.control.abort:
+            self.control.stop()
+        return gone
 
     @property
     def abort(self) -> bool:
@@ -237,6 +244,8 @@ class _Worker(QtCore.QObject):
         self.control.abort = bool(value)
 
     def _progress(self, frac: float, msg: str) -> None:
+        if self.owner_gone():
+            return
         now = time.monotonic()
         if now - self._last_progress >= 0.1 or frac >= 1.0:  # at most ~10 updates a second
             self._last_progress = now
@@ -322,10 +331,6 @@ class TrainingManager(QtCore.QObject):
         super().__init__(parent)
         self._thread = self._worker = None
         self.job: TrainingJob | None = None
-        # if this manager is deleted while a job runs, stop that job (and only its own): the
-        # handler holds a plain list of plain objects, never the manager or a Qt wrapper
-        self._controls: list[_Control] = []
-        self.destroyed.connect(functools.partial(_stop_jobs, self._controls))
         self._reset()
 
     def _reset(self) -> None:
@@ -370,7 +375,8 @@ class TrainingManager(QtCore.QObject):
         # the thread ends with its job even when no manager is left to tell it (QThread.quit
         # is thread-safe)
         self._worker.done.connect(self._thread.quit, QtCore.Qt.DirectConnection)
-        self._controls[:] = [self._worker.control]
+        # a deleted manager's job stops at its next step (and only that job)
+        self._worker.owner = weakref.ref(self)
         self._thread.start()
         self.started.emit(job.name)
         self.busyChanged.emit(True)
