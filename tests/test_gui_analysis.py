@@ -23,6 +23,7 @@ from atomlens.gui.layers import class_colours, marker_size  # noqa: E402
 from _gui_helpers import (  # noqa: E402
     PX_A,
     RUN_MS,
+    make_window,
     open_and_wait,
     run_and_wait,
     simulate_graphene,
@@ -688,3 +689,23 @@ def test_garbage_is_collected_in_the_gui_thread_only(qtbot, window):
         n.me = n
     del junk
     qtbot.waitUntil(lambda: gone() is None, timeout=5000)
+
+
+def test_analysis_settings_are_kept_between_sessions(qtbot, tmp_path, boxes):
+    win = make_window(qtbot, tmp_path)
+    dock = win.analysis_dock
+    dock.set_threshold(0.7)
+    dock.set_refine("gaussian")
+    dock.tta_check.setChecked(True)
+    dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
+    stem = dock.model_path()
+    dock._chosen["STEM"] = stem
+    win.close()  # saves
+    again = make_window(qtbot, tmp_path)
+    d2 = again.analysis_dock
+    assert d2.threshold() == 0.7 and d2.refine() == "gaussian" and d2.tta() and d2.device() == "cpu"
+    assert d2.state()["models"].get("STEM") == stem
+    again.settings.setValue("analysis/settings", "{not json")  # damaged: defaults, no crash
+    again.settings.sync()
+    third = make_window(qtbot, tmp_path)
+    assert third.analysis_dock.threshold() == 0.5 and not third.analysis_dock.tta()

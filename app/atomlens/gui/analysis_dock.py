@@ -353,6 +353,38 @@ class AnalysisDock(QtWidgets.QDockWidget):
     def refine(self) -> str:
         return self.refine_combo.currentData()
 
+    # ---------------------------------------------------------------- saved settings
+    def state(self) -> dict:
+        """The choices worth keeping between sessions (JSON-friendly)."""
+        dev = self.device()
+        return {"threshold": self.threshold(), "refine": self.refine(), "cam": self.cam_check.isChecked(),
+                "tta": self.tta(), "device": dev if dev in ("auto", "cpu") else "auto",
+                "models": {k: v for k, v in self._chosen.items() if v}}
+
+    def restore_state(self, state: dict) -> None:
+        """Apply :meth:`state`'s output; unknown, damaged or stale entries are ignored."""
+        from pathlib import Path
+
+        if not isinstance(state, dict):
+            return
+        try:
+            if "threshold" in state:
+                self.set_threshold(float(state["threshold"]))
+            if self.refine_combo.findData(state.get("refine")) >= 0:
+                self.set_refine(state["refine"])
+            if self.cam_check.isEnabled():
+                self.cam_check.setChecked(bool(state.get("cam", False)))
+            self.tta_check.setChecked(bool(state.get("tta", False)))
+            i = self.device_combo.findData(state.get("device"))
+            if i >= 0:
+                self.device_combo.setCurrentIndex(i)
+            models = state.get("models") or {}
+            if isinstance(models, dict):  # only models that still exist (one may have been deleted)
+                self._chosen.update({str(k): str(v) for k, v in models.items() if v and Path(str(v)).is_dir()})
+                self._select_default()
+        except (TypeError, ValueError):
+            pass
+
     def set_refine(self, mode: str) -> None:
         self.refine_combo.setCurrentIndex(self.refine_combo.findData(mode))
 

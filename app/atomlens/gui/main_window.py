@@ -3,6 +3,7 @@ status bar.  The analysis itself is driven by :mod:`.analysis_controller`."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -215,10 +216,15 @@ class MainWindow(QtWidgets.QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
+        try:  # the analysis settings (threshold, refinement, models picked per imaging mode...)
+            self.analysis_dock.restore_state(json.loads(str(self.settings.value("analysis/settings", "{}"))))
+        except ValueError:
+            pass
 
     def save_state(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
+        self.settings.setValue("analysis/settings", json.dumps(self.analysis_dock.state()))
         self.settings.sync()
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
