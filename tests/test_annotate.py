@@ -557,3 +557,27 @@ def test_images_annotated_earlier_in_the_session_are_offered_for_training(qtbot,
     w = win._retrain_dialog.settings_widget
     assert w.real_list.count() == 2 and len(w.annotated_images()) == 2
     win._retrain_dialog.close()
+
+
+def test_escape_cancels_a_drag_and_not_the_analysis(qtbot, window, sim_file):
+    win = window
+    open_and_run(qtbot, win, sim_file)
+    ctl = win.annotate
+    ctl.set_active(True)
+    ann = ctl.ann
+    n0, x0, y0 = len(ann), float(ann.x[5]), float(ann.y[5])
+    ctl.set_tool("move")
+    send_mouse(win, "press", x0, y0)
+    send_mouse(win, "move", x0 + 6, y0 + 4)
+    assert ann.x[5] == pytest.approx(x0 + 6, abs=0.5)  # the preview follows the mouse
+    qtbot.keyClick(win.image_view.graphics, QtCore.Qt.Key_Escape)
+    send_mouse(win, "release", x0 + 6, y0 + 4)
+    assert (ann.x[5], ann.y[5]) == (x0, y0) and ctl.undo_stack.count() == 0
+    ctl.set_tool("delete")  # a rubber band cancelled: nothing deleted
+    send_mouse(win, "press", 20, 20)
+    send_mouse(win, "move", 90, 90)
+    assert ctl.view.band.isVisible()
+    qtbot.keyClick(win.image_view.graphics, QtCore.Qt.Key_Escape)
+    send_mouse(win, "release", 90, 90)
+    assert len(ann) == n0 and not ctl.view.band.isVisible() and ctl.undo_stack.count() == 0
+    assert win.analysis.current_result() is not None  # Esc did not cancel or clear the analysis

@@ -7,7 +7,7 @@ it); Move drags an atom; Defect marks a point defect of the current type with a 
 box defect with a drag (the rectangle is shown, in the type's colour, while dragging).  A
 press and release closer than half the pick radius count as a click.  Right-click on an atom:
 relabel/delete.  Keys 1-9 choose the current class and relabel the atom under the cursor;
-Delete/Backspace deletes it.
+Delete/Backspace deletes it.  Esc during a drag cancels it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,12 @@ class AnnotateInput:
         try:
             if obj is self._viewport:
                 return self._mouse(event)
+            if self._drag is not None and event.type() in (QtCore.QEvent.ShortcutOverride, QtCore.QEvent.KeyPress) \
+                    and event.key() == QtCore.Qt.Key_Escape:
+                event.accept()  # Esc ends the drag here, not the analysis (its shortcut)
+                if event.type() == QtCore.QEvent.KeyPress:
+                    self.cancel_drag()
+                return True
             if event.type() == QtCore.QEvent.KeyPress and QtCore.Qt.Key_1 <= event.key() <= QtCore.Qt.Key_9 \
                     and not event.modifiers() & ~QtCore.Qt.KeypadModifier:
                 self.class_key(event.key() - QtCore.Qt.Key_0)
@@ -123,6 +129,19 @@ class AnnotateInput:
 
     def _is_click(self, x0, y0, pos) -> bool:
         return np.hypot(pos[0] - x0, pos[1] - y0) < 0.5 * self.view.pick_radius()
+
+    def cancel_drag(self) -> None:
+        """Esc during a drag: the moved atom goes back, the rectangle goes away, nothing is
+        changed (the button's release is then ignored)."""
+        drag, self._drag = self._drag, None
+        if drag is None:
+            return
+        if drag[0] == "move":
+            i, x0, y0 = drag[1:]
+            self.ann.x[i], self.ann.y[i] = x0, y0
+            self.view.refresh()
+        self.view.set_band(None, None)
+        self.w.statusBar().showMessage("Cancelled", 2000)
 
     def _release(self, pos) -> None:
         drag, self._drag = self._drag, None
