@@ -10,47 +10,23 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_gui_xvfb import _need_xvfb
+from test_gui_xvfb import png_rgb, run_under_xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rgb(path) -> np.ndarray:
-    from PyQt5 import QtGui  # QImage reads PNG without a QApplication
-
-    img = QtGui.QImage(str(path))
-    assert not img.isNull()
-    img = img.convertToFormat(QtGui.QImage.Format_RGB888)
-    ptr = img.constBits()
-    ptr.setsize(img.sizeInBytes())
-    arr = np.frombuffer(ptr, np.uint8).reshape(img.height(), img.bytesPerLine())
-    return arr[:, : img.width() * 3].reshape(img.height(), img.width(), 3).astype(int)
-
-
 def _run_app(tmp_path, image, shot, cam=False):
     """Start the app under xvfb-run on `image`, analyse it and save a screenshot."""
-    xvfb_run = _need_xvfb()
-    env = dict(os.environ)
-    env["QT_QPA_PLATFORM"] = "xcb"
-    env.pop("DISPLAY", None)  # xvfb-run provides its own
-    env["ATOMLENS_SETTINGS_DIR"] = str(tmp_path / "settings")
-    env["ATOMLENS_USER_DATA"] = str(tmp_path / "userdata")  # only the bundled models (+ a test one)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "app"), env.get("PYTHONPATH")]))
     code = ("import sys; from atomlens.gui.app import run_gui; "
             f"sys.exit(run_gui([{str(image)!r}], screenshot={str(shot)!r}, analyse=True, cam={cam}))")
-    cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24", sys.executable, "-c", code]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr, proc.stderr
+    proc = run_under_xvfb(tmp_path, ["-c", code])
     assert shot.is_file(), proc.stderr
-    return _rgb(shot)
+    return png_rgb(shot)
 
 
 @pytest.mark.slow

@@ -9,41 +9,29 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_gui_xvfb import _need_xvfb
-from test_gui_xvfb_analysis import _rgb
+from test_gui_xvfb import png_rgb, run_under_xvfb
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
 def test_annotate_mode_screenshot_on_xcb(tmp_path, real_data, artifacts):
-    xvfb_run = _need_xvfb()
     image = tmp_path / "G-Si-2nm.hdf5"  # a copy: the sidecar is written next to it, never into ../shared
     shutil.copyfile(real_data / "G-Si-2nm.hdf5", image)
     shot = tmp_path / "annotate.png"
-    env = dict(os.environ)
-    env["QT_QPA_PLATFORM"] = "xcb"
-    env.pop("DISPLAY", None)
-    env["ATOMLENS_USER_DATA"] = str(tmp_path / "userdata")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "app"), env.get("PYTHONPATH")]))
-    cmd = [xvfb_run, "-a", "-s", "-screen 0 1600x1000x24", sys.executable,
-           str(ROOT / "tests" / "_xvfb_annotate_scene.py"), str(image), str(shot), str(tmp_path / "settings.ini")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"rc={proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr, proc.stderr
+    proc = run_under_xvfb(tmp_path, [str(ROOT / "tests" / "_xvfb_annotate_scene.py"), str(image), str(shot),
+                                     str(tmp_path / "settings.ini")])
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["ok"] and info["saved"] and info["toolbar"] and info["undo"] == 6
     assert info["user"] == 3 and info["defects"] >= 2  # + the CAM's, when it ran
     assert (tmp_path / "G-Si-2nm.hdf5.atomlens.json").is_file()
     shutil.copyfile(shot, artifacts / "screenshot_annotate.png")
-    arr = _rgb(shot)
+    arr = png_rgb(shot)
     view = arr[120:800, 10:760]  # the image area (the Annotate toolbar adds a row at the top)
     cyan = (np.abs(view - (80, 200, 255)) < 45).all(axis=2)  # predicted atoms: thin cyan rings
     assert cyan.sum() > 3000, f"only {cyan.sum()} ring pixels"
