@@ -49,6 +49,21 @@ def _window(n: int, overlap: int) -> np.ndarray:
     return w
 
 
+#: The 8 views of test-time augmentation: (quarter turns k, mirrored first).
+TTA_VIEWS = tuple((k, f) for f in (False, True) for k in range(4))
+
+
+def _view(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """`t` mirrored (left-right) if `flip`, then turned by k quarter turns (last two dims)."""
+    return torch.rot90(t.flip(-1) if flip else t, k, (-2, -1))
+
+
+def _unview(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`_view`: maps an output of the view back onto the original."""
+    t = torch.rot90(t, -k, (-2, -1))
+    return t.flip(-1) if flip else t
+
+
 def _starts(n: int, tile: int, step: int) -> list[int]:
     if n <= tile:
         return [0]
@@ -125,18 +140,17 @@ class Predictor:
         mirror images of the tile (each mapped back), run as batches of equal shape."""
         if not self.tta:
             return self._net(t)
-        views = [(k, f) for f in (False, True) for k in range(4)]
         acc = None
-        for group in ([v for v in views if v[0] % 2 == 0], [v for v in views if v[0] % 2 == 1]):
-            batch = torch.cat([torch.rot90(t.flip(-1) if f else t, k, (-2, -1)) for k, f in group])
+        for parity in (0, 1):  # odd quarter turns swap height and width: a batch of each shape
+            group = [v for v in TTA_VIEWS if v[0] % 2 == parity]
+            batch = torch.cat([_view(t, k, f) for k, f in group])
             if self.device == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             out = self._net(batch)
             for i, (k, f) in enumerate(group):
-                o = torch.rot90(out[i:i + 1], -k, (-2, -1))
-                o = o.flip(-1) if f else o
+                o = _unview(out[i:i + 1], k, f)
                 acc = o if acc is None else acc + o
-        return acc / len(views)
+        return acc / len(TTA_VIEWS)
 
     def _shifted(self, logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
@@ -150,13 +164,11 @@ class Predictor:
         with ``tta``)."""
         if self.task != "cam":
             raise ValueError(f"model {self.card['name']} is not a defect-CAM model")
-        views = [(k, f) for f in (False, True) for k in range(4)] if self.tta else [(0, False)]
+        views = TTA_VIEWS if self.tta else ((0, False),)
         logits, maps = 0.0, 0.0
         for k, f in views:
-            v = torch.rot90(x.flip(-1) if f else x, k, (-2, -1)).to(self.device)
-            lg, mp = self.model.cam(v)
-            mp = torch.rot90(mp.float(), -k, (-2, -1))
-            logits, maps = logits + lg.float(), maps + (mp.flip(-1) if f else mp)
+            lg, mp = self.model.cam(_view(x, k, f).to(self.device))
+            logits, maps = logits + lg.float(), maps + _unview(mp.float(), k, f)
         return self._shifted(logits / len(views))[0].cpu(), (maps / len(views))[0].cpu()
 
     def _tile_output(self, t: torch.Tensor) -> np.ndarray:
