@@ -64,6 +64,22 @@ def _sample(cfg: SimConfig, seed: int, task: str, n_types: int):
     return x, y
 
 
+#: The 8 views of a square image under rotations and mirroring: (quarter turns k, mirrored
+#: first), used by test-time augmentation and by the pooled training set.
+TTA_VIEWS = tuple((k, f) for f in (False, True) for k in range(4))
+
+
+def _view(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """`t` mirrored (left-right) if `flip`, then turned by k quarter turns (last two dims)."""
+    return torch.rot90(t.flip(-1) if flip else t, k, (-2, -1))
+
+
+def _unview(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`_view`: maps an output of the view back onto the original."""
+    t = torch.rot90(t, -k, (-2, -1))
+    return t.flip(-1) if flip else t
+
+
 class SimStream(IterableDataset):
     """An endless stream of (image (1, H, W), target) pairs simulated from `sim_config`.
 
@@ -89,17 +105,14 @@ class SimStream(IterableDataset):
             cache.append(_sample(self.cfg, s, self.task, self.n_types))
             yield cache[-1]
         rng = np.random.default_rng([self.seed, wid, 0x9001])
-        square = self.cfg.shape[0] == self.cfg.shape[1]
+        # a non-square image keeps its shape only under half turns
+        views = TTA_VIEWS if self.cfg.shape[0] == self.cfg.shape[1] else [v for v in TTA_VIEWS if v[0] % 2 == 0]
         while True:
             x, y = cache[int(rng.integers(len(cache)))]
-            k = int(rng.integers(4)) if square else 2 * int(rng.integers(2))
-            flip = bool(rng.integers(2))
-            x = torch.rot90(x, k, (-2, -1))
-            x = x.flip(-1) if flip else x
+            k, flip = views[int(rng.integers(len(views)))]
             if self.task != "cam":  # class maps turn with the image; defect types do not
-                y = torch.rot90(y, k, (-2, -1))
-                y = y.flip(-1) if flip else y
-            yield x.contiguous(), y.contiguous()
+                y = _view(y, k, flip).contiguous()
+            yield _view(x, k, flip).contiguous(), y
 
     def __iter__(self):
         info = get_worker_info()

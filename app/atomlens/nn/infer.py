@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .data import normalisation_stats, normalise
+from .data import TTA_VIEWS, _unview, _view, normalisation_stats, normalise
 from .train import select_device
 
 __all__ = ["Predictor", "TYPICAL_PERIOD_A", "cpu_has_fast_bf16"]
@@ -47,21 +47,6 @@ def _window(n: int, overlap: int) -> np.ndarray:
         w[:overlap] = r
         w[-overlap:] = r[::-1]
     return w
-
-
-#: The 8 views of test-time augmentation: (quarter turns k, mirrored first).
-TTA_VIEWS = tuple((k, f) for f in (False, True) for k in range(4))
-
-
-def _view(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """`t` mirrored (left-right) if `flip`, then turned by k quarter turns (last two dims)."""
-    return torch.rot90(t.flip(-1) if flip else t, k, (-2, -1))
-
-
-def _unview(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """The inverse of :func:`_view`: maps an output of the view back onto the original."""
-    t = torch.rot90(t, -k, (-2, -1))
-    return t.flip(-1) if flip else t
 
 
 def _starts(n: int, tile: int, step: int) -> list[int]:

@@ -368,12 +368,12 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     n_types = len(DEFECT_TYPES)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
                        n_types=n_types, pool=int(rec.get("sim_pool") or 0))
+    sim_cfg = stream.cfg  # the recipe's simulation, parsed once
     if reals:
-        from ..sim.simulate import SimConfig
         from .realdata import MixedStream, RealPatches
 
-        labels = SimConfig.from_any(rec["sim"]).labels or {}
-        patches = RealPatches(reals, rec["px_size_A"], SimConfig.from_any(rec["sim"]).shape,
+        labels = sim_cfg.labels or {}
+        patches = RealPatches(reals, rec["px_size_A"], sim_cfg.shape,
                               holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)),
                               model_mode=rec.get("mode"))
         stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
@@ -446,7 +446,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                     save_bundle(model, _card(rec, model, m, device, elapsed, step, parent, reals), out)
                 else:
                     bad_evals += 1
-                _save_resume(state_dir, model, opt, sched, step, best, bad_evals, elapsed, rec["steps"])
+                _save_resume(state_dir, model, opt, step, best, bad_evals, elapsed)
                 last_eval = time.time()
                 if bad_evals >= rec["patience"]:
                     log(f"early stop: no improvement in {bad_evals} evaluations")
@@ -464,26 +464,20 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                                                                                     and cancel.is_set()):
         from .calibrate import calibrate_cam_bundle
 
-        cal = calibrate_cam_bundle(out, rec, n_per_variant=n_cal, size=int(_sim_shape(rec)[0]), log=log)
+        cal = calibrate_cam_bundle(out, rec, n_per_variant=n_cal, size=int(sim_cfg.shape[0]), log=log)
         best_metrics = {**best_metrics, "calibrated_type_accuracy": cal["type_accuracy"]}
     return best_metrics
 
 
-def _sim_shape(rec) -> tuple:
-    """The simulation's image shape of a recipe."""
-    from ..sim.simulate import SimConfig
-
-    return SimConfig.from_any(rec["sim"]).shape
-
-
-def _save_resume(d: Path, model, opt, sched, step, best, bad, seconds, total_steps):
+def _save_resume(d: Path, model, opt, step, best, bad, seconds):
+    """What resume needs; the learning rate follows from the step and the seconds (BudgetSchedule)."""
     from safetensors.torch import save_file
 
     d.mkdir(exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, d / "model.safetensors.tmp")
     torch.save(opt.state_dict(), d / "optim.pt.tmp")
-    (d / "state.json.tmp").write_text(json.dumps({"step": step, "best": best, "bad_evals": bad, "seconds": seconds,
-                                                  "total_steps": total_steps}, default=float))
+    (d / "state.json.tmp").write_text(json.dumps({"step": step, "best": best, "bad_evals": bad, "seconds": seconds},
+                                                 default=float))
     for n in ("model.safetensors", "optim.pt", "state.json"):
         (d / f"{n}.tmp").replace(d / n)
 
