@@ -69,13 +69,13 @@ def _sample(cfg: SimConfig, seed: int, task: str, n_types: int):
 TTA_VIEWS = tuple((k, f) for f in (False, True) for k in range(4))
 
 
-def _view(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+def dihedral_view(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     """`t` mirrored (left-right) if `flip`, then turned by k quarter turns (last two dims)."""
     return torch.rot90(t.flip(-1) if flip else t, k, (-2, -1))
 
 
-def _unview(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
-    """The inverse of :func:`_view`: maps an output of the view back onto the original."""
+def dihedral_unview(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`dihedral_view`: maps an output of the view back onto the original."""
     t = torch.rot90(t, -k, (-2, -1))
     return t.flip(-1) if flip else t
 
@@ -111,8 +111,8 @@ class SimStream(IterableDataset):
             x, y = cache[int(rng.integers(len(cache)))]
             k, flip = views[int(rng.integers(len(views)))]
             if self.task != "cam":  # class maps turn with the image; defect types do not
-                y = _view(y, k, flip).contiguous()
-            yield _view(x, k, flip).contiguous(), y
+                y = dihedral_view(y, k, flip).contiguous()
+            yield dihedral_view(x, k, flip).contiguous(), y
 
     def __iter__(self):
         info = get_worker_info()

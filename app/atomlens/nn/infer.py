@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .data import TTA_VIEWS, _unview, _view, normalisation_stats, normalise
+from .data import TTA_VIEWS, dihedral_unview, dihedral_view, normalisation_stats, normalise
 from .train import select_device
 
 __all__ = ["Predictor", "TYPICAL_PERIOD_A", "cpu_has_fast_bf16"]
@@ -128,12 +128,12 @@ class Predictor:
         acc = None
         for parity in (0, 1):  # odd quarter turns swap height and width: a batch of each shape
             group = [v for v in TTA_VIEWS if v[0] % 2 == parity]
-            batch = torch.cat([_view(t, k, f) for k, f in group])
+            batch = torch.cat([dihedral_view(t, k, f) for k, f in group])
             if self.device == "cpu":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             out = self._net(batch)
             for i, (k, f) in enumerate(group):
-                o = _unview(out[i:i + 1], k, f)
+                o = dihedral_unview(out[i:i + 1], k, f)
                 acc = o if acc is None else acc + o
         return acc / len(TTA_VIEWS)
 
@@ -152,8 +152,8 @@ class Predictor:
         views = TTA_VIEWS if self.tta else ((0, False),)
         logits, maps = 0.0, 0.0
         for k, f in views:
-            lg, mp = self.model.cam(_view(x, k, f).to(self.device))
-            logits, maps = logits + lg.float(), maps + _unview(mp.float(), k, f)
+            lg, mp = self.model.cam(dihedral_view(x, k, f).to(self.device))
+            logits, maps = logits + lg.float(), maps + dihedral_unview(mp.float(), k, f)
         return self._shifted(logits / len(views))[0].cpu(), (maps / len(views))[0].cpu()
 
     def _tile_output(self, t: torch.Tensor) -> np.ndarray:
