@@ -71,7 +71,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self._press_used = False
         self._save_failed_shown = False
         self._saved_where = None
-        self._image = self._name = None
+        self._source = None  # {"name", "image", "px_size_nm"} of the image annotated (for training)
         self.session: list[dict] = []  # images annotated earlier in this session (training_context)
         self.view = AnnotationsView(window.image_view.viewbox, self)
         self.undo_stack = QtWidgets.QUndoStack(self)
@@ -286,8 +286,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         if ann.mode is None:  # older sidecars: the image's mode (ABF images are inverted for training)
             ann.mode = getattr(mg, "mode", None)
         self.ann, self.image_path = ann, path
-        self._image = self.w.image_view.current_frame()  # the pixels annotated (for training)
-        self._name = mg.name
+        self._source = {"name": mg.name, "image": self.w.image_view.current_frame(), "px_size_nm": mg.px_size_nm}
         self.undo_stack.clear()
         colours = result.info.get("colours") if result is not None else None
         self.view.set_annotations(ann, colours or None)
@@ -373,13 +372,16 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         return paths
 
     def _entry(self) -> dict:
-        return {"name": self._name, "image": self._image, "annotations": self.ann,
-                "px_size_nm": self.ann.px_size_nm, "key": (self.ann.image_sha256 or str(self.image_path), self.ann.frame)}
+        """The open annotations for the retrain dialog; the image's calibration when the
+        annotations carry none (as before the session list)."""
+        ann = self.ann
+        return {**self._source, "annotations": ann, "px_size_nm": ann.px_size_nm or self._source["px_size_nm"],
+                "key": (ann.image_sha256 or str(self.image_path), ann.frame)}
 
     def _remember(self) -> None:
         """Keep the annotations being closed (with their pixels) for the retrain dialog: the
         images annotated in this session, newest first, within :data:`SESSION_MAX_BYTES`."""
-        if self.ann is None or self._image is None or not len(self.ann):
+        if self.ann is None or self._source is None or not len(self.ann):
             return
         e = self._entry()
         self.session = [x for x in self.session if x["key"] != e["key"]]
@@ -395,7 +397,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         """The annotated images for the retrain dialog: the open one first, then the others
         annotated in this session (dicts ``name, image, annotations, px_size_nm``)."""
         out = []
-        if self.ann is not None and self._image is not None:
+        if self.ann is not None and self._source is not None:
             out.append(self._entry())
         keys = {e["key"] for e in out}
         out += [e for e in self.session if e["key"] not in keys]
