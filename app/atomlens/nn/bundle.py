@@ -22,7 +22,7 @@ from ..fileio import atomic_write_bytes, atomic_write_with, sha256_file, user_da
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
            "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED", "rename_bundle",
-           "export_bundle", "import_bundle", "delete_bundle", "is_user_bundle"]
+           "export_bundle", "import_bundle", "delete_bundle", "is_user_bundle", "write_card"]
 
 CARD_REQUIRED = ("name", "version", "task", "architecture", "classes", "px_size_A", "valid_px_size_A",
                  "mode", "normalisation", "weights_sha256")
@@ -59,7 +59,7 @@ def save_bundle(model, card: dict, out_dir) -> Path:
     card = dict(card)
     card["weights_sha256"] = hashlib.sha256(blob).hexdigest()
     card["weights_bytes"] = len(blob)
-    atomic_write_bytes(out / "card.json", json.dumps(card, indent=1, default=str).encode())
+    write_card(out, card)
     return out
 
 
@@ -167,7 +167,8 @@ def _user_only(path, action: str) -> Path:
     return p
 
 
-def _write_card(folder: Path, card: dict) -> None:
+def write_card(folder: Path, card: dict) -> None:
+    """Write a bundle's card.json atomically."""
     atomic_write_bytes(folder / "card.json", json.dumps(card, indent=1, default=str).encode())
 
 
@@ -186,7 +187,7 @@ def rename_bundle(path, new_name: str) -> Path:
     card = read_card(p)
     os.rename(p, dest)
     try:
-        _write_card(dest, {**card, "name": new_name})
+        write_card(dest, {**card, "name": new_name})
     except BaseException:
         os.rename(dest, p)
         raise
@@ -336,7 +337,7 @@ def import_bundle(src) -> Path:
             k += 1
             final = f"{name}-{k}"
         if card.get("name") != final:
-            _write_card(work, {**card, "name": final})
+            write_card(work, {**card, "name": final})
         os.rename(work, base / final)
         return base / final
     except BaseException:

@@ -93,10 +93,9 @@ def calibrate_cam_bundle(bundle, recipe: dict | None = None, n_per_variant: int 
                          dose: float | None = None, write: bool = True, log=print) -> dict:
     """Fit the thresholds of the CAM bundle at `bundle` on its recipe's simulations and (with
     `write`) record them in its card.  Returns the card's ``calibration`` entry."""
-    from ..fileio import atomic_write_text
     from ..sim import simulate
     from ..sim.atoms import DEFECT_TYPES
-    from .bundle import load_bundle, resolve_bundle
+    from .bundle import load_bundle, resolve_bundle, write_card
     from .data import normalise
 
     path = resolve_bundle(bundle)
@@ -127,8 +126,7 @@ def calibrate_cam_bundle(bundle, recipe: dict | None = None, n_per_variant: int 
     log(f"calibrated on {len(L)} images: type accuracy {before:.3f} at 0.5 -> {after:.3f}; thresholds "
         + ", ".join(f"{n} {t:.3g}" for n, t in thr.items() if t != 0.5))
     if write:
-        card = json.loads((path / "card.json").read_text(encoding="utf-8"))
         card["cam_thresholds"] = {n: round(float(t), 4) for n, t in thr.items()}
         card["calibration"] = entry
-        atomic_write_text(path / "card.json", json.dumps(card, indent=1))
+        write_card(path, card)
     return entry
