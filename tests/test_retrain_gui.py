@@ -283,7 +283,9 @@ def test_deleting_the_manager_stops_its_job(qtbot, tiny_base, context):
     dlg = _dialog(qtbot, m, context, steps=5000)
     with qtbot.waitSignal(m.metrics, timeout=60000):
         assert dlg.start_training()
-    thread, worker = tm._THREADS[-1]
+    from atomlens.gui.threads import kept_threads
+
+    thread, worker = kept_threads()[-1]
     sip.delete(m)  # e.g. the main window destroyed without closeEvent
     qtbot.waitUntil(lambda: worker.cancel_event.is_set() and worker.abort, timeout=60000)  # at its next step
     qtbot.waitUntil(lambda: thread.isFinished(), timeout=120000)

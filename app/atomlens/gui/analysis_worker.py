@@ -8,7 +8,6 @@ coalesces re-derivations, so that dragging the threshold slider never piles up w
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import os
 import sys
@@ -19,26 +18,13 @@ import traceback
 import numpy as np
 from PyQt5 import QtCore
 
+from .threads import keep_thread
+
 __all__ = ["AnalysisRequest", "AnalysisWorker", "AnalysisRunner", "PROGRESS_INTERVAL_S"]
 
 #: The worker emits at most one progress signal per this many seconds (plus the last one).
 PROGRESS_INTERVAL_S = 0.05
 
-_THREADS: list = []  # (thread, worker): referenced for the life of the process, as in loader.py
-
-
-def _stop_all_threads() -> None:
-    for thread, worker in _THREADS:
-        try:
-            worker.cancel_active()
-            if thread.isRunning():
-                thread.quit()
-                thread.wait(3000)
-        except RuntimeError:  # the C++ object is already gone
-            pass
-
-
-atexit.register(_stop_all_threads)
 
 
 @dataclasses.dataclass
@@ -372,7 +358,7 @@ class AnalysisRunner(QtCore.QObject):
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
         self.worker.devicesFound.connect(self.devicesFound)
-        _THREADS.append((self.thread, self.worker))
+        keep_thread(self.thread, self.worker, stop=self.worker.cancel_active)  # see threads.py
         self.destroyed.connect(self.thread.quit)
         self.thread.start()
         self.current: AnalysisRequest | None = None

@@ -7,7 +7,6 @@ touches a widget.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import traceback
 import warnings
@@ -15,23 +14,8 @@ from pathlib import Path
 
 from PyQt5 import QtCore
 
-# Every loader thread stays referenced here for the life of the process, so that Python's
-# garbage collector can never destroy a QThread that is still running (Qt aborts on that),
-# even when a window is deleted without being closed.  They are stopped at exit.
-_THREADS: list = []
+from .threads import keep_thread
 
-
-def _stop_all_threads() -> None:
-    for thread, _worker in _THREADS:
-        try:
-            if thread.isRunning():
-                thread.quit()
-                thread.wait(2000)
-        except RuntimeError:  # the C++ object is already gone
-            pass
-
-
-atexit.register(_stop_all_threads)
 
 __all__ = ["LoadRequest", "LoadResult", "LoadFailure", "LoadWorker", "BackgroundLoader"]
 
@@ -136,7 +120,7 @@ class BackgroundLoader(QtCore.QObject):
         self._request.connect(self._worker.load)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
-        _THREADS.append((self._thread, self._worker))
+        keep_thread(self._thread, self._worker, wait_ms=2000)  # see threads.py
         self.destroyed.connect(self._thread.quit)  # window deleted without close()
         self._thread.start()
         self._next_id = 0
@@ -170,4 +154,4 @@ class BackgroundLoader(QtCore.QObject):
         """Stop the thread (waits for a running load to end, up to `timeout_ms`)."""
         if self._thread.isRunning():
             self._thread.quit()
-            self._thread.wait(timeout_ms)  # a huge file may still be read; see _THREADS
+            self._thread.wait(timeout_ms)  # a huge file may still be read; see threads.py

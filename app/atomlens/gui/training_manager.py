@@ -14,7 +14,6 @@ recipe (pure Python, testable without Qt).
 
 from __future__ import annotations
 
-import atexit
 import copy
 import dataclasses
 import json
@@ -28,9 +27,10 @@ from pathlib import Path
 
 from PyQt5 import QtCore, sip
 
+from .threads import keep_thread, release_thread
+
 __all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "TrainingManager", "base_recipe", "build_finetune_recipe", "variant_for"]
 
-_THREADS: list = []  # (thread, worker): referenced for the life of the process (see loader.py)
 
 
 class _Control:
@@ -45,18 +45,6 @@ class _Control:
         self.cancel_event.set()
 
 
-def _stop_all() -> None:
-    for thread, worker in _THREADS:
-        try:
-            worker.cancel_event.set()
-            if thread.isRunning():
-                thread.quit()
-                thread.wait(5000)
-        except RuntimeError:  # the C++ object is already gone
-            pass
-
-
-atexit.register(_stop_all)
 
 
 # ----------------------------------------------------------------------------- recipes
@@ -363,7 +351,7 @@ class TrainingManager(QtCore.QObject):
         self._thread.setObjectName("atomlens-training")
         self._worker = _Worker(job)
         self._worker.moveToThread(self._thread)
-        _THREADS.append((self._thread, self._worker))
+        keep_thread(self._thread, self._worker, stop=self._worker.cancel_event.set, wait_ms=5000)  # see threads.py
         self._thread.started.connect(self._worker.run)
         self._worker.progress.connect(self._on_progress)
         self._worker.metrics.connect(self._on_metrics)
@@ -466,15 +454,12 @@ class TrainingManager(QtCore.QObject):
         self.failed.emit(message)
 
     def _on_done(self) -> None:
-        thread, worker = self._thread, self._worker
+        thread = self._thread
         self._thread = self._worker = None
         if self.state == "evaluating":  # the comparison was skipped
             self.state = self._state_after
         thread.quit()
         if thread.wait(5000):  # finished: Python may now free both (never while running)
-            try:
-                _THREADS.remove((thread, worker))
-            except ValueError:
-                pass
+            release_thread(thread)
         self.busyChanged.emit(False)
         self.statusChanged.emit(self.status_text())
