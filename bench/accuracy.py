@@ -73,15 +73,23 @@ def main() -> int:
                 per[c][2] += pc.get("n_true", 0)
 
         def f1(t, p, n):
-            if p == 0 and n == 0:
-                return float("nan")
-            return 2 * t / (p + n) if p + n else 0.0
+            # no true member of a class (dopants in a pure metal): F1 is undefined; the false
+            # calls are counted instead
+            return 2 * t / (p + n) if n else float("nan")
 
         res = {"f1": f1(tp, n_pred, n_true), "rmse_A": float(np.sqrt(np.sum(sq) / max(tp, 1))),
-               "f1_atom": f1(*per[1]), "f1_dopant": f1(*per[2]), "f1_vacancy": f1(*per[3]), "n_true": n_true}
+               "f1_atom": f1(*per[1]), "f1_dopant": f1(*per[2]), "f1_vacancy": f1(*per[3]), "n_true": n_true,
+               "n_true_dopant": per[2][2], "n_true_vacancy": per[3][2],
+               "false_dopant": per[2][1] - per[2][0], "false_vacancy": per[3][1] - per[3][0]}
         allres[name] = res
+
+        def cell(c, width):
+            if per[c][2]:
+                return f"{f1(*per[c]):{width}.4f}"
+            return f"{'- (' + str(per[c][1]) + ' false)':>{width}s}"
+
         print(f"{name:14s} {res['f1']:9.4f} {res['rmse_A']:7.3f} {res['f1_atom']:8.4f} "
-              f"{res['f1_dopant']:9.4f} {res['f1_vacancy']:10.4f}")
+              f"{cell(2, 9)} {cell(3, 10)}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "px_A": px, "dose": args.dose,
                                                "n": args.n, "families": allres}, indent=1))

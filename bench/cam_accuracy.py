@@ -39,7 +39,6 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from atomlens.nn.data import normalise
     from atomlens.nn.calibrate import decide, variant_configs
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
@@ -57,7 +56,7 @@ def main() -> int:
         for i in range(args.n):
             r = simulate(cfg, TEST_SEED + 1000 * vi + i)
             true = {DEFECT_TYPES[k] for k in np.flatnonzero(r.defect_labels)}
-            x = torch.from_numpy(normalise(r.image))[None, None]
+            x = torch.from_numpy(pred.normalise(r.image))[None, None]
             logits, maps = pred.classify(x)
             maps = maps[None]
             guess = decide(logits.numpy(), names)  # the logits are already shifted by the card's thresholds

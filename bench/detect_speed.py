@@ -41,7 +41,6 @@ def main() -> int:
     args = ap.parse_args()
     import torch
 
-    from atomlens.nn.data import normalise
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
 
@@ -59,7 +58,7 @@ def main() -> int:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t)
     s = info["scale"]
-    x = torch.from_numpy(normalise(img))[None, None]
+    x = torch.from_numpy(pred.normalise(img))[None, None]
     x = torch.nn.functional.interpolate(x, scale_factor=s, mode="area" if s < 1 else "bilinear").to(pred.device)
     if pred.device == "cpu":
         x = x.contiguous(memory_format=torch.channels_last)

@@ -286,7 +286,7 @@ def test_train_cancel_keeps_best_and_fine_tune_records_parent(tmp_path):
     assert child["parent"]["weights_sha256"] == parent["weights_sha256"]
 
 
-@pytest.mark.parametrize("name", ["stem-haadf", "stm-topo", "defect-cam"])
+@pytest.mark.parametrize("name", ["stem-haadf", "stem-haadf-ft", "stm-topo", "defect-cam"])
 def test_bundled_recipes_build_and_simulate(name):
     from atomlens.nn.data import SimStream
     from atomlens.samples import resource_path
@@ -366,3 +366,72 @@ def test_cam_thresholds_are_fitted_recorded_and_applied(tmp_path):
     expect = [-np.log(card["cam_thresholds"].get(n, 0.5) / (1 - card["cam_thresholds"].get(n, 0.5)))
               for n in card["classes"]]
     np.testing.assert_allclose((shifted - raw).numpy(), expect, atol=1e-5)
+
+
+def _lattice(spot: bool) -> np.ndarray:
+    """A 128 x 128 lattice of period 8 px with noise, and optionally one adatom-like spot
+    80 times brighter than a lattice peak (about 30 px)."""
+    yy, xx = np.mgrid[:128, :128]
+    img = (np.cos(2 * np.pi * xx / 8) * np.cos(2 * np.pi * yy / 8)) ** 2
+    img = img + np.random.default_rng(1).normal(0, 0.05, img.shape)
+    if spot:
+        img = img + 80 * np.exp(-((xx - 64) ** 2 + (yy - 64) ** 2) / (2 * 2.0**2))
+    return img.astype(np.float32)
+
+
+def test_robust_normalisation_keeps_the_lattice_contrast_next_to_a_bright_spot():
+    from atomlens.nn.data import normalisation_stats, normalise
+
+    def contrast(method, spot):
+        z = normalise(_lattice(spot), method=method)[:40, :40]  # far from the spot
+        return np.percentile(z, 95) - np.percentile(z, 5)
+
+    # one bright spot inflates the standard deviation: z-scoring squeezes the lattice
+    assert contrast("clip-zscore", True) < 0.75 * contrast("clip-zscore", False)
+    assert contrast("clip-robust", True) == pytest.approx(contrast("clip-robust", False), rel=0.05)
+    # the statistics of a subsample give the same scaling (used for strips of large images)
+    st = normalisation_stats(_lattice(True), "clip-robust")
+    np.testing.assert_allclose(normalise(_lattice(True), st), normalise(_lattice(True), method="clip-robust"),
+                               atol=0.05)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalise(_lattice(False), method="minmax")
+
+
+def test_normalisation_is_recorded_inherited_and_applied(tmp_path):
+    from atomlens.nn.data import normalise
+    from atomlens.nn.infer import Predictor
+
+    train({**SMALL_RECIPE, "normalisation": "clip-robust", "steps": 2}, tmp_path / "r", log=lambda m: None)
+    assert read_card(tmp_path / "r")["normalisation"]["method"] == "clip-robust"
+    pred = Predictor(tmp_path / "r", "cpu")
+    assert pred.norm == "clip-robust"
+    img = _lattice(True)
+    prob, _ = pred.probabilities(img, 0.02)
+    with torch.no_grad():
+        direct = pred.model(torch.from_numpy(normalise(img, method="clip-robust"))[None, None]).softmax(1)[0]
+    np.testing.assert_allclose(prob, direct.numpy(), atol=1e-4)
+    # a fine-tuned model keeps its parent's scaling unless its recipe names another
+    train({**SMALL_RECIPE, "init_from": str(tmp_path / "r"), "steps": 1}, tmp_path / "c", log=lambda m: None)
+    assert read_card(tmp_path / "c")["normalisation"]["method"] == "clip-robust"
+    train({**SMALL_RECIPE, "steps": 1}, tmp_path / "z", log=lambda m: None)
+    assert read_card(tmp_path / "z")["normalisation"]["method"] == "clip-zscore"
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        train({**SMALL_RECIPE, "normalisation": "minmax"}, tmp_path / "bad", log=lambda m: None)
+    # a card from a newer version with a scaling this one does not know is refused clearly
+    card = json.loads((tmp_path / "r" / "card.json").read_text())
+    card["normalisation"]["method"] = "learned-v9"
+    (tmp_path / "r" / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="unknown normalisation"):
+        load_bundle(tmp_path / "r")
+
+
+def test_select_by_class_f1_picks_the_checkpoint_by_detection_and_classes(tmp_path):
+    rec = {**SMALL_RECIPE, "select_by": "val_class_f1", "steps": 4, "eval_every": 2}
+    best = train(rec, tmp_path / "k", log=lambda m: None)
+    rows = [json.loads(x) for x in (tmp_path / "k" / "metrics.jsonl").read_text().splitlines()]
+    for m in rows:
+        parts = [m["val_f1"]] + [m[k] for k in ("val_f1_atom", "val_f1_dopant", "val_f1_vacancy") if k in m]
+        assert m["val_class_f1"] == pytest.approx(np.mean(parts))
+    assert best["val_class_f1"] == max(m["val_class_f1"] for m in rows)
+    with pytest.raises(ValueError, match="select_by"):
+        train({**rec, "select_by": "user_f1"}, tmp_path / "x", log=lambda m: None)

@@ -75,6 +75,12 @@ def read_card(path) -> dict:
     missing = [k for k in CARD_REQUIRED if k not in card]
     if missing:
         raise BundleError(f"{p}: card.json lacks {', '.join(missing)}")
+    from .data import normalisation_spec
+
+    try:
+        normalisation_spec(card.get("normalisation"))
+    except ValueError as exc:
+        raise BundleError(f"{p}: {exc} (the model may need a newer AtomLens)") from exc
     return card
 
 

@@ -13,11 +13,27 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..sim import simulate
 from ..sim.simulate import SimConfig
 
-__all__ = ["normalise", "normalisation_stats", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION"]
+__all__ = ["normalise", "normalisation_stats", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
+           "NORMALISATION_METHODS", "normalisation_spec"]
 
 VAL_SEED_BASE = 2_000_000_000
 #: Recorded in model cards: how images are scaled before the network sees them.
 NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
+#: "clip-zscore": clip to the 0.1-99.9 percentiles, then zero mean and unit variance.
+#: "clip-robust": the same clip, then zero median and unit spread measured by the
+#: interquartile range (IQR / 1.349, the standard deviation of a Gaussian), so that a few
+#: very bright pixels (a heavy adatom on graphene) no longer shrink the lattice's contrast.
+NORMALISATION_METHODS = ("clip-zscore", "clip-robust")
+
+
+def normalisation_spec(spec=None) -> dict:
+    """The card entry for a normalisation given by name, by a card entry, or None (default)."""
+    if spec is None:
+        return dict(NORMALISATION)
+    method = spec if isinstance(spec, str) else (spec or {}).get("method", NORMALISATION["method"])
+    if method not in NORMALISATION_METHODS:
+        raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATION_METHODS)}")
+    return {"method": method, "clip_percentiles": list(NORMALISATION["clip_percentiles"])}
 
 
 def _subsample(img: np.ndarray) -> np.ndarray:
@@ -31,32 +47,46 @@ def _clip_range(img: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def normalisation_stats(image: np.ndarray) -> tuple[float, float, float, float]:
-    """(lo, hi, mean, std) that :func:`normalise` applies, from a subsample of `image`:
+def _centre_scale(clipped: np.ndarray, method: str) -> tuple[float, float]:
+    if method == "clip-zscore":
+        return float(clipped.mean()), float(clipped.std())
+    if method == "clip-robust":
+        q1, med, q3 = np.percentile(clipped, [25, 50, 75])
+        sd = float(clipped.std())
+        spread = float(q3 - q1) / 1.349
+        # an almost flat image (a few atoms on an empty field): the IQR is noise only; the
+        # standard deviation is then the better scale, and never less than 5 % of it is used
+        return float(med), spread if spread > 0.05 * sd else sd
+    raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATION_METHODS)}")
+
+
+def normalisation_stats(image: np.ndarray, method: str = "clip-zscore") -> tuple[float, float, float, float]:
+    """(lo, hi, centre, scale) that :func:`normalise` applies, from a subsample of `image`:
     computed once for a whole image, they let strips of it be normalised identically."""
     lo, hi = _clip_range(image)
     c = np.clip(_subsample(image), lo, hi)
-    return lo, hi, float(c.mean()), float(c.std())
+    return (lo, hi, *_centre_scale(c, method))
 
 
-def normalise(image: np.ndarray, stats=None) -> np.ndarray:
-    """Clip to the 0.1-99.9 percentiles, then zero mean and unit variance (float32).
+def normalise(image: np.ndarray, stats=None, method: str = "clip-zscore") -> np.ndarray:
+    """Clip to the 0.1-99.9 percentiles, then centre and scale by `method` (see
+    :data:`NORMALISATION_METHODS`; float32).
 
     `stats` (from :func:`normalisation_stats`) applies another image's scaling instead."""
     img = np.asarray(image, np.float32)
     if stats is None:
         lo, hi = _clip_range(img)
         img = np.clip(img, lo, hi)
-        m, s = float(img.mean()), float(img.std())
+        m, s = _centre_scale(img, method)
     else:
         lo, hi, m, s = stats
         img = np.clip(img, lo, hi)
     return ((img - m) / (s if s > 1e-12 else 1.0)).astype(np.float32)
 
 
-def _sample(cfg: SimConfig, seed: int, task: str, n_types: int):
+def _sample(cfg: SimConfig, seed: int, task: str, n_types: int, norm: str = "clip-zscore"):
     r = simulate(cfg, seed)
-    x = torch.from_numpy(normalise(r.image))[None]
+    x = torch.from_numpy(normalise(r.image, method=norm))[None]
     if task == "cam":
         y = torch.from_numpy(r.defect_labels[:n_types].astype(np.float32))
     else:
@@ -92,17 +122,18 @@ class SimStream(IterableDataset):
     the bottleneck (a few CPU cores), at the cost of variety.
     """
 
-    def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9, pool: int = 0):
+    def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9, pool: int = 0,
+                 norm: str = "clip-zscore"):
         super().__init__()
         self.cfg = SimConfig.from_any(sim_config)
-        self.task, self.seed, self.n_types = task, int(seed), n_types
+        self.task, self.seed, self.n_types, self.norm = task, int(seed), n_types, norm
         self.pool = max(0, int(pool or 0))
 
     def _pooled(self, wid: int, nw: int):
         mine = [self.seed + i for i in range(self.pool) if i % nw == wid] or [self.seed + wid % self.pool]
         cache = []
         for s in mine:  # the first pass simulates
-            cache.append(_sample(self.cfg, s, self.task, self.n_types))
+            cache.append(_sample(self.cfg, s, self.task, self.n_types, self.norm))
             yield cache[-1]
         rng = np.random.default_rng([self.seed, wid, 0x9001])
         # a non-square image keeps its shape only under half turns
@@ -125,7 +156,7 @@ class SimStream(IterableDataset):
             s = self.seed + wid + k * nw
             if s >= VAL_SEED_BASE:
                 raise RuntimeError("training seeds reached the validation range")
-            yield _sample(self.cfg, s, self.task, self.n_types)
+            yield _sample(self.cfg, s, self.task, self.n_types, self.norm)
             k += 1
 
 

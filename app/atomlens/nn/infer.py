@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .data import TTA_VIEWS, dihedral_unview, dihedral_view, normalisation_stats, normalise
+from .data import TTA_VIEWS, dihedral_unview, dihedral_view, normalisation_spec, normalisation_stats, normalise
 from .train import select_device
 
 __all__ = ["Predictor", "TYPICAL_PERIOD_A", "cpu_has_fast_bf16"]
@@ -82,6 +82,15 @@ class Predictor:
         if self.device == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._set_logit_shift()
+
+    @property
+    def norm(self) -> str:
+        """The card's normalisation method (:data:`atomlens.nn.data.NORMALISATION_METHODS`)."""
+        return normalisation_spec(self.card.get("normalisation"))["method"]
+
+    def normalise(self, image: np.ndarray, stats=None) -> np.ndarray:
+        """`image` (at the model's pixel size) scaled as this model was trained."""
+        return normalise(image, stats, self.norm)
 
     def _set_logit_shift(self) -> None:
         """A CAM card's per-type decision thresholds (:mod:`atomlens.nn.calibrate`) as logit
@@ -212,7 +221,7 @@ class Predictor:
         s = px_A / self.px_size_A  # >1: the image's pixels are larger than the model's
         # resample first, then normalise: the network was trained on images normalised at
         # its own pixel size (down-sampling averages noise away)
-        x = normalise(self._resample(img, s), stats)
+        x = self.normalise(self._resample(img, s), stats)
         hs, ws = x.shape
         prob = self._run(np.ascontiguousarray(x, np.float32), progress, cancel)
         if (hs, ws) != (h, w):
@@ -242,7 +251,7 @@ class Predictor:
 
         h, w = img.shape
         s = px_A / self.px_size_A
-        stats = normalisation_stats(self._resample(img, s) if s < 1 else img)
+        stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
         lo, hi, m, sd = stats
         t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).to(self.device)[None, None]
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
@@ -316,7 +325,7 @@ class Predictor:
         # one normalisation for all strips: the median of the strips' own statistics, taken
         # at the model's pixel size as in training
         s = px_A / self.px_size_A
-        per = np.array([normalisation_stats(self._resample(img[y0:y0 + strip_px], s)) for y0 in starts])
+        per = np.array([normalisation_stats(self._resample(img[y0:y0 + strip_px], s), self.norm) for y0 in starts])
         scale = (px_A, notes, tuple(float(v) for v in np.median(per, axis=0)))
         info = {}
         for k, y0 in enumerate(starts):

@@ -192,6 +192,8 @@ class RealPatches:
     model_mode : str, optional
         The model's imaging mode; dark-atom images are inverted for a bright-atom model
         (:meth:`AnnotatedImage.image_for`).
+    norm : str
+        The model's normalisation method (:func:`atomlens.nn.data.normalise`).
 
     Images are prepared once (resampled and labelled) when this is built, so DataLoader
     workers forked afterwards share them.  Windows are drawn from image i with probability
@@ -199,10 +201,11 @@ class RealPatches:
     """
 
     def __init__(self, items, model_px_A: float, patch_shape, holdout: float = 0.2, label_radius_A: float = 0.5,
-                 model_mode: str | None = None):
+                 model_mode: str | None = None, norm: str = "clip-zscore"):
         if not items:
             raise ValueError("no annotated images given")
         self.patch_shape = (int(patch_shape[0]), int(patch_shape[1]))
+        self.norm = norm
         self.images, self.labels = [], []
         ph, pw = self.patch_shape
         for it in items:
@@ -239,7 +242,7 @@ class RealPatches:
         x, y = np.rot90(x, rot), np.rot90(y, rot)
         if rng.random() < 0.5:
             x, y = x[:, ::-1], y[:, ::-1]
-        x = normalise(np.ascontiguousarray(x))
+        x = normalise(np.ascontiguousarray(x), method=self.norm)
         return torch.from_numpy(x)[None], torch.from_numpy(np.ascontiguousarray(y).astype(np.int64))
 
 

@@ -20,8 +20,10 @@ as :func:`atomlens.analysis.annotations.export_training_pair` writes them; or in
 ``real_fraction`` (default 0.3: the chance that a training sample is a window of an annotated
 image rather than a simulation), ``real_holdout`` (default 0.2: a strip at the bottom of each
 annotated image is never trained on; validation adds ``user_precision``, ``user_recall`` and
-``user_f1`` measured on it), ``select_by`` ("auto" | "val_f1" | "user_f1" | "mean_f1" |
-"val_loss": the metric that picks the best checkpoint; "auto" is "mean_f1", the mean of the
+``user_f1`` measured on it), ``select_by`` ("auto" | "val_f1" | "val_class_f1" | "user_f1" |
+"mean_f1" | "val_loss": the metric that picks the best checkpoint; "val_class_f1" is the mean of
+the detection F1 and the F1 of each class present, for runs whose aim is dopants and vacancies;
+"auto" is "mean_f1", the mean of the
 simulated and the user F1, when there are held-out annotations, else "val_f1" (segmentation)
 or "val_loss" (CAM)).  When fine-tuning (``init_from``) with annotated images, the parent
 model is evaluated once before the first step (``step`` 0, ``baseline`` true; it is logged,
@@ -31,6 +33,10 @@ image file, number of atoms, weight).
 ``sim_pool`` (optional, default 0: an endless stream of new simulations): simulate only this
 many images and reuse them with random 90-degree rotations and mirror images (a fixed set, for
 machines where simulating is the bottleneck).
+
+``normalisation`` (optional: "clip-zscore", the default, or "clip-robust"; see
+:data:`atomlens.nn.data.NORMALISATION_METHODS`): how images are scaled for the network;
+recorded in the card, and a fine-tuned model keeps its parent's unless the recipe names one.
 
 ``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
 fitted on this many simulated images per variant of the mix, with seeds of their own, and
@@ -60,7 +66,7 @@ from torch.nn import functional as F
 
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .bundle import load_bundle, resolve_bundle, save_bundle
-from .data import NORMALISATION, SimStream, make_validation_set, normalise
+from .data import SimStream, make_validation_set, normalisation_spec, normalise
 from .models import build_model, count_parameters
 
 __all__ = ["train", "DEFAULTS", "select_device", "CLASS_COLOURS", "BudgetSchedule"]
@@ -198,7 +204,7 @@ def _user_validation(model, rec, reals, device) -> dict:
     from .realdata import ModelPredictor, evaluate_on_annotations
 
     card = {"name": rec["name"], "task": "segmentation", "classes": list(CLASSES), "px_size_A": rec["px_size_A"],
-            "valid_px_size_A": rec["valid_px_size_A"], "mode": rec["mode"]}
+            "valid_px_size_A": rec["valid_px_size_A"], "mode": rec["mode"], "normalisation": rec["normalisation"]}
     s = evaluate_on_annotations(ModelPredictor(model, card, device), reals, region="holdout",
                                 holdout=rec["real_holdout"])
     out = {"user_precision": s["precision"], "user_recall": s["recall"], "user_f1": s["f1"],
@@ -215,7 +221,7 @@ def _validate(model, recipe, val, device, reals=None) -> dict:
     model.eval()
     losses, f1s, rmses, per = [], [], [], {c: [] for c in CLASSES[1:]}
     for r in val:
-        x = torch.from_numpy(normalise(r.image))[None, None].to(device)
+        x = torch.from_numpy(normalise(r.image, method=recipe["normalisation"]["method"]))[None, None].to(device)
         out = model(x)
         if recipe["task"] == "cam":
             y = torch.from_numpy(r.defect_labels[: out.shape[1]].astype(np.float32))[None].to(device)
@@ -237,6 +243,9 @@ def _validate(model, recipe, val, device, reals=None) -> dict:
         finite = [r for r in rmses if np.isfinite(r)]
         out.update({"val_f1": float(np.mean(f1s)), "val_rmse_A": float(np.mean(finite)) if finite else float("nan")})
         out.update({f"val_f1_{k}": float(np.mean(v)) for k, v in per.items() if v})
+        # detection and classification together: the mean of the detection F1 and the F1 of
+        # each class the validation set contains (select_by "val_class_f1")
+        out["val_class_f1"] = float(np.mean([out["val_f1"]] + [out[f"val_f1_{k}"] for k, v in per.items() if v]))
     if reals and recipe.get("real_holdout", 0) > 0:
         out.update(_user_validation(model, recipe, reals, device))
         if "val_f1" in out:
@@ -252,7 +261,7 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=Non
         "architecture": recipe["architecture"],
         "classes": list(DEFECT_TYPES if task == "cam" else CLASSES),
         "colours": CLASS_COLOURS if task != "cam" else {},
-        "normalisation": NORMALISATION,
+        "normalisation": recipe["normalisation"],
         "px_size_A": recipe["px_size_A"], "valid_px_size_A": recipe["valid_px_size_A"],
         "mode": recipe["mode"], "recipe": recipe, "seed": recipe["seed"],
         "training": {"steps": steps_done, "seconds": round(seconds, 1), "device": device,
@@ -275,7 +284,7 @@ def _select_key(rec, reals) -> str:
         if rec["task"] == "cam":
             return "val_loss"
         return "mean_f1" if reals and rec.get("real_holdout", 0) > 0 else "val_f1"
-    allowed = {"val_f1", "val_loss"} | ({"user_f1", "mean_f1"} if reals and rec.get("real_holdout", 0) > 0 else set())
+    allowed = {"val_f1", "val_class_f1", "val_loss"} | ({"user_f1", "mean_f1"} if reals and rec.get("real_holdout", 0) > 0 else set())
     if rec["task"] == "cam":
         allowed = {"val_loss"}
     if key not in allowed:
@@ -327,9 +336,12 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         model, pcard = load_bundle(bpath, device)
         rec["architecture"] = pcard["architecture"]
         parent = {"name": pcard["name"], "version": pcard["version"], "weights_sha256": pcard["weights_sha256"]}
+        # the parent's scaling unless the recipe asks for another (the model then adapts to it)
+        rec["normalisation"] = normalisation_spec(rec.get("normalisation") or pcard.get("normalisation"))
         model.train()
     else:
         model = build_model(rec["architecture"]).to(device)
+        rec["normalisation"] = normalisation_spec(rec.get("normalisation"))
     if device == "cpu":
         model = model.to(memory_format=torch.channels_last)
     from .realdata import load_real_items
@@ -367,7 +379,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         log(f"resumed at step {step}")
     n_types = len(DEFECT_TYPES)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
-                       n_types=n_types, pool=int(rec.get("sim_pool") or 0))
+                       n_types=n_types, pool=int(rec.get("sim_pool") or 0), norm=rec["normalisation"]["method"])
     sim_cfg = stream.cfg  # the recipe's simulation, parsed once
     if reals:
         from .realdata import MixedStream, RealPatches
@@ -375,7 +387,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         labels = sim_cfg.labels or {}
         patches = RealPatches(reals, rec["px_size_A"], sim_cfg.shape,
                               holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)),
-                              model_mode=rec.get("mode"))
+                              model_mode=rec.get("mode"), norm=rec["normalisation"]["method"])
         stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
         log(f"{len(reals)} annotated image(s), {sum(r.n_atoms for r in reals)} atoms; "
             f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
