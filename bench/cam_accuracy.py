@@ -69,7 +69,7 @@ def main() -> int:
 
                     atoms, _, _ = seg.detect(r.image, r.px_size_A / 10)
                     dl = snap_defects(DefectList([px_], [py], [names.index(guess)], [1.0], names), atoms,
-                                      3.0 / r.px_size_A)
+                                      3.0 / r.px_size_A, image=r.image)
                     px_, py = dl.x[0], dl.y[0]
                 code = DEFECT_TYPES.index(guess)
                 sel = r.atoms.defect == code

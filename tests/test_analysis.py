@@ -332,3 +332,32 @@ def test_defects_from_cam(tmp_path):
     d.to_csv(p)
     assert p.read_text().splitlines()[1].endswith(",,")
     assert len(defects_from_cam(np.zeros((3, 8, 8)), names)) == 0
+
+
+def test_snap_defects_pins_dopants_to_their_class_and_adatoms_to_the_brightest_column():
+    from atomlens.analysis.cam import snap_defects
+
+    # a square lattice of 8 px with one dopant-classed column and one much brighter column
+    yy, xx = np.mgrid[4:60:8, 4:60:8]
+    xs, ys = xx.ravel().astype(float), yy.ravel().astype(float)
+    cls = np.ones(len(xs), int)
+    i_dop = int(np.flatnonzero((xs == 20) & (ys == 20))[0])
+    i_ad = int(np.flatnonzero((xs == 44) & (ys == 36))[0])
+    cls[i_dop] = 2
+    atoms = AtomList(xs + 0.3, ys - 0.2, cls, np.ones(len(xs)))
+    img = np.zeros((64, 64), np.float32)
+    img[ys.astype(int), xs.astype(int)] = 1.0
+    img[36, 44] = 30.0
+    img = ndimage.gaussian_filter(img, 1.5)
+    names = DefectList([0], [0], [0], [0]).type_names
+    # CAM peaks about one lattice cell off their defect
+    d = DefectList([26.0, 40.0, 10.0], [25.0, 31.0, 50.0], ["dopant", "adatom", "topological"], [1.0, 0.9, 0.8], names)
+    out = snap_defects(d, atoms, max_dist_px=12.0, image=img)
+    assert (out.x[0], out.y[0]) == (atoms.x[i_dop], atoms.y[i_dop])  # the dopant-classed column
+    assert (out.x[1], out.y[1]) == (atoms.x[i_ad], atoms.y[i_ad])  # the brightest, not the nearest
+    assert (out.x[2], out.y[2]) == (10.0, 50.0)  # extended defects stay at their CAM peak
+    # without the image an adatom cannot be judged by brightness and stays put
+    assert snap_defects(d, atoms, 12.0).x[1] == 40.0
+    # nothing within reach: no move
+    far = snap_defects(d, atoms, max_dist_px=1.0, image=img)
+    assert far.x[1] == 40.0 and far.x[0] == 26.0

@@ -127,16 +127,20 @@ def defects_from_cam(cam, type_names=DEFECT_TYPES, *, threshold_rel: float = 0.5
 
 #: Defect types that sit on one atom column, and the atom class that marks that column.
 SNAP_CLASSES = {"dopant": "dopant", "vacancy": "vacancy"}
+#: Defect types that are the brightest column around them (a heavy atom on a light lattice),
+#: whatever class the atom finder gave it.
+SNAP_BRIGHTEST = ("adatom",)
 
 
-def snap_defects(defects: DefectList, atoms, max_dist_px: float) -> DefectList:
-    """Move point defects from their class-activation peak onto the column the atom finder
-    classed as that defect.
+def snap_defects(defects: DefectList, atoms, max_dist_px: float, image=None) -> DefectList:
+    """Move point defects from their class-activation peak onto their atom column.
 
     A CAM is computed at 1/8 of the input resolution, so its peak lies within about one
     cell (1-2 Å) of the defect.  A ``dopant`` or ``vacancy`` defect with an atom of the same
-    class within `max_dist_px` takes that atom's sub-pixel position (the nearest one);
-    other defects, and those with no such atom nearby, are left where they are.
+    class within `max_dist_px` takes that atom's sub-pixel position (the nearest one).  An
+    ``adatom`` takes the position of the brightest atom within `max_dist_px` (measured on
+    `image`, lightly smoothed; needs `image`).  Other defects, and those with no such atom
+    nearby, are left where they are.
 
     Parameters
     ----------
@@ -145,6 +149,8 @@ def snap_defects(defects: DefectList, atoms, max_dist_px: float) -> DefectList:
         Atoms of the same image (px).
     max_dist_px : float
         Largest move (px); about 3 Å is a CAM cell and a half.
+    image : (H, W) array, optional
+        The image the atoms were found in (bright atoms), for ``adatom`` defects.
     """
     if len(defects) == 0 or len(atoms) == 0:
         return defects
@@ -152,7 +158,22 @@ def snap_defects(defects: DefectList, atoms, max_dist_px: float) -> DefectList:
 
     x, y = defects.x.copy(), defects.y.copy()
     anames = atoms.class_names
+    bright = None
+    if image is not None and any(n in SNAP_BRIGHTEST for n in defects.names()):
+        from scipy import ndimage
+
+        img = ndimage.gaussian_filter(np.asarray(image, np.float32), 1.0)
+        iy = np.clip(np.round(atoms.y).astype(int), 0, img.shape[0] - 1)
+        ix = np.clip(np.round(atoms.x).astype(int), 0, img.shape[1] - 1)
+        bright = img[iy, ix]
+        tree = cKDTree(atoms.xy)
     for k, dname in enumerate(defects.names()):
+        if dname in SNAP_BRIGHTEST and bright is not None:
+            near = tree.query_ball_point([x[k], y[k]], max_dist_px)
+            if near:
+                j = near[int(np.argmax(bright[near]))]
+                x[k], y[k] = atoms.x[j], atoms.y[j]
+            continue
         cname = SNAP_CLASSES.get(dname)
         if cname is None or cname not in anames:
             continue

@@ -172,7 +172,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         cam = cam.astype(np.float32, copy=False)
         info["cam_model"] = cinfo.get("model")
         # the CAM peak is only as sharp as the CAM's grid: pin point defects to their column
-        defects = snap_defects(defects, atoms, max_dist_px=3.0 / info["px_size_A"])
+        defects = snap_defects(defects, atoms, max_dist_px=3.0 / info["px_size_A"], image=img)
     if progress:
         progress(1.0, f"{len(atoms)} atoms")
     return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
