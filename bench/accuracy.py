@@ -41,6 +41,10 @@ def main() -> int:
     ap.add_argument("--refine", default="centroid")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--tta", action="store_true", help="average over the 8 rotations/mirror images")
+    ap.add_argument("--seed-base", type=int, default=TEST_SEED,
+                    help="first seed (default: the test seeds; to choose between models use validation "
+                         "seeds, e.g. 2100000000, which training never reaches)")
+    ap.add_argument("--families", help="comma-separated subset of the families")
     args = ap.parse_args()
     from atomlens.analysis.metrics import detection_scores
     from atomlens.nn.infer import Predictor
@@ -50,16 +54,19 @@ def main() -> int:
     recipe = json.loads(Path(args.recipe).read_text())
     px = args.px or pred.px_size_A
     allres = {}
-    print(f"model {args.model}, test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family")
+    print(f"model {args.model}, test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
+          f"seeds from {args.seed_base}")
     print(f"{'family':14s} {'atoms F1':>9s} {'RMSE Å':>7s} {'atom F1':>8s} {'dopant F1':>9s} {'vacancy F1':>10s}")
     for name, cfg in families(recipe):
+        if args.families and name not in args.families.split(","):
+            continue
         cfg = {**cfg, "shape": [args.size, args.size], "px_size_A": px,
                "noise": {**cfg.get("noise", {}), "dose_e_per_A2": args.dose}}
         tp = n_pred = n_true = 0
         sq = []
         per = {c: [0, 0, 0] for c in (1, 2, 3)}  # tp, n_pred, n_true
         for i in range(args.n):
-            r = simulate(cfg, TEST_SEED + i)
+            r = simulate(cfg, args.seed_base + i)
             atoms, _, _ = pred.detect(r.image, r.px_size_A / 10, refine=args.refine)
             txy, tcls = r.points_px()
             s = detection_scores(atoms.xy, atoms.cls, txy, tcls, 0.5 / r.px_size_A)
