@@ -351,11 +351,14 @@ def test_snap_defects_pins_dopants_to_their_class_and_adatoms_to_the_brightest_c
     img = ndimage.gaussian_filter(img, 1.5)
     names = DefectList([0], [0], [0], [0]).type_names
     # CAM peaks about one lattice cell off their defect
-    d = DefectList([26.0, 40.0, 10.0], [25.0, 31.0, 50.0], ["dopant", "adatom", "topological"], [1.0, 0.9, 0.8], names)
+    d = DefectList([26.0, 40.0, 10.0, 30.0], [25.0, 31.0, 50.0, 6.0], ["dopant", "adatom", "hole", "topological"],
+                   [1.0, 0.9, 0.8, 0.7], names)
     out = snap_defects(d, atoms, max_dist_px=12.0, image=img)
     assert (out.x[0], out.y[0]) == (atoms.x[i_dop], atoms.y[i_dop])  # the dopant-classed column
     assert (out.x[1], out.y[1]) == (atoms.x[i_ad], atoms.y[i_ad])  # the brightest, not the nearest
     assert (out.x[2], out.y[2]) == (10.0, 50.0)  # extended defects stay at their CAM peak
+    i_sw = int(np.flatnonzero((xs == 28) & (ys == 4))[0])
+    assert (out.x[3], out.y[3]) == (atoms.x[i_sw], atoms.y[i_sw])  # the nearest column of any class
     # without the image an adatom cannot be judged by brightness and stays put
     assert snap_defects(d, atoms, 12.0).x[1] == 40.0
     # nothing within reach: no move

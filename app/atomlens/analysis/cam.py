@@ -130,6 +130,9 @@ SNAP_CLASSES = {"dopant": "dopant", "vacancy": "vacancy"}
 #: Defect types that are the brightest column around them (a heavy atom on a light lattice),
 #: whatever class the atom finder gave it.
 SNAP_BRIGHTEST = ("adatom",)
+#: Defect types made of a few rearranged columns (a Stone-Wales bond rotation): pinned to the
+#: nearest column of any class, one of the defect's own in most cases.
+SNAP_NEAREST = ("topological",)
 
 
 def snap_defects(defects: DefectList, atoms, max_dist_px: float, image=None) -> DefectList:
@@ -139,8 +142,9 @@ def snap_defects(defects: DefectList, atoms, max_dist_px: float, image=None) -> 
     cell (1-2 Å) of the defect.  A ``dopant`` or ``vacancy`` defect with an atom of the same
     class within `max_dist_px` takes that atom's sub-pixel position (the nearest one).  An
     ``adatom`` takes the position of the brightest atom within `max_dist_px` (measured on
-    `image`, lightly smoothed; needs `image`).  Other defects, and those with no such atom
-    nearby, are left where they are.
+    `image`, lightly smoothed; needs `image`), and a ``topological`` defect that of the nearest
+    atom of any class.  Other defects (holes, edges, grain boundaries: extended, with no one
+    column), and those with no such atom nearby, are left where they are.
 
     Parameters
     ----------
@@ -174,10 +178,13 @@ def snap_defects(defects: DefectList, atoms, max_dist_px: float, image=None) -> 
                 j = near[int(np.argmax(bright[near]))]
                 x[k], y[k] = atoms.x[j], atoms.y[j]
             continue
-        cname = SNAP_CLASSES.get(dname)
-        if cname is None or cname not in anames:
-            continue
-        sel = np.flatnonzero(atoms.cls == anames.index(cname))
+        if dname in SNAP_NEAREST:
+            sel = np.arange(len(atoms))
+        else:
+            cname = SNAP_CLASSES.get(dname)
+            if cname is None or cname not in anames:
+                continue
+            sel = np.flatnonzero(atoms.cls == anames.index(cname))
         if len(sel) == 0:
             continue
         d, j = cKDTree(atoms.xy[sel]).query([x[k], y[k]])
