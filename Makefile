@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: run test bench clean distclean
+.PHONY: run test bench models clean distclean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "AtomLens needs Python >= 3.10"'
@@ -37,6 +37,18 @@ bench: $(VENV)/.test-stamp
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/load_speed.py
 	$(BIN)/python bench/sim_speed.py
+
+# Retrain the bundled models from their recipes into build/models/ (compare with resources/models/).
+# stem-haadf and defect-cam have two stages: the second fine-tunes the first on its own recipe.
+# On a 2-core CPU each stage takes up to the recipe's time limit (55 + 35, 55 + 30 and 48 min);
+# with a GPU the recipes' cuda profiles take minutes.
+MODELS := build/models
+models: $(VENV)/.run-stamp
+	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf.json --out $(MODELS)/stem-haadf-stage1
+	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-ft.json --init-from $(MODELS)/stem-haadf-stage1 --out $(MODELS)/stem-haadf
+	$(BIN)/atomlens train --recipe resources/recipes/defect-cam.json --out $(MODELS)/defect-cam-stage1
+	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-ft.json --init-from $(MODELS)/defect-cam-stage1 --out $(MODELS)/defect-cam
+	$(BIN)/atomlens train --recipe resources/recipes/stm-topo.json --out $(MODELS)/stm-topo
 
 clean:
 	rm -rf build dist app/*.egg-info .pytest_cache tests/_artifacts
