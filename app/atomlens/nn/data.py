@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..sim import simulate
 from ..sim.simulate import SimConfig
 
-__all__ = ["normalise", "normalisation_stats", "SimStream", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
+__all__ = ["normalise", "normalisation_stats", "SimStream", "defect_site_maps", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
            "NORMALISATION_METHODS", "normalisation_spec"]
 
 VAL_SEED_BASE = 2_000_000_000
@@ -84,11 +84,38 @@ def normalise(image: np.ndarray, stats=None, method: str = "clip-zscore") -> np.
     return ((img - m) / (s if s > 1e-12 else 1.0)).astype(np.float32)
 
 
-def _sample(cfg: SimConfig, seed: int, task: str, n_types: int, norm: str = "clip-zscore"):
+def defect_site_maps(r, n_types: int, stride: int, sigma_A: float = 1.0) -> np.ndarray:
+    """Where each defect type's sites are, on the grid of a GAP-CNN's feature cells.
+
+    (n_types, H // stride, W // stride) float32: a Gaussian of `sigma_A` at every labelled
+    site (atom column or vacant site) of each defect type of `r` (a SimResult; types indexed
+    as in ``DEFECT_TYPES``), zero for types without sites.  The CAM localisation loss
+    (:func:`atomlens.nn.train.cam_localisation_loss`) asks a type's class activation map to
+    put its mass there.
+    """
+    h, w = (d // stride for d in r.image.shape)
+    out = np.zeros((n_types, h, w), np.float32)
+    code = np.asarray(r.atoms.defect)
+    sel = (code > 0) & (code < n_types)
+    if not sel.any():
+        return out
+    xy = r.atoms.xy[sel] / r.px_size_A  # px, pixel centres at integers
+    cxy = (xy - (stride - 1) / 2.0) / stride  # feature cells, cell centres at integers
+    sig = max(sigma_A / (r.px_size_A * stride), 0.3)
+    gy, gx = np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32)
+    for k, (cx, cy) in zip(code[sel], cxy):
+        out[k] += np.exp(-((gy[:, None] - cy) ** 2 + (gx[None, :] - cx) ** 2) / (2 * sig * sig))
+    return out
+
+
+def _sample(cfg: SimConfig, seed: int, task: str, n_types: int, norm: str = "clip-zscore", loc_stride: int = 0,
+            loc_sigma_A: float = 1.0):
     r = simulate(cfg, seed)
     x = torch.from_numpy(normalise(r.image, method=norm))[None]
     if task == "cam":
         y = torch.from_numpy(r.defect_labels[:n_types].astype(np.float32))
+        if loc_stride:
+            return x, y, torch.from_numpy(defect_site_maps(r, n_types, loc_stride, loc_sigma_A))
     else:
         y = torch.from_numpy(r.masks.argmax(0).astype(np.int64))
     return x, y
@@ -123,27 +150,30 @@ class SimStream(IterableDataset):
     """
 
     def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9, pool: int = 0,
-                 norm: str = "clip-zscore"):
+                 norm: str = "clip-zscore", loc_stride: int = 0, loc_sigma_A: float = 1.0):
         super().__init__()
         self.cfg = SimConfig.from_any(sim_config)
         self.task, self.seed, self.n_types, self.norm = task, int(seed), n_types, norm
         self.pool = max(0, int(pool or 0))
+        self.loc = (int(loc_stride), float(loc_sigma_A)) if task == "cam" and loc_stride else (0, 1.0)
 
     def _pooled(self, wid: int, nw: int):
         mine = [self.seed + i for i in range(self.pool) if i % nw == wid] or [self.seed + wid % self.pool]
         cache = []
         for s in mine:  # the first pass simulates
-            cache.append(_sample(self.cfg, s, self.task, self.n_types, self.norm))
+            cache.append(_sample(self.cfg, s, self.task, self.n_types, self.norm, *self.loc))
             yield cache[-1]
         rng = np.random.default_rng([self.seed, wid, 0x9001])
         # a non-square image keeps its shape only under half turns
         views = TTA_VIEWS if self.cfg.shape[0] == self.cfg.shape[1] else [v for v in TTA_VIEWS if v[0] % 2 == 0]
         while True:
-            x, y = cache[int(rng.integers(len(cache)))]
+            x, y, *site = cache[int(rng.integers(len(cache)))]
             k, flip = views[int(rng.integers(len(views)))]
             if self.task != "cam":  # class maps turn with the image; defect types do not
                 y = dihedral_view(y, k, flip).contiguous()
-            yield dihedral_view(x, k, flip).contiguous(), y
+            # defect-site maps turn with the image (an odd size loses its last pixels to the
+            # feature grid, so a view of a site map is off by up to one cell there: accepted)
+            yield (dihedral_view(x, k, flip).contiguous(), y, *(dihedral_view(m, k, flip).contiguous() for m in site))
 
     def __iter__(self):
         info = get_worker_info()
@@ -156,7 +186,7 @@ class SimStream(IterableDataset):
             s = self.seed + wid + k * nw
             if s >= VAL_SEED_BASE:
                 raise RuntimeError("training seeds reached the validation range")
-            yield _sample(self.cfg, s, self.task, self.n_types, self.norm)
+            yield _sample(self.cfg, s, self.task, self.n_types, self.norm, *self.loc)
             k += 1
 
 

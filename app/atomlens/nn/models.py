@@ -110,11 +110,20 @@ class GapCNN(nn.Module):
         f = self.features(x)
         return self.fc(f.mean(dim=(2, 3)))
 
-    def cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, maps): M_c = sum_k w_k^c f_k, bias excluded, upsampled to x's size."""
+    def stride(self) -> int:
+        """Size of one feature (and class-activation) cell, in input pixels."""
+        return 2 ** sum(isinstance(m, nn.MaxPool2d) for m in self.features)
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, maps) with the maps M_c = sum_k w_k^c f_k (bias excluded) at the feature
+        resolution (1/:meth:`stride` of the input); the logits are the maps' means plus the bias."""
         f = self.features(x)
         logits = self.fc(f.mean(dim=(2, 3)))
-        maps = torch.einsum("ck,nkhw->nchw", self.fc.weight, f)
+        return logits, torch.einsum("ck,nkhw->nchw", self.fc.weight, f)
+
+    def cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, maps): M_c = sum_k w_k^c f_k, bias excluded, upsampled to x's size."""
+        logits, maps = self.forward_maps(x)
         maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits, maps
 
