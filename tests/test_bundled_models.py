@@ -55,3 +55,32 @@ def test_stem_haadf_on_real_graphene_with_si(stem, real_data):
     dop = atoms.xy[atoms.cls == 2]
     assert len(dop) == 1  # the Si atom, the bright column near (95, 137) px
     assert np.hypot(*(dop[0] - (95.4, 136.6))) < 2
+
+
+def test_bundled_defect_cam_locates_an_adatom_on_unseen_graphene():
+    """defect-cam (stage 2 with the CAM localisation loss): the card records the chain of
+    recipes and the localisation figure; on a test-seed simulation the adatom map peaks on the
+    adatom, and the pipeline's defects_from_cam lists it there."""
+    import torch
+
+    from atomlens.analysis.cam import defects_from_cam
+    from atomlens.nn.infer import Predictor
+    from atomlens.sim import simulate
+    from atomlens.sim.atoms import DEFECT_TYPES
+
+    names = {n: p for n, p, origin in list_bundles() if origin == "bundled"}
+    card = read_card(names["defect-cam"])
+    assert card["recipe"]["recipe_file"] == "defect-cam-ft.json" and card["parent"]["version"] == "1.0"
+    assert card["recipe"]["cam_localisation"]["weight"] > 0 and card["validation"]["val_cam_within_1A"] > 0.9
+    assert card["training"]["seconds"] <= 60 * 60
+    pred = Predictor("defect-cam", "cpu")
+    cfg = {"structure": "graphene", "shape": [128, 128], "px_size_A": 0.2, "noise": {"dose_e_per_A2": 1e5},
+           "defects": {"adatom": {"n": 1, "element": "Pt"}}}
+    r = next(r for r in (simulate(cfg, 3_000_000_500 + i) for i in range(10)) if "adatom" in r.meta["defect_types"])
+    logits, maps = pred.classify(torch.from_numpy(pred.normalise(r.image))[None, None])
+    k = list(pred.classes).index("adatom")
+    assert torch.sigmoid(logits[k]) > 0.5  # shifted by the card's threshold: present
+    found = defects_from_cam(maps.numpy(), pred.classes)
+    ad = found.subset(np.asarray(found.names()) == "adatom")
+    (x, y), = r.atoms.xy[r.atoms.defect == DEFECT_TYPES.index("adatom")] / r.px_size_A
+    assert len(ad) >= 1 and np.hypot(ad.x[0] - x, ad.y[0] - y) * r.px_size_A < 1.5
