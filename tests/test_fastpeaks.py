@@ -42,3 +42,21 @@ def test_on_device_detect_matches_cpu_path(structure, px):
     assert len(ib) >= 0.99 * max(len(a), len(b))
     assert np.median(dist) * px < 0.05  # Å
     assert np.mean(b.cls[ib] == a.cls[ia]) > 0.99
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_detect_accepts_a_read_only_image(fast):
+    """Memory maps and HyperSpy views are read-only; both paths take them without copying
+    warnings and give the same atoms as a writable copy."""
+    import warnings
+
+    p = Predictor("stem-haadf", "cpu")
+    r = simulate({"structure": "graphene", "shape": [128, 128], "px_size_A": 0.1}, 5)
+    img = np.ascontiguousarray(r.image, np.float32)
+    ro = img.copy()
+    ro.setflags(write=False)
+    a, _, _ = p.detect(img, 0.01, fast=fast)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        b, _, _ = p.detect(ro, 0.01, fast=fast)
+    assert len(a) > 50 and np.array_equal(a.xy, b.xy)

@@ -39,6 +39,13 @@ def cpu_has_fast_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _as_tensor(a: np.ndarray) -> torch.Tensor:
+    """A float32 tensor sharing `a`'s memory where it can; a read-only array (a memory map, a
+    HyperSpy view) is copied, since torch cannot wrap a buffer it may not write."""
+    a = np.ascontiguousarray(a, np.float32)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
+
+
 def _window(n: int, overlap: int) -> np.ndarray:
     """1D feathering weights: a raised-cosine ramp over `overlap` px at both ends."""
     w = np.ones(n, np.float32)
@@ -238,7 +245,7 @@ class Predictor:
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
         if (hs, ws) == (h, w):
             return img
-        t = torch.from_numpy(np.ascontiguousarray(img, np.float32))[None, None]
+        t = _as_tensor(img)[None, None]
         if s < 1:
             return F.interpolate(t, size=(hs, ws), mode="area")[0, 0].numpy()
         return F.interpolate(t, size=(hs, ws), mode="bilinear", align_corners=False)[0, 0].numpy()
@@ -253,7 +260,7 @@ class Predictor:
         s = px_A / self.px_size_A
         stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
         lo, hi, m, sd = stats
-        t = torch.from_numpy(np.ascontiguousarray(img, np.float32)).to(self.device)[None, None]
+        t = _as_tensor(img).to(self.device)[None, None]
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
         if (hs, ws) != (h, w):
             t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
