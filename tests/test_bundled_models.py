@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -19,11 +20,17 @@ def stem():
 
 
 def test_bundled_stem_haadf_card_records_its_recipe():
+    """stem-haadf is trained in two stages: its card records the stage-2 recipe and the stage-1
+    parent, whose own card (with the stage-1 recipe) is kept beside it."""
     names = {n: p for n, p, origin in list_bundles() if origin == "bundled"}
     assert "stem-haadf" in names
     card = read_card(names["stem-haadf"])
-    assert card["recipe"]["recipe_file"] == "stem-haadf.json" and card["seed"] == card["recipe"]["seed"]
+    assert card["recipe"]["recipe_file"] == "stem-haadf-ft.json" and card["seed"] == card["recipe"]["seed"]
     assert card["training"]["seconds"] <= 60 * 60 and card["validation"]["val_f1"] > 0.95
+    stage1 = json.loads((names["stem-haadf"] / "stage1_card.json").read_text(encoding="utf-8"))
+    assert stage1["recipe"]["recipe_file"] == "stem-haadf.json" and stage1["training"]["seconds"] <= 60 * 60
+    assert card["parent"] == {"name": "stem-haadf", "version": stage1["version"],
+                              "weights_sha256": stage1["weights_sha256"]}
     assert (names["stem-haadf"] / "weights.safetensors").stat().st_size < 10e6
     load_bundle(names["stem-haadf"])  # sha256 matches
 

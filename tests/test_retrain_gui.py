@@ -157,10 +157,17 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     assert "from 2 simulated images" in w.images_label.text()
     assert build_finetune_recipe(read_card(tiny_base), tiny_base, w.settings())[0]["sim_pool"] == 2
     w.pool_spin.setValue(0)
-    # a bundled base: its card holds the recipe after the CUDA profile; the plain values return
-    w.base_combo.setCurrentIndex(w.base_combo.findData(str(next(p for n, p, _ in list_bundles() if n == "stem-haadf"))))
+    # a bundled base whose card holds the recipe after the CUDA profile (batch 32): the plain
+    # values of its recipe file return, and fine-tuning starts at a quarter of its rate
+    bundled = {n: str(p) for n, p, _ in list_bundles()}
+    w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stm-topo"]))
+    assert read_card(bundled["stm-topo"])["recipe"]["batch_size"] == 32
+    assert w.name_edit.text().startswith("stm-topo-ft-") and w.batch_spin.value() == 12
+    assert w.lr_spin.value() == pytest.approx(0.004 / 4) and w.patch_spin.value() == 160
+    # stem-haadf 1.1 was fine-tuned on the CPU from stage 1: its card's own recipe (lr 1e-3)
+    w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stem-haadf"]))
     assert w.name_edit.text().startswith("stem-haadf-ft-") and w.batch_spin.value() == 12
-    assert w.lr_spin.value() == pytest.approx(0.001) and w.patch_spin.value() == 160
+    assert w.lr_spin.value() == pytest.approx(0.001 / 4) and w.patch_spin.value() == 160
     # an STM image: STM mode and a height noise in pm
     img, _ = _lattice()
     stm = Micrograph(data=img * 1e-11, px_size_nm=0.02, mode="STM", value_units="m")
