@@ -3,10 +3,12 @@
 Prints the median of several runs for a 1024x1024 image at 0.1 Å/px, against a baseline
 measured in the same run: the bare network forward pass on the resampled image (so the
 overhead of resampling, tiling, softmax and atom finding shows as a ratio).  Then the peak
-memory (max RSS) of a fresh process detecting on a 4096x4096 image, and the process
-start-up time of `atomlens detect --help`.
+memory (max RSS) of a fresh process detecting on a 4096x4096 and an 8192x8192 image (tiled
+inference keeps it bounded: the growth from one to the other is the image, its resampled copy
+and the probability map, not the network's activations), and the process start-up time of
+`atomlens detect --help`.
 
-    python bench/detect_speed.py [--model stem-haadf] [--runs 5] [--device auto]
+    python bench/detect_speed.py [--model stem-haadf] [--runs 5] [--device auto] [--big 4096,8192]
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from atomlens.nn.infer import Predictor
 from atomlens.sim import simulate
 p = Predictor(sys.argv[1], sys.argv[2])
 tile = simulate({"structure": "graphene", "shape": [512, 512], "px_size_A": 0.1}, 0).image
-img = np.tile(tile, (8, 8))
+img = np.tile(tile, (int(sys.argv[3]) // 512,) * 2)
 r0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 atoms, prob, info = p.detect(img, 0.01)
 dt = time.perf_counter() - t
-print(f"{len(atoms)} {dt:.2f} {r0 / 1024:.0f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+print(f"{len(atoms)} {dt:.2f} {r0 / 1024:.0f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} "
+      f"{img.nbytes / 2**20:.0f} {-1 if prob is None else prob.nbytes / 2**20:.0f}")
 """
 
 
@@ -38,6 +41,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--big", default="4096,8192", help="sizes of the large images for the memory test")
     args = ap.parse_args()
     import torch
 
@@ -81,12 +85,16 @@ def main() -> int:
     subprocess.run([sys.executable, "-m", "atomlens", "detect", "--help"], capture_output=True, check=True)
     print(f"process start-up (atomlens detect --help): {time.perf_counter() - t:.2f} s")
     if not args.skip_big:
-        out = subprocess.run([sys.executable, "-c", BIG, args.model, args.device], capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr[-2000:])
-            return 1
-        n, dt, r0, r1 = out.stdout.split()
-        print(f"4096x4096 at 0.1 Å/px: {n} atoms in {dt} s; peak RSS {r1} MB (after loading the model: {r0} MB)")
+        for size in [int(v) for v in args.big.split(",")]:
+            out = subprocess.run([sys.executable, "-c", BIG, args.model, args.device, str(size)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                print(out.stderr[-2000:])
+                return 1
+            n, dt, r0, r1, mi, mp = out.stdout.split()
+            kept = "processed in strips, no probability map kept" if mp == "-1" else f"probability map {mp} MB"
+            print(f"{size}x{size} at 0.1 Å/px: {n} atoms in {dt} s; peak RSS {r1} MB (after loading the "
+                  f"model: {r0} MB; the float32 image is {mi} MB; {kept})")
     return 0
 
 
