@@ -3,10 +3,10 @@
 Prints the median of several runs for a 1024x1024 image at 0.1 Å/px, against a baseline
 measured in the same run: the bare network forward pass on the resampled image (so the
 overhead of resampling, tiling, softmax and atom finding shows as a ratio).  Then the peak
-memory (max RSS) of a fresh process detecting on a 4096x4096 and an 8192x8192 image (tiled
-inference keeps it bounded: the growth from one to the other is the image, its resampled copy
-and the probability map, not the network's activations), and the process start-up time of
-`atomlens detect --help`.
+memory (max RSS) of a fresh process detecting on a 4096x4096 and an 8192x8192 image (images
+this large run in strips and keep no probability map, so the growth from one to the other is
+the image and the atom table, not the network's activations), and the process start-up time
+of `atomlens detect --help`.
 
     python bench/detect_speed.py [--model stem-haadf] [--runs 5] [--device auto] [--big 4096,8192]
 """
