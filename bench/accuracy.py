@@ -30,6 +30,30 @@ def families(recipe: dict):
             yield name, {**base, **v, "structure": name}
 
 
+NAMES = {0: "background", 1: "atom", 2: "dopant", 3: "vacancy"}
+
+
+def confusion(out: dict, atoms, txy, tcls, count, r_px: float) -> None:
+    """Add to `out` what each true dopant and vacancy was called ("missed": no column within
+    `r_px`), and what each false dopant or vacancy call sat on ("nothing": no true column).
+    A partial vacancy (a column that lost one of its atoms, still visible) counts apart from a
+    full one."""
+    from atomlens.analysis.metrics import match_points
+
+    ip, it, _ = match_points(atoms.xy, txy, r_px)
+    called = np.full(len(txy), -1)
+    called[it] = atoms.cls[ip]
+    for j in np.nonzero(tcls >= 2)[0]:
+        kind = NAMES[int(tcls[j])] if tcls[j] == 2 else ("partial vacancy" if count[j] > 0 else "full vacancy")
+        key = ("true " + kind, NAMES.get(int(called[j]), "missed"))
+        out[key] = out.get(key, 0) + 1
+    truth = np.full(len(atoms), -1)
+    truth[ip] = tcls[it]
+    for j in np.nonzero((atoms.cls >= 2) & (truth != atoms.cls))[0]:
+        key = ("false " + NAMES[int(atoms.cls[j])], "on " + NAMES.get(int(truth[j]), "nothing"))
+        out[key] = out.get(key, 0) + 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="stem-haadf")
@@ -45,6 +69,9 @@ def main() -> int:
                     help="first seed (default: the test seeds; to choose between models use validation "
                          "seeds, e.g. 2100000000, which training never reaches)")
     ap.add_argument("--families", help="comma-separated subset of the families")
+    ap.add_argument("--confusion", action="store_true",
+                    help="also print, per family, what the true dopants and vacancies were called "
+                         "(partial vacancies, S2 -> S, apart) and what the false ones sat on")
     args = ap.parse_args()
     from atomlens.analysis.metrics import detection_scores
     from atomlens.nn.infer import Predictor
@@ -65,6 +92,7 @@ def main() -> int:
         tp = n_pred = n_true = 0
         sq = []
         per = {c: [0, 0, 0] for c in (1, 2, 3)}  # tp, n_pred, n_true
+        conf: dict[tuple[str, str], int] = {}
         for i in range(args.n):
             r = simulate(cfg, args.seed_base + i)
             atoms, _, _ = pred.detect(r.image, r.px_size_A / 10, refine=args.refine)
@@ -78,6 +106,8 @@ def main() -> int:
                 per[c][0] += round(pc.get("recall", 0) * pc.get("n_true", 0))
                 per[c][1] += pc.get("n_pred", 0)
                 per[c][2] += pc.get("n_true", 0)
+            if args.confusion:
+                confusion(conf, atoms, txy, tcls, r.atoms.count, 0.5 / r.px_size_A)
 
         def f1(t, p, n):
             # no true member of a class (dopants in a pure metal): F1 is undefined; the false
@@ -97,6 +127,10 @@ def main() -> int:
 
         print(f"{name:14s} {res['f1']:9.4f} {res['rmse_A']:7.3f} {res['f1_atom']:8.4f} "
               f"{cell(2, 9)} {cell(3, 10)}")
+        if args.confusion and conf:
+            res["confusion"] = {f"{a} -> {b}": n for (a, b), n in sorted(conf.items())}
+            for (a, b), n in sorted(conf.items()):
+                print(f"    {a:>22s} -> {b:<10s} {n:5d}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": args.model, "px_A": px, "dose": args.dose,
                                                "n": args.n, "families": allres}, indent=1))
