@@ -30,27 +30,25 @@ def families(recipe: dict):
             yield name, {**base, **v, "structure": name}
 
 
-NAMES = {0: "background", 1: "atom", 2: "dopant", 3: "vacancy"}
-
-
 def confusion(out: dict, atoms, txy, tcls, count, r_px: float) -> None:
     """Add to `out` what each true dopant and vacancy was called ("missed": no column within
     `r_px`), and what each false dopant or vacancy call sat on ("nothing": no true column).
     A partial vacancy (a column that lost one of its atoms, still visible) counts apart from a
     full one."""
     from atomlens.analysis.metrics import match_points
+    from atomlens.sim.atoms import CLASSES
 
     ip, it, _ = match_points(atoms.xy, txy, r_px)
     called = np.full(len(txy), -1)
     called[it] = atoms.cls[ip]
     for j in np.nonzero(tcls >= 2)[0]:
-        kind = NAMES[int(tcls[j])] if tcls[j] == 2 else ("partial vacancy" if count[j] > 0 else "full vacancy")
-        key = ("true " + kind, NAMES.get(int(called[j]), "missed"))
+        kind = CLASSES[tcls[j]] if tcls[j] == 2 else ("partial vacancy" if count[j] > 0 else "full vacancy")
+        key = ("true " + kind, CLASSES[called[j]] if called[j] >= 0 else "missed")
         out[key] = out.get(key, 0) + 1
     truth = np.full(len(atoms), -1)
     truth[ip] = tcls[it]
     for j in np.nonzero((atoms.cls >= 2) & (truth != atoms.cls))[0]:
-        key = ("false " + NAMES[int(atoms.cls[j])], "on " + NAMES.get(int(truth[j]), "nothing"))
+        key = ("false " + CLASSES[atoms.cls[j]], "on " + (CLASSES[truth[j]] if truth[j] >= 0 else "nothing"))
         out[key] = out.get(key, 0) + 1
 
 
