@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import threading
 
 import numpy as np
@@ -133,6 +134,12 @@ def test_cli_batch(folder, tmp_path, capsys):
     (good / "g.npy").write_bytes((folder / "graphene_b.npy").read_bytes())
     assert main(["batch", str(good), "--out", str(tmp_path / "o2"), "--px-size-nm", str(PX_NM),
                  "--device", "cpu"]) == EXIT_OK
+    # a material hint that does not fit the lattice (graphene is no MoS2) is reported, not applied
+    assert main(["batch", str(good), "--out", str(tmp_path / "o4"), "--px-size-nm", str(PX_NM),
+                 "--device", "cpu", "--material", "MoS2", "--json"]) == EXIT_OK
+    summary = json.loads((tmp_path / "o4" / "g.json").read_text())
+    assert summary["material"] == "MoS2"
+    assert any(n.startswith("material hint MoS2 not applied") for n in summary["notes"])
     assert main(["batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == EXIT_USAGE
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -158,6 +165,10 @@ def _log(dlg):
 def test_batch_dialog_runs_without_blocking(qtbot, folder, tmp_path):
     dlg = _dialog(qtbot, folder, tmp_path / "gui")
     assert dlg.options()["model"] == "auto" and dlg.options()["px_size_nm"] == PX_NM
+    assert dlg.options()["material"] is None
+    hinted = _dialog(qtbot, folder, tmp_path / "gui2", material="WSe2")
+    assert hinted.options()["material"] == "WSe2"
+    hinted.close()
     ticks = []
     timer = QtCore.QTimer()
     timer.timeout.connect(lambda: ticks.append(1))

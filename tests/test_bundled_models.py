@@ -91,3 +91,57 @@ def test_bundled_defect_cam_locates_an_adatom_on_unseen_graphene():
     ad = found.subset(np.asarray(found.names()) == "adatom")
     (x, y), = r.atoms.xy[r.atoms.defect == DEFECT_TYPES.index("adatom")] / r.px_size_A
     assert len(ad) >= 1 and np.hypot(ad.x[0] - x, ad.y[0] - y) * r.px_size_A < 1.5
+
+
+def _mose2(seed):
+    from atomlens.sim import simulate
+
+    cfg = {"structure": "MoSe2", "shape": [256, 256], "px_size_A": 0.2, "mode": "HAADF",
+           "defects": {"dopant": {"element": "W", "rate": 0.1, "sites": "metal"},
+                       "partial_vacancy": {"rate": 0.05, "sites": "chalcogen"}},
+           "probe": {"kv": 80, "alpha_mrad": 30, "source_fwhm_A": 0.7}, "noise": {"dose_e_per_A2": 1e5}}
+    return simulate(cfg, seed)
+
+
+def test_material_hint_sorts_mose2_vacancies_from_dopants(stem):
+    """Without the material, stem-haadf takes some Se2 -> Se columns of MoSe2 for dopants (a Mo
+    dopant in WSe2 looks the same); told "MoSe2", the pipeline calls them vacancies."""
+    from atomlens.analysis.pipeline import analyse_image
+
+    r = _mose2(3_000_000_323)  # a test seed on which the network calls 11 Se2 -> Se columns dopants
+    txy, tcls = r.points_px()
+    scores = {}
+    for material in (None, "MoSe2"):
+        res = analyse_image(r.image, stem, px_size_nm=0.02, material=material)
+        s = detection_scores(res.atoms.xy, res.atoms.cls, txy, tcls, 0.5 / 0.2)
+        scores[material] = s["per_class"]
+        assert s["f1"] > 0.99  # the hint changes classes, never positions
+    assert scores["MoSe2"][3]["f1"] > 0.9 and scores[None][3]["f1"] < 0.6
+    assert scores["MoSe2"][2]["f1"] >= scores[None][2]["f1"]
+    assert res.material == "MoSe2" and res.to_dict()["material"] == "MoSe2"
+    assert any(n.startswith("material hint MoSe2:") and "corrected" in n for n in res.info["notes"])
+    # re-deriving from the cached maps: without the hint the network's own classes come back
+    hinted = res.atoms.cls.copy()
+    plain = res.rederive(0.5, material=None)
+    assert res.material is None and not any(n.startswith("material hint") for n in res.info["notes"])
+    assert (plain.cls != hinted).sum() > 0
+    with pytest.raises(ValueError, match="needs the image"):
+        res.rederive(0.5, material="MoSe2")
+    np.testing.assert_array_equal(res.rederive(0.5, image=r.image, material="MoSe2").cls, hinted)
+
+
+def test_detect_material_option(tmp_path, capsys):
+    from atomlens.cli import EXIT_OK, EXIT_USAGE, main
+
+    path = tmp_path / "mose2.npy"
+    np.save(path, _mose2(3_000_000_322).image)
+    out = tmp_path / "out"
+    assert main(["detect", str(path), "--out", str(out), "--px-size-nm", "0.02", "--device", "cpu",
+                 "--material", "mose2", "--json"]) == EXIT_OK
+    summary = json.loads((out / "mose2.json").read_text())
+    assert summary["material"] == "MoSe2"
+    assert "material hint MoSe2:" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["detect", str(path), "--out", str(out), "--material", "graphite"])
+    assert exc.value.code == EXIT_USAGE
+    assert "graphite" in capsys.readouterr().err

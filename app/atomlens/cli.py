@@ -215,9 +215,22 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
     p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
     p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    from .analysis.material import material_names
+
+    p.add_argument("--material", choices=material_names(), type=_material_arg,
+                   help="what the sample is, if known: in a 2H TMD monolayer it tells the metal sublattice from the "
+                        "chalcogen one and corrects the classes that cannot be right there (a Se2 -> Se column in "
+                        "MoSe2 is a vacancy, a Mo column in WSe2 a dopant)")
     p.add_argument("--tta", action="store_true",
                    help="average the networks over the 8 rotations and mirror images of the image (about 3-8x "
                         "slower; steadier on weak features: CAM type accuracy 0.933 -> 0.947)")
+
+
+def _material_arg(text: str) -> str:
+    """--material is case-insensitive (mos2, MoS2)."""
+    from .analysis.material import material_names
+
+    return {m.lower(): m for m in material_names()}.get(text.strip().lower(), text)
 
 
 def _bad_analysis_options(args) -> bool:
@@ -295,7 +308,8 @@ def cmd_detect(argv: list[str]) -> int:
                 break
             try:
                 res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
-                                    threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f)
+                                    threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
+                                    material=args.material)
             except (ValueError, MemoryError) as exc:
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
@@ -352,6 +366,7 @@ def cmd_batch(argv: list[str]) -> int:
         rows = process_paths(files, args.out, model=args.model, cam=args.cam, device=args.device,
                              threshold=args.threshold, refine=args.refine, px_size_nm=args.px_size_nm,
                              frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
+                             material=args.material,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:
         bar.close()

@@ -88,7 +88,7 @@ def _unique_stem(path: Path, used: set) -> str:
 def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, device: str = "auto",
                   threshold: float = 0.5, refine: str = "centroid", px_size_nm=None, frames: str = "first",
                   json_summary: bool = False, progress=None, cancel=None, log=print,
-                  predictors: dict | None = None, tta: bool = False) -> list[dict]:
+                  predictors: dict | None = None, tta: bool = False, material: str | None = None) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
     Parameters
@@ -107,6 +107,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
     refine : {"centroid", "none", "gaussian"}
     px_size_nm : float or None
         Pixel size (nm) for every file, overriding the files' own; None keeps theirs.
+    material : str or None
+        Material hint for every file (see :func:`atomlens.analysis.material.apply_material_hint`).
     frames : {"first", "all"}
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` as with ``detect``).
     json_summary : bool
@@ -187,7 +189,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                 sub = _part(progress, (i + j / len(idx)) / max(n, 1), span, f"{path.name} ({i + 1}/{n})")
                 res = analyse_image(mg.frame(f if mg.is_stack else 0), pred, px_size_nm=px,
                                     offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
-                                    cam_predictor=cam_pred, frame=f, progress=sub)
+                                    cam_predictor=cam_pred, frame=f, material=material, progress=sub)
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
                 row["n_atoms"] += len(res.atoms)

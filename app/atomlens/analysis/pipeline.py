@@ -19,6 +19,7 @@ import numpy as np
 from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, find_atoms
 from .cam import DefectList, snap_defects
+from .material import apply_material_hint
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
 
@@ -56,6 +57,8 @@ class AnalysisResult:
     offset_nm : (float, float)
         Physical position of pixel (0, 0).
     threshold, refine : the detection settings used for `atoms`.
+    material : str or None
+        Material hint applied to the classes (:mod:`atomlens.analysis.material`), if any.
     frame : int
         Frame index within a stack (0 for a single image).
     shape : (H, W)
@@ -72,6 +75,7 @@ class AnalysisResult:
     refine: str
     frame: int
     shape: tuple
+    material: str | None = None
 
     @property
     def class_names(self) -> tuple:
@@ -82,19 +86,31 @@ class AnalysisResult:
         names = self.atoms.names()
         return {c: names.count(c) for c in self.atoms.class_names[1:]}
 
-    def rederive(self, threshold: float, refine: str | None = None, image=None) -> AtomList:
-        """Atoms from the cached probabilities at another threshold (and refinement), without
-        running the network; also updates `atoms`, `threshold` and `refine`.
+    def rederive(self, threshold: float, refine: str | None = None, image=None, material="keep") -> AtomList:
+        """Atoms from the cached probabilities at another threshold (and refinement, and
+        material hint: a name, None for none, "keep" for the current one), without running
+        the network; also updates `atoms`, `threshold`, `refine` and `material`.
 
-        Raises ValueError when no probabilities were kept (an image processed in strips)."""
+        `image` is the image as the network saw it (an ABF image inverted).  Raises ValueError when no probabilities were kept (an image
+        processed in strips)."""
         if self.prob is None:
             raise ValueError("this result kept no probability maps (image processed in strips): run again")
         refine = refine or self.refine
+        material = self.material if material == "keep" else (material or None)
         if refine == "gaussian" and image is None:
             raise ValueError("Gaussian refinement needs the image")
-        self.atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
-                                refine=refine, image=image, class_names=self.atoms.class_names)
-        self.threshold, self.refine = float(threshold), refine
+        if material and image is None:
+            raise ValueError("the material hint needs the image")
+        img = None if image is None else np.asarray(image, np.float32)
+        atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
+                           refine=refine, image=img, class_names=self.atoms.class_names)
+        notes = [n for n in self.info.get("notes", []) if not n.startswith("material hint")]
+        if material:
+            atoms, note = apply_material_hint(atoms, img, material, px_size_A=self.info.get("px_size_A"))
+            notes.append(note)
+        self.info["notes"] = notes
+        self.atoms = atoms
+        self.threshold, self.refine, self.material = float(threshold), refine, material
         return self.atoms
 
     def to_dict(self) -> dict:
@@ -105,7 +121,7 @@ class AnalysisResult:
             "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
             "tta": bool(self.info.get("tta", False)),
             "notes": list(self.info.get("notes", [])),
-            "threshold": self.threshold, "refine": self.refine, "frame": self.frame,
+            "threshold": self.threshold, "refine": self.refine, "material": self.material, "frame": self.frame,
             "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
             "counts": self.counts(),
             "atoms": _with_nm(self.atoms.to_dict(), self.px_size_nm, self.offset_nm),
@@ -125,7 +141,7 @@ def _with_nm(d: dict, px_size_nm, offset_nm) -> dict:
 
 def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None,
                   threshold: float = 0.5, refine: str = "centroid", cam_predictor=None, frame: int = 0,
-                  progress=None, cancel=None) -> AnalysisResult:
+                  material: str | None = None, progress=None, cancel=None) -> AnalysisResult:
     """Find and class the atoms of one image (and its defects, given a CAM predictor).
 
     Parameters
@@ -139,6 +155,10 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         Imaging mode of the image; dark-atom modes (ABF, BF) are inverted for bright-atom models.
     threshold, refine : passed to :meth:`Predictor.detect`.
     cam_predictor : Predictor of a ``cam`` model, optional
+    material : str, optional
+        What the sample is (one of :data:`atomlens.analysis.material.MATERIALS`): the classes
+        that cannot be right in that material are corrected (see
+        :func:`atomlens.analysis.material.apply_material_hint`); ``info["notes"]`` says how many.
     progress : callable(fraction, message), optional
     cancel : object with ``is_set()``, optional; raises InterruptedError when set.
     """
@@ -164,6 +184,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info["notes"] = notes + list(info.get("notes", []))
     info["inverted"] = inverted
     info["mode"] = mode
+    if material:
+        atoms, note = apply_material_hint(atoms, img, material, px_size_A=info.get("px_size_A"))
+        info["notes"].append(note)
     defects = cam = None
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():
@@ -178,7 +201,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
                           px_size_nm=None if px_size_nm is None else float(px_size_nm),
                           offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
-                          refine=refine, frame=int(frame), shape=tuple(img.shape))
+                          refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None)
 
 
 def write_results(result: AnalysisResult, out_dir, stem: str, *, json_summary: bool = False) -> list[Path]:
