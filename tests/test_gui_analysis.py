@@ -173,6 +173,35 @@ def test_threshold_and_refinement_rederive_without_the_network(qtbot, window, si
     assert dock.threshold_slider.value() == 30 and calls == []
 
 
+def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, monkeypatch):
+    """Choosing the material re-derives the classes without the network; 'not given' undoes it."""
+    from atomlens.sim import simulate
+
+    cfg = {"structure": "MoSe2", "shape": [256, 256], "px_size_A": 0.2, "mode": "HAADF",
+           "defects": {"dopant": {"element": "W", "rate": 0.1, "sites": "metal"},
+                       "partial_vacancy": {"rate": 0.05, "sites": "chalcogen"}},
+           "probe": {"kv": 80, "alpha_mrad": 30, "source_fwhm_A": 0.7}, "noise": {"dose_e_per_A2": 1e5}}
+    path = tmp_path / "mose2.npy"
+    np.save(path, simulate(cfg, 3_000_000_323).image)  # the network calls 11 Se2 -> Se columns dopants
+    win = window
+    open_and_wait(qtbot, win, path, px_size_nm=0.02)
+    dock = win.analysis_dock
+    assert dock.material() is None and dock.material_combo.count() == 6
+    first = run_and_wait(qtbot, win)
+    runs = win.analysis.runner.worker.network_runs
+    n_dop = int((first.atoms.cls == 2).sum())
+    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material == "MoSe2"):
+        dock.set_material("MoSe2")
+    res = win.analysis.current_result()
+    assert win.analysis.runner.worker.network_runs == runs and res.prob is first.prob
+    assert int((res.atoms.cls == 2).sum()) <= n_dop - 8  # dim "dopants" are vacancies now
+    assert "material hint MoSe2" in dock.notes.text() and dock.notes.isVisible()
+    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material is None):
+        dock.set_material(None)
+    res = win.analysis.current_result()
+    assert int((res.atoms.cls == 2).sum()) == n_dop and "material hint" not in dock.notes.text()
+
+
 def test_cancel_mid_run_returns_to_idle(qtbot, window, tmp_path, monkeypatch):
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate

@@ -66,6 +66,7 @@ class AnalysisController(QtCore.QObject):
         dock.cancelRequested.connect(self.cancel)
         dock.thresholdChanged.connect(self.schedule_rederive)
         dock.refineChanged.connect(self.schedule_rederive)
+        dock.materialChanged.connect(self.schedule_rederive)
         r = self.runner
         r.progress.connect(self._on_progress)
         r.finished.connect(self._on_finished)
@@ -165,7 +166,8 @@ class AnalysisController(QtCore.QObject):
                                device=self.dock.device(), image=image, micrograph=mg, frame=frame,
                                px_size_nm=self.dock.px_size_nm(), offset_nm=tuple(mg.offset_nm), mode=mg.mode,
                                tta=self.dock.tta(),
-                               threshold=self.dock.threshold(), refine=self.dock.refine(), result=result,
+                               threshold=self.dock.threshold(), refine=self.dock.refine(),
+                               material=self.dock.material(), result=result,
                                label=label)
 
     def _can_start(self) -> bool:
@@ -228,7 +230,7 @@ class AnalysisController(QtCore.QObject):
 
     # ---------------------------------------------------------------- re-deriving
     def schedule_rederive(self, *_) -> None:
-        """Re-derive the displayed result's atoms at the dock's threshold/refinement after
+        """Re-derive the displayed result's atoms at the dock's threshold/refinement/material after
         :data:`REDERIVE_DELAY_MS` (restarted by every change: the slider stays live)."""
         if self.current_result() is not None:
             self._timer.start()
@@ -237,9 +239,11 @@ class AnalysisController(QtCore.QObject):
         res = self.current_result()
         if res is None or self._running:
             return  # a run in progress: it is checked again when it ends
-        if abs(res.threshold - self.dock.threshold()) < 1e-9 and res.refine == self.dock.refine():
+        if (abs(res.threshold - self.dock.threshold()) < 1e-9 and res.refine == self.dock.refine()
+                and res.material == self.dock.material()):
             return
-        image = self.win.image_view.current_frame() if self.dock.refine() == "gaussian" else None
+        need_image = self.dock.refine() == "gaussian" or self.dock.material()
+        image = self.win.image_view.current_frame() if need_image else None
         req = self._request(res.frame, image, kind="rederive", result=res)
         if res.prob is None:  # an image processed in strips keeps no probabilities: run again
             self._start([req])

@@ -11,6 +11,8 @@ import html
 
 from PyQt5 import QtCore, QtWidgets
 
+from ..analysis.material import MATERIALS
+
 __all__ = ["AnalysisDock", "default_model_name", "REFINE_MODES", "STM_MODES"]
 
 #: Refinement modes offered (value, label).
@@ -49,7 +51,8 @@ class AnalysisDock(QtWidgets.QDockWidget):
     """Settings and controls of the analysis.
 
     Signals: ``runRequested()``, ``runAllRequested()``, ``cancelRequested()``,
-    ``thresholdChanged(float)``, ``refineChanged(str)``, ``pxSizeEdited(object)`` (nm, or None
+    ``thresholdChanged(float)``, ``refineChanged(str)``, ``materialChanged(object)`` (a
+    material name or None), ``pxSizeEdited(object)`` (nm, or None
     for "estimate"), ``devicesWanted()`` (the device list is opened before it was probed:
     the devices are otherwise reported after the first run, which imports torch anyway).
     """
@@ -59,6 +62,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
     cancelRequested = QtCore.pyqtSignal()
     thresholdChanged = QtCore.pyqtSignal(float)
     refineChanged = QtCore.pyqtSignal(str)
+    materialChanged = QtCore.pyqtSignal(object)
     pxSizeEdited = QtCore.pyqtSignal(object)
     devicesWanted = QtCore.pyqtSignal()
 
@@ -147,6 +151,16 @@ class AnalysisDock(QtWidgets.QDockWidget):
             self.refine_combo.addItem(label, value)
         self.refine_combo.currentIndexChanged.connect(lambda _i: self.refineChanged.emit(self.refine()))
         form.addRow("Refinement:", self.refine_combo)
+        self.material_combo = QtWidgets.QComboBox()
+        self.material_combo.addItem("not given", None)
+        for name, m in MATERIALS.items():
+            self.material_combo.addItem(f"{name} (2H monolayer)", name)
+        self.material_combo.setToolTip(
+            "What the sample is, if you know it. In a 2H TMD it tells the metal sublattice from the\n"
+            "chalcogen one, so that a Se2 -> Se column in MoSe2 is called a vacancy and a Mo column in\n"
+            "WSe2 a dopant (the network alone confuses the two). Other materials: leave it 'not given'.")
+        self.material_combo.currentIndexChanged.connect(lambda _i: self.materialChanged.emit(self.material()))
+        form.addRow("Material:", self.material_combo)
 
         self.run_button = QtWidgets.QPushButton("Run (F5)")
         self.run_button.setDefault(True)
@@ -352,6 +366,14 @@ class AnalysisDock(QtWidgets.QDockWidget):
 
     def refine(self) -> str:
         return self.refine_combo.currentData()
+
+    def material(self) -> str | None:
+        """The material hint (a name from atomlens.analysis.material.MATERIALS) or None."""
+        return self.material_combo.currentData()
+
+    def set_material(self, name: str | None) -> None:
+        i = self.material_combo.findData(name)
+        self.material_combo.setCurrentIndex(max(i, 0))
 
     # ---------------------------------------------------------------- saved settings
     def state(self) -> dict:

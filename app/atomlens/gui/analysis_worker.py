@@ -38,6 +38,7 @@ class AnalysisRequest:
     px_size_nm : float or None (None: the scale is estimated from the lattice).
     label : prefix of the progress text (e.g. "frame 3/10").
     tta : average the networks over the 8 rotations and mirror images (slower, steadier).
+    material : material hint (a name from atomlens.analysis.material.MATERIALS) or None.
     cancel : this job's cancel token (set from the GUI thread).
     """
 
@@ -54,6 +55,7 @@ class AnalysisRequest:
     tta: bool = False
     threshold: float = 0.5
     refine: str = "centroid"
+    material: str | None = None
     result: object = None
     label: str = ""
     request_id: int = 0
@@ -205,7 +207,8 @@ class AnalysisWorker(QtCore.QObject):
                 self.network_runs += 1
                 result = analyse_image(image, pred, px_size_nm=req.px_size_nm, offset_nm=req.offset_nm,
                                        mode=req.mode, threshold=req.threshold, refine=req.refine,
-                                       cam_predictor=cam, frame=req.frame, progress=report,
+                                       cam_predictor=cam, frame=req.frame, material=req.material,
+                                       progress=report,
                                        cancel=req.cancel)
                 break
             except RuntimeError as exc:
@@ -227,12 +230,12 @@ class AnalysisWorker(QtCore.QObject):
     def _rederive(self, req: AnalysisRequest):
         res = dataclasses.replace(req.result, info=dict(req.result.info))
         image = None
-        if req.refine == "gaussian":
+        if req.refine == "gaussian" or req.material:
             image = self._image(req)
             if res.info.get("inverted"):
                 image = -image
         self._report(req.label)(0.5, f"re-deriving atoms at threshold {req.threshold:.2f}")
-        res.rederive(req.threshold, req.refine, image)
+        res.rederive(req.threshold, req.refine, image, material=req.material)
         res.info["median_nn_px"] = median_nn_px(res.atoms.xy)
         return res
 

@@ -52,7 +52,7 @@ class BatchDialog(QtWidgets.QDialog):
     parent : QWidget or None
     defaults : dict
         Initial values: ``folder``, ``out_dir``, ``recursive``, ``model`` (``"auto"`` or a
-        bundle name), ``threshold``, ``refine``, ``cam``, ``json``, ``device``,
+        bundle name), ``threshold``, ``refine``, ``material``, ``cam``, ``json``, ``device``,
         ``px_size_nm`` (None: the files' own).
 
     Signals: ``batchFinished(list)`` with the rows of
@@ -97,6 +97,15 @@ class BatchDialog(QtWidgets.QDialog):
         self.refine_combo.addItems(["centroid", "gaussian", "none"])
         self.refine_combo.setCurrentText(d.get("refine", "centroid"))
         form.addRow("Refinement:", self.refine_combo)
+        from ..analysis.material import MATERIALS
+
+        self.material_combo = QtWidgets.QComboBox()
+        self.material_combo.addItem("not given", None)
+        for name in MATERIALS:
+            self.material_combo.addItem(f"{name} (2H monolayer)", name)
+        self.material_combo.setCurrentIndex(max(0, self.material_combo.findData(d.get("material"))))
+        self.material_combo.setToolTip("What every sample of the folder is, if you know it (see the Analysis dock)")
+        form.addRow("Material:", self.material_combo)
         self.cam_check = QtWidgets.QCheckBox("Also find defects (defect-cam model)")
         self.cam_check.setChecked(bool(d.get("cam", False)))
         form.addRow("", self.cam_check)
@@ -170,7 +179,7 @@ class BatchDialog(QtWidgets.QDialog):
         return {"model": self.model_combo.currentData() or "auto", "cam": self.cam_check.isChecked(),
                 "device": self.device, "threshold": float(self.threshold_spin.value()),
                 "refine": self.refine_combo.currentText(), "px_size_nm": self.px_size_nm,
-                "json_summary": self.json_check.isChecked()}
+                "material": self.material_combo.currentData(), "json_summary": self.json_check.isChecked()}
 
     @property
     def running(self) -> bool:
@@ -269,7 +278,7 @@ class BatchDialog(QtWidgets.QDialog):
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for w in (self.folder_edit, self.out_edit, self.model_combo, self.threshold_spin, self.refine_combo,
-                  self.cam_check, self.json_check, self.recursive_check):
+                  self.material_combo, self.cam_check, self.json_check, self.recursive_check):
             w.setEnabled(not running)
 
     def reject(self) -> None:
