@@ -106,3 +106,17 @@ def test_hint_that_does_not_fit_the_contrast_is_refused():
     assert out is atoms and "not applied" in note and "sublattices differ" in note
     _, note = apply_material_hint(atoms, r.image, "WS2", px_size_A=PX_A)
     assert "corrected" in note
+
+
+def test_pipeline_leaves_an_stm_model_alone():
+    """The hint reads Z-contrast column levels: with an STM model or an ABF image it is refused."""
+    from atomlens.analysis.pipeline import _material_hint
+
+    r, xy, cls, *_ = _tmd("MoSe2", "W", 16, shape=(96, 96))
+    atoms = _atoms(xy, cls)
+    out, note = _material_hint(atoms, r.image, "MoSe2", {"model_mode": "STM", "px_size_A": PX_A})
+    assert out is atoms and "not applied" in note and "STM" in note
+    _, note = _material_hint(atoms, -r.image, "MoSe2", {"model_mode": "HAADF", "inverted": True, "mode": "ABF"})
+    assert "not applied" in note and "ABF" in note
+    _, note = _material_hint(atoms, r.image, "MoSe2", {"model_mode": "HAADF", "px_size_A": PX_A})
+    assert note.startswith("material hint MoSe2:")

@@ -25,6 +25,8 @@ __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion"
 
 RESULT_FORMAT = "atomlens-result/1"
 
+#: Model modes whose images are Z-contrast images (where the material hint applies).
+Z_CONTRAST_MODES = ("HAADF", "ADF", "STEM", "MAADF")
 #: Imaging modes in which atom columns are dark on a bright background.
 DARK_ATOM_MODES = ("ABF", "BF")
 
@@ -106,7 +108,7 @@ class AnalysisResult:
                            refine=refine, image=img, class_names=self.atoms.class_names)
         notes = [n for n in self.info.get("notes", []) if not n.startswith("material hint")]
         if material:
-            atoms, note = apply_material_hint(atoms, img, material, px_size_A=self.info.get("px_size_A"))
+            atoms, note = _material_hint(atoms, img, material, self.info)
             notes.append(note)
         self.info["notes"] = notes
         self.atoms = atoms
@@ -184,8 +186,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info["notes"] = notes + list(info.get("notes", []))
     info["inverted"] = inverted
     info["mode"] = mode
+    info["model_mode"] = predictor.card.get("mode")
     if material:
-        atoms, note = apply_material_hint(atoms, img, material, px_size_A=info.get("px_size_A"))
+        atoms, note = _material_hint(atoms, img, material, info)
         info["notes"].append(note)
     defects = cam = None
     if cam_predictor is not None:
@@ -202,6 +205,17 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                           px_size_nm=None if px_size_nm is None else float(px_size_nm),
                           offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
                           refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None)
+
+
+def _material_hint(atoms, img, material, info):
+    """The material hint for a Z-contrast model's atoms (an STM model's are left alone)."""
+    mode = (info.get("model_mode") or "HAADF").upper()
+    if info.get("inverted"):
+        mode = (info.get("mode") or "ABF").upper()  # an ABF/BF image: not Z-contrast either
+    if mode not in Z_CONTRAST_MODES:
+        return atoms, (f"material hint {material} not applied: it reads column intensities of "
+                       f"Z-contrast images (HAADF, ADF), and this is {mode}")
+    return apply_material_hint(atoms, img, material, px_size_A=info.get("px_size_A"))
 
 
 def write_results(result: AnalysisResult, out_dir, stem: str, *, json_summary: bool = False) -> list[Path]:

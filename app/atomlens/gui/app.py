@@ -81,7 +81,7 @@ def install_excepthook(window_getter, interactive: bool = True):
 def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
             channel: str | None = None, exit_after_show: bool = False,
             screenshot: str | None = None, analyse: bool = False,
-            px_size_nm: float | None = None, cam: bool = False) -> int:
+            px_size_nm: float | None = None, cam: bool = False, material: str | None = None) -> int:
     """Run the AtomLens viewer; returns the exit code.
 
     Parameters
@@ -105,6 +105,8 @@ def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
         Pixel size (nm) to set on the opened image before the analysis.
     cam : bool
         Tick "Defect heatmaps (CAM)" for the analysis (when a CAM model is installed).
+    material : str, optional
+        Material hint for the analysis (see :mod:`atomlens.analysis.material`).
     """
     from PyQt5 import QtCore, QtWidgets
 
@@ -145,6 +147,8 @@ def run_gui(paths: list[str] | None = None, *, sample: str | None = None,
             win.set_pixel_size_nm(px_size_nm)
         if cam:
             win.analysis_dock.cam_check.setChecked(win.analysis_dock.cam_path is not None)
+        if material:
+            win.analysis_dock.set_material(material)
         if not win.analysis.run_current():
             rc["code"] = 1
             QtCore.QTimer.singleShot(0, finish)
