@@ -13,13 +13,27 @@ from PyQt5 import QtCore, QtWidgets
 
 from ..analysis.material import MATERIALS
 
-__all__ = ["AnalysisDock", "default_model_name", "REFINE_MODES", "STM_MODES"]
+__all__ = ["AnalysisDock", "default_model_name", "material_combo", "REFINE_MODES", "STM_MODES"]
 
 #: Refinement modes offered (value, label).
 REFINE_MODES = (("centroid", "Centroid"), ("gaussian", "Gaussian fit"), ("none", "None (peak pixel)"))
 #: Imaging modes analysed with the STM model by default.
 STM_MODES = ("STM", "SPM", "AFM")
 PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
+
+
+def material_combo(current: str | None = None) -> QtWidgets.QComboBox:
+    """A combo box of material hints ("not given", then the materials; data: the name or None)."""
+    combo = QtWidgets.QComboBox()
+    combo.addItem("not given", None)
+    for name in MATERIALS:
+        combo.addItem(f"{name} (2H monolayer)", name)
+    combo.setCurrentIndex(max(0, combo.findData(current)))
+    combo.setToolTip(
+        "What the sample is, if you know it. In a 2H TMD it tells the metal sublattice from the\n"
+        "chalcogen one, so that a Se2 -> Se column in MoSe2 is called a vacancy and a Mo column in\n"
+        "WSe2 a dopant (the network alone confuses the two). Other materials: leave it 'not given'.")
+    return combo
 
 
 def default_model_name(mode, available) -> str | None:
@@ -151,14 +165,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
             self.refine_combo.addItem(label, value)
         self.refine_combo.currentIndexChanged.connect(lambda _i: self.refineChanged.emit(self.refine()))
         form.addRow("Refinement:", self.refine_combo)
-        self.material_combo = QtWidgets.QComboBox()
-        self.material_combo.addItem("not given", None)
-        for name, m in MATERIALS.items():
-            self.material_combo.addItem(f"{name} (2H monolayer)", name)
-        self.material_combo.setToolTip(
-            "What the sample is, if you know it. In a 2H TMD it tells the metal sublattice from the\n"
-            "chalcogen one, so that a Se2 -> Se column in MoSe2 is called a vacancy and a Mo column in\n"
-            "WSe2 a dopant (the network alone confuses the two). Other materials: leave it 'not given'.")
+        self.material_combo = material_combo()
         self.material_combo.currentIndexChanged.connect(lambda _i: self.materialChanged.emit(self.material()))
         form.addRow("Material:", self.material_combo)
 

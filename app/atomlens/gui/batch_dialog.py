@@ -97,14 +97,9 @@ class BatchDialog(QtWidgets.QDialog):
         self.refine_combo.addItems(["centroid", "gaussian", "none"])
         self.refine_combo.setCurrentText(d.get("refine", "centroid"))
         form.addRow("Refinement:", self.refine_combo)
-        from ..analysis.material import MATERIALS
+        from .analysis_dock import material_combo
 
-        self.material_combo = QtWidgets.QComboBox()
-        self.material_combo.addItem("not given", None)
-        for name in MATERIALS:
-            self.material_combo.addItem(f"{name} (2H monolayer)", name)
-        self.material_combo.setCurrentIndex(max(0, self.material_combo.findData(d.get("material"))))
-        self.material_combo.setToolTip("What every sample of the folder is, if you know it (see the Analysis dock)")
+        self.material_combo = material_combo(d.get("material"))  # the same for every file
         form.addRow("Material:", self.material_combo)
         self.cam_check = QtWidgets.QCheckBox("Also find defects (defect-cam model)")
         self.cam_check.setChecked(bool(d.get("cam", False)))
