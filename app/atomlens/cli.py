@@ -227,10 +227,10 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
 
 
 def _material_arg(text: str) -> str:
-    """--material is case-insensitive (mos2, MoS2)."""
-    from .analysis.material import material_names
+    """--material is case-insensitive (mos2, MoS2); an unknown name is left for argparse to refuse."""
+    from .analysis.material import canonical_name
 
-    return {m.lower(): m for m in material_names()}.get(text.strip().lower(), text)
+    return canonical_name(text) or text
 
 
 def _bad_analysis_options(args) -> bool:

@@ -42,7 +42,8 @@ from ..sim.elements import atomic_number
 from ..sim.structures import tmd
 from .atoms import AtomList
 
-__all__ = ["MATERIALS", "MaterialInfo", "apply_material_hint", "column_levels", "material_names"]
+__all__ = ["MATERIALS", "MaterialInfo", "apply_material_hint", "canonical_name", "column_levels",
+           "material_names"]
 
 #: Z-contrast exponent used to tell which sublattice is brighter (HAADF: 1.5-1.9).
 Z_EXPONENT = 1.7
@@ -97,10 +98,6 @@ class MaterialInfo:
         lo, hi = min(vals), max(vals)
         return 1 + CONTRAST_SLACK * (lo - 1), 1.3 * hi
 
-    @property
-    def description(self) -> str:
-        return f"2H {self.name} monolayer"
-
 
 # WTe2 is left out: its W and Te2 columns are within 10 % of each other (and it is 1T').
 MATERIALS = {m.name: m for m in (
@@ -114,10 +111,15 @@ def material_names() -> list[str]:
     return list(MATERIALS)
 
 
+def canonical_name(text) -> str | None:
+    """The name in :data:`MATERIALS` that `text` spells, case aside ("mose2" -> "MoSe2"), or None."""
+    return {k.lower(): k for k in MATERIALS}.get(str(text).strip().lower())
+
+
 def _lookup(material) -> MaterialInfo:
     if isinstance(material, MaterialInfo):
         return material
-    key = {k.lower(): k for k in MATERIALS}.get(str(material).strip().lower())
+    key = canonical_name(material)
     if key is None:
         raise ValueError(f"unknown material {material!r}; known: {', '.join(MATERIALS)}")
     return MATERIALS[key]
@@ -217,13 +219,13 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
     same, other = _sublattice_refs(xy, level, nn_px)
     with np.errstate(all="ignore"):
         ok = np.isfinite(same) & np.isfinite(other) & (same > 0) & (other > 0)
-        ok &= np.abs(np.log(np.where(ok, same / np.where(ok, other, 1), 1))) > math.log(MIN_SUBLATTICE_RATIO)
+        log_q = np.abs(np.log(np.where(ok, same / np.where(ok, other, 1), 1)))  # |log| of the sublattice ratio
+        ok &= log_q > math.log(MIN_SUBLATTICE_RATIO)
         r = np.where(ok, level / np.where(ok, same, 1), np.nan)
     if ok.sum() < 0.5 * len(atoms):
         return atoms, (f"material hint {info.name} not applied: the two sublattices of a TMD cannot be told "
                        f"apart in this image")
-    q = np.where(ok, same / np.where(ok, other, 1), 1.0)
-    contrast = float(np.median(np.maximum(q, 1 / q)[ok]))
+    contrast = float(np.median(np.exp(log_q[ok])))
     lo, hi = info.contrast_range()
     if not lo <= contrast <= hi:
         return atoms, (f"material hint {info.name} not applied: the two sublattices differ {contrast:.2f}x "

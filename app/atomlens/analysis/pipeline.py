@@ -93,8 +93,8 @@ class AnalysisResult:
         material hint: a name, None for none, "keep" for the current one), without running
         the network; also updates `atoms`, `threshold`, `refine` and `material`.
 
-        `image` is the image as the network saw it (an ABF image inverted).  Raises ValueError when no probabilities were kept (an image
-        processed in strips)."""
+        `image` is the image as the network saw it (an ABF image inverted).  Raises ValueError
+        when no probabilities were kept (an image processed in strips)."""
         if self.prob is None:
             raise ValueError("this result kept no probability maps (image processed in strips): run again")
         refine = refine or self.refine
