@@ -200,6 +200,24 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
         dock.set_material(None)
     res = win.analysis.current_result()
     assert int((res.atoms.cls == 2).sum()) == n_dop and "material hint" not in dock.notes.text()
+    qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
+
+
+def test_markers_fed_after_their_window_closed_are_dropped(qtbot, window, sim_file):
+    """Markers are handed to the scatter items from timers; if the items are gone by then (the
+    window closed mid-build) the rest is dropped instead of raising in the event loop."""
+    from PyQt5 import sip
+
+    win = window
+    open_and_wait(qtbot, win, sim_file)
+    run_and_wait(qtbot, win)
+    view = win.overlays.atoms_view
+    view.rebuild()
+    assert view.building
+    for item in list(view.scatters.values()):
+        sip.delete(item)
+    qtbot.waitUntil(lambda: not view.building, timeout=5000)  # no "wrapped C/C++ object deleted"
+    view.scatters.clear()
 
 
 def test_cancel_mid_run_returns_to_idle(qtbot, window, tmp_path, monkeypatch):

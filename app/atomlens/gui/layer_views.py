@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt5 import QtCore, QtGui, QtWidgets
+from PyQt5 import QtCore, QtGui, QtWidgets, sip
 
 from .layers import AtomsLayer, DefectsLayer, HeatmapLayer, Layer
 
@@ -126,6 +126,9 @@ class AtomsView(QtCore.QObject):
         t0 = time.perf_counter()
         while self._pending and time.perf_counter() - t0 < 0.008:
             item, x, y = self._pending.pop(0)
+            if sip.isdeleted(item):  # the window was closed while the markers were fed
+                self._pending = []
+                return
             item.addPoints(x=x, y=y)
         if self._pending:
             # a 1 ms timer, not 0: a zero timer is a posted event, and chained posted events
