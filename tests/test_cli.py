@@ -36,6 +36,17 @@ def test_info_bad_file_exit_code_and_message(tmp_path, capsys):
     assert "16 x 16 px" in cap.out  # the good file is still reported
 
 
+def test_detect_help_loads_neither_scipy_nor_torch():
+    # --material lists the materials; that list once imported scipy and the simulator (0.9 s)
+    code = ("import sys; from atomlens.cli import main\n"
+            "try:\n    main(['detect', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('torch', 'scipy', 'atomlens.sim.simulate') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "--material" in r.stdout and "MoSe2" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_console_script_runs_without_qt_or_torch(real_data):
     code = (
         "import sys; from atomlens.cli import main; rc = main(['info', sys.argv[1]]); "

@@ -421,6 +421,17 @@ def test_run_gui_exit_after_show_and_screenshot(tmp_path, grad_file):
     assert (img.width(), img.height()) == (1300, 850)
 
 
+def test_window_is_shown_without_importing_torch(tmp_path, grad_file):
+    # the Analysis dock lists the models from their cards at start-up; reading a card once
+    # pulled in torch (1.7 s before the window showed, measured with bench/startup.py)
+    proc = _run_gui_subprocess(
+        tmp_path, f"[{str(grad_file)!r}], exit_after_show=True) or print('torch' in sys.modules"
+        ", 'atomlens.nn.data' in sys.modules")
+    assert proc.returncode == 0, proc.stderr
+    assert "window shown after" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "False False"
+
+
 def test_run_gui_bad_file_exits_with_error(tmp_path):
     missing = str(tmp_path / "missing.emd")
     proc = _run_gui_subprocess(tmp_path, f"[{missing!r}], exit_after_show=True")

@@ -33,14 +33,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import ndimage
-from scipy.spatial import cKDTree
 
-from ..sim.elements import atomic_number
-from ..sim.structures import tmd
-from .atoms import AtomList
+# scipy and the simulator's tables are imported where they are used: the names of the
+# materials are read at start-up (the GUI's Material list, ``atomlens detect --help``)
+if TYPE_CHECKING:
+    from .atoms import AtomList
 
 __all__ = ["MATERIALS", "MaterialInfo", "apply_material_hint", "canonical_name", "column_levels",
            "material_names"]
@@ -79,17 +79,23 @@ class MaterialInfo:
     @property
     def nn_distance_A(self) -> float:
         """Metal-chalcogen distance in projection (a / sqrt(3))."""
+        from ..sim.structures import tmd
+
         return tmd(self.metal, self.chalcogen).nn_distance_A
 
     @property
     def chalcogen_brighter(self) -> bool:
         """True when the S2/Se2/Te2 columns outshine the metal columns (MoSe2, MoTe2)."""
+        from ..sim.elements import atomic_number
+
         zm, zx = atomic_number(self.metal), atomic_number(self.chalcogen)
         return 2 * zx ** Z_EXPONENT > zm ** Z_EXPONENT
 
     def contrast_range(self) -> tuple[float, float]:
         """Bounds of the brighter / dimmer sublattice level ratio this material can show in
         an image (over :data:`Z_EXPONENT_RANGE`, relaxed for the probe's tails)."""
+        from ..sim.elements import atomic_number
+
         zm, zx = atomic_number(self.metal), atomic_number(self.chalcogen)
         vals = []
         for n in Z_EXPONENT_RANGE:
@@ -133,6 +139,8 @@ def column_levels(image, xy, nn_px: float, *, strip_rows: int = 2048) -> np.ndar
     fifth of `nn_px`).  Large images are processed in strips of `strip_rows` rows (plus a
     margin), so memory stays bounded.
     """
+    from scipy import ndimage
+
     img = np.asarray(image, np.float32)
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
     h = img.shape[0]
@@ -160,6 +168,8 @@ def column_levels(image, xy, nn_px: float, *, strip_rows: int = 2048) -> np.ndar
 def _sublattice_refs(xy, level, nn_px):
     """Median level of each column's same-sublattice (sqrt 3 x nn) and other-sublattice
     (1 x nn) neighbours; NaN where fewer than 3 (same) or 2 (other) are found."""
+    from scipy.spatial import cKDTree
+
     n = len(xy)
     k = min(12, n - 1)
     d, idx = cKDTree(xy).query(xy, k=k + 1, distance_upper_bound=1.95 * nn_px)
@@ -200,6 +210,8 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
     note : str
         What was done, or why nothing was, for the user.
     """
+    from scipy.spatial import cKDTree
+
     info = _lookup(material)
     names = atoms.class_names
     if not all(c in names for c in ("atom", "dopant", "vacancy")):

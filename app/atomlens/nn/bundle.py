@@ -75,7 +75,7 @@ def read_card(path) -> dict:
     missing = [k for k in CARD_REQUIRED if k not in card]
     if missing:
         raise BundleError(f"{p}: card.json lacks {', '.join(missing)}")
-    from .data import normalisation_spec
+    from .norm import normalisation_spec
 
     try:
         normalisation_spec(card.get("normalisation"))

@@ -92,7 +92,7 @@ class Predictor:
 
     @property
     def norm(self) -> str:
-        """The card's normalisation method (:data:`atomlens.nn.data.NORMALISATION_METHODS`)."""
+        """The card's normalisation method (:data:`atomlens.nn.norm.NORMALISATION_METHODS`)."""
         return normalisation_spec(self.card.get("normalisation"))["method"]
 
     def normalise(self, image: np.ndarray, stats=None) -> np.ndarray:

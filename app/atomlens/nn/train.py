@@ -35,7 +35,7 @@ many images and reuse them with random 90-degree rotations and mirror images (a 
 machines where simulating is the bottleneck).
 
 ``normalisation`` (optional: "clip-zscore", the default, or "clip-robust"; see
-:data:`atomlens.nn.data.NORMALISATION_METHODS`): how images are scaled for the network;
+:data:`atomlens.nn.norm.NORMALISATION_METHODS`): how images are scaled for the network;
 recorded in the card, and a fine-tuned model keeps its parent's unless the recipe names one.
 
 ``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
