@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--big", default="4096,8192", help="sizes of the large images for the memory test")
+    ap.add_argument("--tta", action="store_true",
+                    help="also time detect --tta (the 8 rotations and mirror images averaged) on the same image")
     args = ap.parse_args()
     import torch
 
@@ -81,6 +83,21 @@ def main() -> int:
     print(f"1024x1024 at 0.1 Å/px -> {x.shape[-1]}x{x.shape[-2]} at the model's {pred.px_size_A} Å/px: "
           f"detect median {med * 1e3:.0f} ms over {args.runs} runs ({len(atoms)} atoms); "
           f"bare forward pass {b * 1e3:.0f} ms; ratio {med / b:.2f}")
+    if args.tta:
+        tta = Predictor(args.model, args.device, tta=True)
+        tta.detect(img, 0.01, keep_prob=False)  # warm-up
+        tt = []
+        for _ in range(args.runs):
+            if pred.device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            tta.detect(img, 0.01, keep_prob=False)
+            if pred.device == "cuda":
+                torch.cuda.synchronize()
+            tt.append(time.perf_counter() - t)
+        mt = statistics.median(tt)
+        print(f"1024x1024 with --tta (8 views averaged): detect median {mt * 1e3:.0f} ms over {args.runs} runs; "
+              f"{mt / med:.2f} x plain detect")
     t = time.perf_counter()
     subprocess.run([sys.executable, "-m", "atomlens", "detect", "--help"], capture_output=True, check=True)
     print(f"process start-up (atomlens detect --help): {time.perf_counter() - t:.2f} s")
