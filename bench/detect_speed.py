@@ -35,6 +35,24 @@ print(f"{len(atoms)} {dt:.2f} {r0 / 1024:.0f} {resource.getrusage(resource.RUSAG
 """
 
 
+def _median_detect(pred, img, runs: int):
+    """(median seconds of `runs` warm ``pred.detect`` calls on `img` at 0.01 nm/px, the last
+    call's result); the GPU is synchronised around each call."""
+    import torch
+
+    pred.detect(img, 0.01, keep_prob=False)  # warm-up
+    times = []
+    for _ in range(runs):
+        if pred.device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        out = pred.detect(img, 0.01, keep_prob=False)
+        if pred.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="stem-haadf")
@@ -53,16 +71,7 @@ def main() -> int:
     pred = Predictor(args.model, args.device)
     img = simulate({"structure": "graphene", "shape": [1024, 1024], "px_size_A": 0.1,
                     "defects": {"vacancy": {"rate": 0.01}, "dopant": {"element": "Si", "n": 5}}}, 0).image
-    pred.detect(img, 0.01, keep_prob=False)  # warm-up
-    times = []
-    for _ in range(args.runs):
-        if pred.device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        atoms, _, info = pred.detect(img, 0.01, keep_prob=False)
-        if pred.device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
+    med, (atoms, _, info) = _median_detect(pred, img, args.runs)
     s = info["scale"]
     x = torch.from_numpy(pred.normalise(img))[None, None]
     x = torch.nn.functional.interpolate(x, scale_factor=s, mode="area" if s < 1 else "bilinear").to(pred.device)
@@ -77,25 +86,14 @@ def main() -> int:
             if pred.device == "cuda":
                 torch.cuda.synchronize()
             base.append(time.perf_counter() - t)
-    med, b = statistics.median(times), statistics.median(base)
+    b = statistics.median(base)
     print(f"device {pred.device}, torch threads {torch.get_num_threads()}, "
           f"{'all on the device' if info.get('on_device') else 'atom finding on the CPU'}")
     print(f"1024x1024 at 0.1 Å/px -> {x.shape[-1]}x{x.shape[-2]} at the model's {pred.px_size_A} Å/px: "
           f"detect median {med * 1e3:.0f} ms over {args.runs} runs ({len(atoms)} atoms); "
           f"bare forward pass {b * 1e3:.0f} ms; ratio {med / b:.2f}")
     if args.tta:
-        tta = Predictor(args.model, args.device, tta=True)
-        tta.detect(img, 0.01, keep_prob=False)  # warm-up
-        tt = []
-        for _ in range(args.runs):
-            if pred.device == "cuda":
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            tta.detect(img, 0.01, keep_prob=False)
-            if pred.device == "cuda":
-                torch.cuda.synchronize()
-            tt.append(time.perf_counter() - t)
-        mt = statistics.median(tt)
+        mt, _ = _median_detect(Predictor(args.model, args.device, tta=True), img, args.runs)
         print(f"1024x1024 with --tta (8 views averaged): detect median {mt * 1e3:.0f} ms over {args.runs} runs; "
               f"{mt / med:.2f} x plain detect")
     t = time.perf_counter()
