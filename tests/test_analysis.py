@@ -87,6 +87,47 @@ def test_find_atoms_splits_touching_dumbbells(px):
     assert np.sqrt(np.mean(d[inner] ** 2)) * px < 0.06  # Å
 
 
+@pytest.mark.parametrize("angle_deg", range(0, 180, 15))
+def test_find_atoms_minimum_distance_is_euclidean(angle_deg):
+    # Si[110] at the stem-haadf model's 0.2 Å/px: a dumbbell's columns are 1.36 Å = 6.8 px
+    # apart, and detection passes min_distance_px = 1 Å = 5 px.  Along a diagonal both
+    # offsets (4.8 px) lie inside a square 11 x 11 window, which used to suppress the dimmer
+    # column and put one atom at the dumbbell's centre; the distance must be Euclidean.
+    t = math.radians(angle_deg)
+    c, h = np.array([20.0, 20.0]), 3.4 * np.array([math.cos(t), math.sin(t)])
+    pts = np.array([c - h, c + h])
+    yy, xx = np.indices((40, 40), dtype=np.float64)
+    f = sum(a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.0 ** 2)) for a, (x, y) in zip((0.95, 0.8), pts))
+    p = np.zeros((4, 40, 40))
+    p[1] = np.clip(f, 0, 1)
+    p[0] = 1 - p[1]
+    assert ndimage.label(p[1] > 0.3)[1] == 1  # the two columns touch: one blob to split
+    atoms = find_atoms(p, threshold=0.3, min_distance_px=5.0)
+    assert len(atoms) == 2
+    ip, it, d = match_points(atoms.xy, pts, 1.0)
+    assert len(ip) == 2 and d.max() < 1.0
+
+
+@pytest.mark.parametrize("saddle,same_blob,dist,kept", [
+    (0.60, True, 7, 2),   # a clear dip: two columns
+    (0.78, True, 7, 1),   # a dip of 2.5 % of the lower peak: a shoulder of the brighter one
+    (0.78, False, 7, 2),  # no dip needed between separate blobs
+    (0.60, True, 4, 1),   # closer than the minimum distance: one atom whatever the dip
+])
+def test_distinct_peaks_needs_a_dip_between_columns_of_one_blob(saddle, same_blob, dist, kept):
+    from atomlens.analysis.atoms import MIN_DIP, _distinct_peaks
+
+    s = np.full((20, 30), saddle)
+    pk = np.array([[10, 8], [10, 8 + dist]])
+    s[10, 8], s[10, 8 + dist] = 1.0, 0.8
+    comp = np.ones((20, 30), int)
+    if not same_blob:
+        comp[:, 8 + dist // 2 + 1:] = 2
+    out = _distinct_peaks(pk, s, comp, min_distance=5.0, min_dip=MIN_DIP)
+    assert len(out) == kept
+    assert [10, 8] in out.tolist()  # the brighter one always stays
+
+
 def blob_map(points, shape, sigma=2.0, cls=None, C=4):
     """Probability map of Gaussian blobs (peak 0.95) at (x, y) points."""
     yy, xx = np.indices(shape, dtype=np.float64)

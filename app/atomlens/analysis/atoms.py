@@ -189,9 +189,59 @@ def _auto_scale(comp: np.ndarray, n_comp: int) -> float:
     return 2.0 * math.sqrt(float(np.median(area)) / math.pi)
 
 
+#: Two peaks of one blob farther apart than the minimum distance are two atoms when the map
+#: dips between them by at least this fraction of the lower one (see :func:`find_atoms`).
+MIN_DIP = 0.1
+
+
+def _distinct_peaks(pk: np.ndarray, s: np.ndarray, comp: np.ndarray, min_distance: float,
+                    min_dip: float) -> np.ndarray:
+    """The local maxima `pk` ((n, 2) rows, cols) of the smoothed map `s` that are atoms.
+
+    Greedily from the highest down, a peak is dropped when a kept higher one is within
+    `min_distance` (Euclidean), or lies in the same blob of `comp` within 3 x `min_distance`
+    with no dip between them: the lowest value of `s` on the segment joining the two is more
+    than ``(1 - min_dip)`` of the lower peak (a shoulder on a brighter column, not a column of
+    its own).  Only peaks with such a neighbour enter the Python loop (a few per image).
+    """
+    if len(pk) < 2 or min_distance <= 0:
+        return pk
+    val = s[pk[:, 0], pk[:, 1]]
+    order = np.argsort(-val, kind="stable")
+    pk, val = pk[order], val[order]
+    tree = cKDTree(pk)
+    pairs = [tree.query_pairs(min_distance, output_type="ndarray")]
+    # farther pairs can only be a shoulder within one blob: look among blobs of several peaks
+    pc = comp[pk[:, 0], pk[:, 1]]
+    multi = np.flatnonzero(np.bincount(pc)[pc] > 1)
+    if len(multi) > 1:
+        far = multi[cKDTree(pk[multi]).query_pairs(3.0 * min_distance, output_type="ndarray")]
+        far = far[(pc[far[:, 0]] == pc[far[:, 1]])
+                  & (np.hypot(*(pk[far[:, 0]] - pk[far[:, 1]]).T) > min_distance)]
+        if len(far):
+            far = np.sort(far, axis=1)  # (higher, lower): rows are sorted by value
+            t = np.linspace(0.0, 1.0, 9)[1:-1]
+            a, b = pk[far[:, 0]].astype(float), pk[far[:, 1]].astype(float)
+            line = a[:, None, :] + t[None, :, None] * (b - a)[:, None, :]  # (k, 7, 2) rows, cols
+            saddle = ndimage.map_coordinates(s, line.reshape(-1, 2).T, order=1,
+                                             mode="nearest").reshape(len(a), -1).min(1)
+            pairs.append(far[saddle > (1.0 - min_dip) * val[far[:, 1]]])
+    pairs = np.sort(np.concatenate(pairs).reshape(-1, 2), axis=1)
+    if not len(pairs):
+        return pk
+    pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+    keep = np.ones(len(pk), bool)
+    starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
+    ends = np.r_[starts[1:], len(pairs)]
+    for i, j in zip(starts, ends):
+        if keep[pairs[i, 0]]:
+            keep[pairs[i:j, 1]] = False
+    return pk[keep]
+
+
 def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: str = "centroid",
                image=None, class_names=CLASSES, sigma_px=None, merge_px=None,
-               min_area_px=None) -> AtomList:
+               min_area_px=None, min_dip=None) -> AtomList:
     """Atom columns from FCN class probabilities.
 
     Parameters
@@ -203,7 +253,8 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         A higher threshold does not give more atoms for fixed `min_distance_px` and `min_area_px`
         (the automatic ones depend on the blob sizes, and so on the threshold).
     min_distance_px : float or None
-        Smallest distance (px) between two atoms of one blob (``peak_local_max``).  None: 0.35 x
+        Smallest distance (px) between two atom peaks (Euclidean; of two closer ones the
+        higher is kept, and a blob left without a peak gets its maximum).  None: 0.35 x
         the median equivalent diameter of the thresholded blobs (a bit less than the radius of a
         typical atom, so that a blob of two touching atoms is still split).
     refine : {"centroid", "none", "gaussian"}
@@ -225,6 +276,10 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
     min_area_px : int or None
         Atom regions with fewer pixels are dropped as noise.  None:
         ``max(1, ceil(0.1 * median blob area))`` (e.g. 8 px for blobs of 80 px).
+    min_dip : float or None
+        Two peaks of one blob farther apart than `min_distance_px` are two atoms only when the
+        smoothed map between them falls by this fraction of the lower peak; otherwise the
+        lower one is a shoulder of the brighter atom.  None: :data:`MIN_DIP` (0.1).
 
     Returns
     -------
@@ -265,10 +320,11 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         min_area_px = max(1, math.ceil(0.1 * float(np.median(area))))
 
     s = ndimage.gaussian_filter(f, sig, mode="nearest") if sig > 0 else f
-    # markers: local maxima of the smoothed foreground inside the mask
-    # (a footprint instead of min_distance: skimage's spacing pass loops per peak in Python)
-    m = max(1, int(round(md)))
-    pk = peak_local_max(s, min_distance=1, footprint=np.ones((2 * m + 1, 2 * m + 1), bool),
+    # markers: local maxima of the smoothed foreground inside the mask, thinned to the
+    # distinct ones (Euclidean distance, dip between them).  A maximum filter of radius md
+    # would not do: the flank of a brighter neighbour 1.3 md away (a Si[110] dumbbell at
+    # 1 Å = md) lies inside it and is higher than the dimmer column's own peak.
+    pk = peak_local_max(s, min_distance=1, footprint=np.ones((3, 3), bool),
                         labels=mask.astype(np.uint8), exclude_border=False)
     if len(pk):  # one peak per flat plateau of equal maxima
         pmask = np.zeros((H, W), bool)
@@ -276,6 +332,7 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         plab, n_pl = ndimage.label(pmask, structure=np.ones((3, 3)))
         _, first = np.unique(plab[pk[:, 0], pk[:, 1]], return_index=True)
         pk = pk[np.sort(first)]
+    pk = _distinct_peaks(pk, s, comp, md, MIN_DIP if min_dip is None else float(min_dip))
     pk_comp = comp[pk[:, 0], pk[:, 1]] if len(pk) else np.zeros(0, np.int64)
     n_per = np.bincount(pk_comp, minlength=n_comp + 1)
     missing = np.nonzero(n_per[1:] == 0)[0] + 1  # blobs without a peak: their maximum
