@@ -104,7 +104,7 @@ def test_find_atoms_minimum_distance_is_euclidean(angle_deg):
     assert ndimage.label(p[1] > 0.3)[1] == 1  # the two columns touch: one blob to split
     atoms = find_atoms(p, threshold=0.3, min_distance_px=5.0)
     assert len(atoms) == 2
-    ip, it, d = match_points(atoms.xy, pts, 1.0)
+    ip, _, d = match_points(atoms.xy, pts, 1.0)
     assert len(ip) == 2 and d.max() < 1.0
 
 
