@@ -131,7 +131,8 @@ def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_mod
     assert card["annotated_images"][0]["n_atoms"] == len(ann)
     # before / after on the held-back quarter of the corrected atoms, as the dialog shows it
     before, after = manager.comparison["before"], manager.comparison["after"]
-    assert after["f1"] > before["f1"] + 0.1
+    # retraining on the corrections at least halves the errors (1 - F1) on the held-back atoms
+    assert 1 - after["f1"] < 0.5 * (1 - before["f1"])
     assert dlg.compare_table.item(2, 1).text() == f"{after['f1']:.3f}"
     curves = dlg.curve_data()
     assert len(curves["user_f1"][0]) >= 5 and curves["user_f1"][1][-1] > curves["user_f1"][1][0]
@@ -149,4 +150,6 @@ def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_mod
     f1_new = f1(np.column_stack([new.atoms.x, new.atoms.y]), np.column_stack([ann.x, ann.y]))
     print(f"\nweak model F1 {f1_weak:.3f}; {len(false)} deleted, {len(missing)} added, {(true_cls == 2).sum()} "
           f"relabelled; held-back F1 {before['f1']:.3f} -> {after['f1']:.3f}; whole image {f1_new:.3f}")
-    assert f1_new > f1_weak + 0.15 and f1_new > 0.9
+    # ...and on the whole image (the weak model scores 0.65-0.82 there, depending on how well
+    # the peak finder copes with its blurred blobs)
+    assert f1_new > 0.9 and 1 - f1_new < 0.5 * (1 - f1_weak)
