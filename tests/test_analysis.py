@@ -405,3 +405,39 @@ def test_snap_defects_pins_dopants_to_their_class_and_adatoms_to_the_brightest_c
     # nothing within reach: no move
     far = snap_defects(d, atoms, max_dist_px=1.0, image=img)
     assert far.x[1] == 40.0 and far.x[0] == 26.0
+
+
+# --------------------------------------------------------------------------- stripes
+def test_one_directional_period_tells_stripes_from_lattices():
+    from atomlens.analysis.lattice import STRIPE_RATIO, one_directional_period
+
+    for structure in ("graphene", "MoS2", "Si110"):
+        r = simulate(dict(structure=structure, shape=(256, 256), px_size_A=0.2), 5)
+        ratio, period, _ = one_directional_period(r.image, 4.0, 20.0)
+        assert ratio < STRIPE_RATIO / 3, structure
+    yy, xx = np.indices((256, 256), dtype=np.float64)
+    t = math.radians(30)
+    stripes = np.sin(2 * np.pi * (xx * math.cos(t) + yy * math.sin(t)) / 8.0)
+    stripes += np.random.default_rng(0).normal(0, 0.5, stripes.shape)
+    ratio, period, angle = one_directional_period(stripes, 4.0, 16.0)
+    assert ratio > 5 * STRIPE_RATIO
+    assert period == pytest.approx(8.0, rel=0.05) and angle % 180 == pytest.approx(30, abs=3)
+    assert all(math.isnan(v) for v in one_directional_period(np.full((64, 64), np.nan), 4.0, 16.0))
+    assert all(math.isnan(v) for v in one_directional_period(stripes, 1.0, 16.0))  # below 2 px
+
+
+def test_stripes_note_on_real_stm_files(real_data):
+    from atomlens.analysis.pipeline import analyse_image
+    from atomlens.io import load
+    from atomlens.nn.infer import Predictor
+
+    stm = Predictor("stm-topo", "cpu")
+    # the Ag(111) topograph does not resolve the atoms; a 1.7 Å interference pattern crosses it
+    mg = load(real_data / "example_TOPO.sxm")
+    res = analyse_image(mg.frame(0), stm, px_size_nm=mg.px_size_nm, mode="STM")
+    note = [n for n in res.info["notes"] if n.startswith("stripes")]
+    assert len(note) == 1 and "1.68 Å" in note[0]
+    # a real atomic lattice (WSe2, 5 x 5 nm over 512 px) says nothing of the kind
+    mg = load(real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg")
+    res = analyse_image(mg.frame(0), stm, px_size_nm=5.0 / 512, mode="STM")
+    assert len(res.atoms) > 200 and not any(n.startswith("stripes") for n in res.info["notes"])

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours"]
+__all__ = ["estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours",
+           "one_directional_period", "stripes_note", "STRIPE_RATIO"]
+
+#: A Fourier peak this many times stronger than any peak in another direction at the same scale
+#: is a stripe pattern, not a lattice.  Measured: real lattices 1.05-2.2 (the STEM and STM files
+#: of ../shared/data/real), simulated ones up to 5.2 (Si [110]); the interference stripes of the
+#: Ag(111) STM sample 300.
+STRIPE_RATIO = 20.0
 
 
 def radial_power_spectrum(image, *, pad: int = 2):
@@ -91,6 +100,72 @@ def estimate_period_px(image, *, min_period_px: float = 2.0, max_period_frac: fl
     off = 0.5 * (a - c) / den if den < 0 else 0.0
     qpk = q[i] + float(np.clip(off, -0.5, 0.5)) * (q[1] - q[0])
     return float(1.0 / qpk)
+
+
+def one_directional_period(image, period_lo_px: float, period_hi_px: float, *, crop: int = 512):
+    """The strongest Fourier peak of `image` with a period in [`period_lo_px`, `period_hi_px`],
+    and how much stronger it is than the strongest peak in any other direction (more than 20°
+    away) in the same range.
+
+    A lattice has peaks in at least two directions at comparable strength; stripes (electrical
+    interference, a periodic scan artefact) have one.  The central `crop` x `crop` pixels are
+    used, mean-subtracted and Hann-windowed; the two axes of Fourier space are left out, where
+    scan-line offsets put their power.
+
+    Returns
+    -------
+    (ratio, period_px, angle_deg) : floats; ratio is NaN when the range holds no usable peak.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2D image, got shape {img.shape}")
+    n = min(int(crop), *img.shape)
+    nan = (float("nan"),) * 3
+    if n < 16 or not (2.0 <= period_lo_px < period_hi_px) or not np.all(np.isfinite((period_lo_px, period_hi_px))):
+        return nan
+    y0, x0 = (img.shape[0] - n) // 2, (img.shape[1] - n) // 2
+    a = img[y0:y0 + n, x0:x0 + n]
+    if not np.all(np.isfinite(a)):
+        return nan
+    w = np.hanning(n)
+    power = np.abs(np.fft.fftshift(np.fft.fft2((a - a.mean()) * w[:, None] * w[None]))) ** 2
+    ky, kx = np.indices(power.shape) - n // 2
+    k = np.hypot(ky, kx)
+    band = (k >= n / period_hi_px) & (k <= n / period_lo_px) & (np.abs(kx) > 1) & (np.abs(ky) > 1)
+    if not band.any():
+        return nan
+    i = int(np.argmax(np.where(band, power, -1.0)))
+    angle = math.atan2(ky.flat[i], kx.flat[i])
+    off = np.abs((np.arctan2(ky, kx) - angle + np.pi / 2) % np.pi - np.pi / 2)  # direction, mod 180°
+    other = band & (off > math.radians(20))
+    if not other.any() or power.flat[i] <= 0:
+        return nan
+    return (float(power.flat[i] / max(float(power[other].max()), 1e-300 * power.flat[i])),
+            float(n / k.flat[i]), math.degrees(angle))
+
+
+def stripes_note(image, xy, px_size_A=None, *, min_atoms: int = 20) -> str | None:
+    """A warning when the atoms `xy` (px of `image`) follow stripes rather than a lattice.
+
+    At the scale of the atoms' median nearest-neighbour distance d (periods d/2 to 2d), the
+    image's strongest periodicity is compared with the other directions
+    (:func:`one_directional_period`); :data:`STRIPE_RATIO` or more means one direction only.
+    None when there is nothing to say (too few atoms, a lattice)."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if len(xy) < min_atoms:
+        return None
+    if len(xy) > 5000:
+        xy = xy[np.random.default_rng(0).choice(len(xy), 5000, replace=False)]
+    d = float(np.median(nearest_neighbour_distances(xy)))
+    if not np.isfinite(d) or d <= 0:
+        return None
+    ratio, period, angle = one_directional_period(image, max(2.0, 0.5 * d), 2.0 * d)
+    if not ratio >= STRIPE_RATIO:
+        return None
+    size = f"{period * px_size_A:.2f} Å" if px_size_A else f"{period:.1f} px"
+    return (f"stripes: at the scale of the atoms found, the image's strongest periodicity ({size}, at "
+            f"{angle % 180:.0f}° from the x axis) runs in one direction only ({ratio:.0f}x any other), as interference "
+            f"or scan noise does, not a lattice: atoms found along it may not be real")
 
 
 def nearest_neighbour_distances(xy) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, find_atoms
 from .cam import DefectList, snap_defects
+from .lattice import stripes_note
 from .material import apply_material_hint
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
@@ -184,6 +185,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                                          progress=part(0.0, share), cancel=cancel)
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
+    stripes = stripes_note(img, atoms.xy, info.get("px_size_A"))
+    if stripes:
+        info["notes"].append(stripes)
     info["inverted"] = inverted
     info["mode"] = mode
     info["model_mode"] = predictor.card.get("mode")

@@ -295,7 +295,9 @@ class AnalysisController(QtCore.QObject):
             self._set_running(False)
             self.dock.set_progress(1.0, "")
             self.dock.set_status(f"Done: {summary}{where} in {dt:.1f} s")
-            self.win.statusBar().showMessage(f"Analysis done: {summary}", 8000)
+            warn = ("  ⚠ the image shows stripes, not a lattice: see the Analysis panel"
+                    if any(n.startswith("stripes") for n in result.info.get("notes", [])) else "")
+            self.win.statusBar().showMessage(f"Analysis done: {summary}{warn}", 15000 if warn else 8000)
         if shown and not self._running:
             self.schedule_rederive()  # the slider moved during the run
 
