@@ -34,6 +34,15 @@ def overlay(image, atoms, path, size=512):
     im.save(path)
 
 
+def stripes(img, atoms) -> str:
+    """The stripes check's ratio for the atoms found (a note from 20 up; lattices score 1-5)."""
+    from atomlens.analysis.lattice import STRIPE_RATIO, nearest_neighbour_distances, one_directional_period
+
+    d = float(np.median(nearest_neighbour_distances(atoms.xy))) if len(atoms) > 1 else float("nan")
+    ratio = one_directional_period(img, max(2.0, 0.5 * d), 2.0 * d)[0] if np.isfinite(d) else float("nan")
+    return f"stripes ratio {ratio:.1f}" + (" (stripes note)" if ratio >= STRIPE_RATIO else "")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="stem-haadf")
@@ -97,7 +106,8 @@ def main() -> int:
             img = mg.frame(0)
             img = img - np.polyval(np.polyfit(np.arange(img.shape[1]), img.mean(0), 1), np.arange(img.shape[1]))[None]
             atoms, _, info = stm.detect(img, px or mg.px_size_nm)
-            print(f"{f}: {len(atoms)} columns ({', '.join(f'{n} {c}' for c, n in zip(*np.unique(atoms.names(), return_counts=True)))})")
+            print(f"{f}: {len(atoms)} columns ({', '.join(f'{n} {c}' for c, n in zip(*np.unique(atoms.names(), return_counts=True)))})"
+                  f"; {stripes(img, atoms)}")
             if args.pictures:
                 overlay(img, atoms, Path(args.pictures) / f"detect_{Path(f).stem[:24]}.png")
     if args.pictures:
@@ -105,7 +115,8 @@ def main() -> int:
             mg = load(REAL / f)
             atoms, _, info = pred.detect(mg.frame(0), mg.px_size_nm)
             overlay(mg.frame(0), atoms, Path(args.pictures) / f"detect_{Path(f).stem}.png")
-            print(f"{f}: {len(atoms)} atoms ({', '.join(f'{n} {c}' for c, n in zip(*np.unique(atoms.names(), return_counts=True)))})")
+            print(f"{f}: {len(atoms)} atoms ({', '.join(f'{n} {c}' for c, n in zip(*np.unique(atoms.names(), return_counts=True)))})"
+                  f"; {stripes(mg.frame(0), atoms)}")
     return 0
 
 
