@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -441,3 +442,23 @@ def test_stripes_note_on_real_stm_files(real_data):
     mg = load(real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg")
     res = analyse_image(mg.frame(0), stm, px_size_nm=5.0 / 512, mode="STM")
     assert len(res.atoms) > 200 and not any(n.startswith("stripes") for n in res.info["notes"])
+
+
+def test_median_nn_distance_of_many_points_is_against_all_of_them():
+    # 90,000 points 2 px apart: a random 5000 of them alone are sparser (median 4.4 px)
+    from atomlens.analysis.lattice import median_nn_distance, stripes_note
+
+    g = np.arange(0.0, 600.0, 2.0)
+    dense = np.array([(x, y) for x in g for y in g]) + np.random.default_rng(1).normal(0, 0.02, (300 * 300, 2))
+    assert median_nn_distance(dense) == pytest.approx(2.0, abs=0.1)
+    assert median_nn_distance(dense[:1]) == np.inf
+    # the stripes check at that scale: rows 6 px apart with atoms on a 6 px grid
+    g = np.arange(2.0, 510.0, 6.0)
+    xy = np.array([(x, y) for x in g for y in g])
+    yy, xx = np.indices((512, 512), dtype=np.float64)
+    stripes = np.sin(2 * np.pi * (xx + yy) / math.sqrt(2) / 6.0)  # rows 6 px apart, at 45°
+    stripes += np.random.default_rng(1).normal(0, 0.3, stripes.shape)
+    note = stripes_note(stripes, xy, px_size_A=0.25)
+    assert note is not None and re.search(r"\((1\.\d\d) Å", note)
+    assert float(re.search(r"\((1\.\d\d) Å", note).group(1)) == pytest.approx(1.5, abs=0.05)
+    assert stripes_note(stripes, xy[:10]) is None  # too few atoms to say

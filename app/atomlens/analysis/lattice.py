@@ -8,7 +8,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = ["estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours",
-           "one_directional_period", "stripes_note", "STRIPE_RATIO"]
+           "median_nn_distance", "one_directional_period", "stripes_note", "STRIPE_RATIO"]
 
 #: A Fourier peak this many times stronger than any peak in another direction at the same scale
 #: is a stripe pattern, not a lattice.  Measured: real lattices 1.05-2.2 (the STEM and STM files
@@ -154,9 +154,7 @@ def stripes_note(image, xy, px_size_A=None, *, min_atoms: int = 20) -> str | Non
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < min_atoms:
         return None
-    if len(xy) > 5000:
-        xy = xy[np.random.default_rng(0).choice(len(xy), 5000, replace=False)]
-    d = float(np.median(nearest_neighbour_distances(xy)))
+    d = median_nn_distance(xy)
     if not np.isfinite(d) or d <= 0:
         return None
     ratio, period, angle = one_directional_period(image, max(2.0, 0.5 * d), 2.0 * d)
@@ -166,6 +164,16 @@ def stripes_note(image, xy, px_size_A=None, *, min_atoms: int = 20) -> str | Non
     return (f"stripes: at the scale of the atoms found, the image's strongest periodicity ({size}, at "
             f"{angle % 180:.0f}° from the x axis) runs in one direction only ({ratio:.0f}x any other), as interference "
             f"or scan noise does, not a lattice: atoms found along it may not be real")
+
+
+def median_nn_distance(xy, max_points: int = 5000) -> float:
+    """Median distance from a point of `xy` to its nearest other point (inf for fewer than
+    two): for at most `max_points` of them (a fixed random choice), each against all."""
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if len(xy) < 2:
+        return float("inf")
+    some = xy if len(xy) <= max_points else xy[np.random.default_rng(0).choice(len(xy), max_points, replace=False)]
+    return float(np.median(cKDTree(xy).query(some, k=2)[0][:, 1]))
 
 
 def nearest_neighbour_distances(xy) -> np.ndarray:
