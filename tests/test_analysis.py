@@ -444,8 +444,8 @@ def test_stripes_note_on_real_stm_files(real_data):
     assert len(res.atoms) > 200 and not any(n.startswith("stripes") for n in res.info["notes"])
 
 
-def test_median_nn_distance_of_many_points_is_against_all_of_them():
-    # 90,000 points 2 px apart: a random 5000 of them alone are sparser (median 4.4 px)
+def test_median_nn_distance_and_stripes_note_on_grids():
+    # 90,000 points 2 px apart (a random 5000 of them alone would be sparser: median 4.4 px)
     from atomlens.analysis.lattice import median_nn_distance, stripes_note
 
     g = np.arange(0.0, 600.0, 2.0)

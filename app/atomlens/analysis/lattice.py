@@ -144,17 +144,18 @@ def one_directional_period(image, period_lo_px: float, period_hi_px: float, *, c
             float(n / k.flat[i]), math.degrees(angle))
 
 
-def stripes_note(image, xy, px_size_A=None, *, min_atoms: int = 20) -> str | None:
+def stripes_note(image, xy, px_size_A=None, *, nn_px: float | None = None, min_atoms: int = 20) -> str | None:
     """A warning when the atoms `xy` (px of `image`) follow stripes rather than a lattice.
 
     At the scale of the atoms' median nearest-neighbour distance d (periods d/2 to 2d), the
     image's strongest periodicity is compared with the other directions
     (:func:`one_directional_period`); :data:`STRIPE_RATIO` or more means one direction only.
+    `nn_px`: that distance when already known (:func:`median_nn_distance` of `xy`).
     None when there is nothing to say (too few atoms, a lattice)."""
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < min_atoms:
         return None
-    d = median_nn_distance(xy)
+    d = median_nn_distance(xy) if nn_px is None else float(nn_px)
     if not np.isfinite(d) or d <= 0:
         return None
     ratio, period, angle = one_directional_period(image, max(2.0, 0.5 * d), 2.0 * d)
@@ -166,14 +167,10 @@ def stripes_note(image, xy, px_size_A=None, *, min_atoms: int = 20) -> str | Non
             f"or scan noise does, not a lattice: atoms found along it may not be real")
 
 
-def median_nn_distance(xy, max_points: int = 5000) -> float:
+def median_nn_distance(xy) -> float:
     """Median distance from a point of `xy` to its nearest other point (inf for fewer than
-    two): for at most `max_points` of them (a fixed random choice), each against all."""
-    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    if len(xy) < 2:
-        return float("inf")
-    some = xy if len(xy) <= max_points else xy[np.random.default_rng(0).choice(len(xy), max_points, replace=False)]
-    return float(np.median(cKDTree(xy).query(some, k=2)[0][:, 1]))
+    two): the lattice's scale, e.g. for marker sizes and the material hint."""
+    return float(np.median(nearest_neighbour_distances(xy))) if len(np.reshape(xy, (-1, 2))) > 1 else float("inf")
 
 
 def nearest_neighbour_distances(xy) -> np.ndarray:

@@ -210,7 +210,7 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
     note : str
         What was done, or why nothing was, for the user.
     """
-    from scipy.spatial import cKDTree
+    from .lattice import median_nn_distance
 
     info = _lookup(material)
     names = atoms.class_names
@@ -220,8 +220,7 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
     if len(atoms) < 10:
         return atoms, f"material hint {info.name} not applied: too few columns ({len(atoms)})"
     xy = atoms.xy
-    d, _ = cKDTree(xy).query(xy, k=2)
-    nn_px = float(np.median(d[:, 1]))
+    nn_px = median_nn_distance(xy)
     if px_size_A:
         nn_A, want = nn_px * px_size_A, info.nn_distance_A
         if abs(nn_A / want - 1) > NN_TOLERANCE:

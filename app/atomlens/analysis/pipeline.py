@@ -19,7 +19,7 @@ import numpy as np
 from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, find_atoms
 from .cam import DefectList, snap_defects
-from .lattice import stripes_note
+from .lattice import median_nn_distance, stripes_note
 from .material import apply_material_hint
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
@@ -112,6 +112,8 @@ class AnalysisResult:
             atoms, note = _material_hint(atoms, img, material, self.info)
             notes.append(note)
         self.info["notes"] = notes
+        nn = median_nn_distance(atoms.xy)
+        self.info["median_nn_px"] = nn if math.isfinite(nn) else None
         self.atoms = atoms
         self.threshold, self.refine, self.material = float(threshold), refine, material
         return self.atoms
@@ -185,7 +187,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                                          progress=part(0.0, share), cancel=cancel)
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
-    stripes = stripes_note(img, atoms.xy, info.get("px_size_A"))
+    nn = median_nn_distance(atoms.xy)
+    info["median_nn_px"] = nn if math.isfinite(nn) else None  # the overlays size their markers from it
+    stripes = stripes_note(img, atoms.xy, info.get("px_size_A"), nn_px=nn)
     if stripes:
         info["notes"].append(stripes)
     info["inverted"] = inverted

@@ -224,7 +224,6 @@ class AnalysisWorker(QtCore.QObject):
             result.info["cuda_fallback"] = True
         result.info["requested_device"] = req.device
         result.info["colours"] = dict(pred.card.get("colours") or {})
-        result.info["median_nn_px"] = median_nn_px(result.atoms.xy)
         return result
 
     def _rederive(self, req: AnalysisRequest):
@@ -236,7 +235,6 @@ class AnalysisWorker(QtCore.QObject):
                 image = -image
         self._report(req.label)(0.5, f"re-deriving atoms at threshold {req.threshold:.2f}")
         res.rederive(req.threshold, req.refine, image, material=req.material)
-        res.info["median_nn_px"] = median_nn_px(res.atoms.xy)
         return res
 
     def _drop_device(self, device: str) -> None:
@@ -249,18 +247,6 @@ class AnalysisWorker(QtCore.QObject):
                 torch.cuda.empty_cache()
         except Exception:  # noqa: BLE001
             pass
-
-
-def median_nn_px(xy) -> float | None:
-    """Median nearest-neighbour distance (px) of (n, 2) positions; None for fewer than 2.
-    Computed in the worker: the overlays size their markers from it."""
-    xy = np.asarray(xy, float).reshape(-1, 2)
-    if len(xy) < 2:
-        return None
-    from scipy.spatial import cKDTree
-
-    d, _ = cKDTree(xy).query(xy, k=2)
-    return float(np.median(d[:, 1]))
 
 
 #: torch's shared libraries in load order (Linux).  Missing ones are skipped.

@@ -42,10 +42,9 @@ def marker_size(xy: np.ndarray, factor: float = 0.6, default: float = 6.0) -> fl
     xy = np.asarray(xy, float).reshape(-1, 2)
     if len(xy) < 2:
         return default
-    from scipy.spatial import cKDTree
+    from ..analysis.lattice import median_nn_distance
 
-    d, _ = cKDTree(xy).query(xy, k=2)
-    med = float(np.median(d[:, 1]))
+    med = median_nn_distance(xy)
     return factor * med if med > 0 else default
 
 
