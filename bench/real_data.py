@@ -15,6 +15,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
+ATOMNET_EDGE_PX = 5
 COLOURS = {1: (80, 200, 255), 2: (255, 60, 60), 3: (255, 220, 0)}
 
 
@@ -65,15 +66,11 @@ def main() -> int:
         ref = np.loadtxt(REAL / f"{name}-coord.csv", delimiter=",", skiprows=1)
         r_px = 0.05 / mg.px_size_nm  # 0.5 Å
         s = detection_scores(atoms.xy, np.ones(len(atoms), int), ref[:, :2], np.ones(len(ref), int), r_px)
-        # AtomNet's lists leave out columns cut by the image edge (none within 4.5 px of it);
-        # the interior score drops a 0.5 Å band along the edges from both lists
-        h, w = img.shape
-
-        def inner(xy, b=r_px):
-            return (xy[:, 0] >= b) & (xy[:, 1] >= b) & (xy[:, 0] <= w - 1 - b) & (xy[:, 1] <= h - 1 - b)
-
-        ia, ir = inner(atoms.xy), inner(ref[:, :2])
-        si = detection_scores(atoms.xy[ia], np.ones(ia.sum(), int), ref[ir, :2], np.ones(ir.sum(), int), r_px)
+        # AtomNet's lists leave out the columns within 5 px of the image edge (its locator's
+        # dist_edge = 5; none of its positions is nearer than 4.3 px): the same margin, as
+        # `detect --edge-margin-px 5` applies it, compares like with like
+        inner = atoms.away_from_edges(img.shape, ATOMNET_EDGE_PX)
+        si = detection_scores(inner.xy, np.ones(len(inner), int), ref[:, :2], np.ones(len(ref), int), r_px)
         # AtomNet's files class every position 0, so the dopant is judged from the image: the
         # brightest column (the Si in G-Si-2nm) must be the one called a dopant
         heavy = atoms.xy[atoms.cls == 2]
@@ -87,7 +84,7 @@ def main() -> int:
             found += f"; brightest column at {np.round(brightest, 1).tolist()}"
         print(f"{name}: {len(atoms)} atoms vs {len(ref)} AtomNet positions: F1 {s['f1']:.4f}, "
               f"precision {s['precision']:.4f}, recall {s['recall']:.4f}, RMSE {s['rmse'] * mg.px_size_nm * 10:.3f} Å; "
-              f"interior (0.5 Å from the edges): F1 {si['f1']:.4f}, precision {si['precision']:.4f}, "
+              f"with AtomNet's {ATOMNET_EDGE_PX} px edge margin: {len(inner)} atoms, F1 {si['f1']:.4f}, precision {si['precision']:.4f}, "
               f"recall {si['recall']:.4f}{found}")
         if args.pictures:
             overlay(img, atoms, Path(args.pictures) / f"detect_{name}.png")

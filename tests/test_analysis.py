@@ -149,6 +149,21 @@ def test_find_atoms_edge_atoms_kept_and_located():
     assert np.all((atoms.x >= -0.5) & (atoms.x <= 39.5) & (atoms.y >= -0.5) & (atoms.y <= 39.5))
 
 
+def test_atoms_away_from_edges():
+    atoms = AtomList([0.0, 4.9, 5.0, 20.0, 34.0, 35.0, 20.0, 20.0], [20.0, 20.0, 20.0, 5.0, 20.0, 20.0, 4.0, 35.1],
+                     [1, 2, 1, 1, 1, 3, 1, 1], 0.9)
+    kept = atoms.away_from_edges((40, 40), 5)
+    # 5 px from the first pixel centre (0) and from the last (39): 5 <= x <= 34
+    np.testing.assert_allclose(kept.xy, [[5.0, 20.0], [20.0, 5.0], [34.0, 20.0]])
+    assert kept.names() == ["atom", "atom", "atom"] and kept.score.tolist() == [0.9] * 3
+    assert len(atoms.away_from_edges((40, 40), 0)) == len(atoms)
+    assert len(atoms.away_from_edges((40, 80), 5)) == 4  # a wider image keeps x = 35, not y = 35.1
+    assert len(AtomList.empty().away_from_edges((40, 40), 5)) == 0
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="edge margin"):
+            atoms.away_from_edges((40, 40), bad)
+
+
 def test_find_atoms_refine_modes_and_classes():
     pts = np.array([[10.3, 10.6], [30.0, 12.2], [20.7, 30.4]])
     p = blob_map(pts, (44, 44), cls=[1, 2, 3])

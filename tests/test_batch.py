@@ -166,8 +166,9 @@ def test_batch_dialog_runs_without_blocking(qtbot, folder, tmp_path):
     dlg = _dialog(qtbot, folder, tmp_path / "gui")
     assert dlg.options()["model"] == "auto" and dlg.options()["px_size_nm"] == PX_NM
     assert dlg.options()["material"] is None
-    hinted = _dialog(qtbot, folder, tmp_path / "gui2", material="WSe2")
-    assert hinted.options()["material"] == "WSe2"
+    assert dlg.options()["edge_margin_px"] == 0
+    hinted = _dialog(qtbot, folder, tmp_path / "gui2", material="WSe2", edge_margin_px=5)
+    assert hinted.options()["material"] == "WSe2" and hinted.options()["edge_margin_px"] == 5
     hinted.close()
     ticks = []
     timer = QtCore.QTimer()

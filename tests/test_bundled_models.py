@@ -64,6 +64,38 @@ def test_stem_haadf_on_real_graphene_with_si(stem, real_data):
     assert np.hypot(*(dop[0] - (95.4, 136.6))) < 2
 
 
+@pytest.mark.parametrize("name", ["G-Si-2nm", "G-GrainBoundary-4nm"])
+def test_stem_haadf_agrees_with_atomnet_under_its_edge_convention(stem, real_data, name):
+    """AtomNet's position lists leave out the columns within 5 px of the image edge (its
+    locator's dist_edge); with the same margin the pipeline agrees with them at F1 >= 0.97, and
+    re-deriving at margin 0 brings the edge columns back without running the network."""
+    from atomlens.analysis.pipeline import analyse_image
+    from atomlens.io import LoadWarning, load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        mg = load(real_data / f"{name}.hdf5")
+    img = mg.frame(0)
+    ref = np.loadtxt(real_data / f"{name}-coord.csv", delimiter=",", skiprows=1)[:, :2]
+    h, w = img.shape
+    assert np.min([ref[:, 0], ref[:, 1], w - 1 - ref[:, 0], h - 1 - ref[:, 1]]) > 4  # the convention
+
+    def f1(atoms):
+        return detection_scores(atoms.xy, np.ones(len(atoms), int), ref, np.ones(len(ref), int),
+                                0.05 / mg.px_size_nm)["f1"]
+
+    res = analyse_image(img, stem, px_size_nm=mg.px_size_nm, edge_margin_px=5)
+    xy = res.atoms.xy
+    assert xy.min() >= 5 and np.all(xy[:, 0] <= w - 6) and np.all(xy[:, 1] <= h - 6)
+    assert f1(res.atoms) >= 0.97 and res.to_dict()["edge_margin_px"] == 5
+    if name == "G-Si-2nm":
+        assert int((res.atoms.cls == 2).sum()) == 1  # the Si
+    n_inner = len(res.atoms)
+    everything = res.rederive(0.5, edge_margin_px=0)
+    assert len(everything) > n_inner and res.edge_margin_px == 0
+    assert len(res.rederive(0.5, edge_margin_px=5)) == n_inner
+
+
 def test_bundled_defect_cam_locates_an_adatom_on_unseen_graphene():
     """defect-cam (stage 2 with the CAM localisation loss): the card records the chain of
     recipes and the localisation figure; on a test-seed simulation the adatom map peaks on the

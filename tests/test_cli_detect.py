@@ -85,6 +85,36 @@ def test_detect_px_size_override_fills_nm(bundle, real_data, tmp_path):
         assert float(rows[0][4]) == pytest.approx(float(rows[0][0]) * 0.00977, abs=1e-4)
 
 
+def test_detect_and_batch_edge_margin(bundle, real_data, tmp_path, capsys):
+    """--edge-margin-px N leaves out exactly the columns within N px of an edge, in detect and
+    batch alike; a negative or non-numeric margin is a usage error."""
+    import json
+    import shutil
+
+    src = tmp_path / "in"
+    src.mkdir()
+    shutil.copyfile(real_data / "G-Si-2nm.hdf5", src / "G-Si-2nm.hdf5")
+    common = ["--model", str(bundle), "--device", "cpu", "--threshold", "0.3"]
+    assert main(["detect", str(src / "G-Si-2nm.hdf5"), "--out", str(tmp_path / "all")] + common) == EXIT_OK
+    assert main(["detect", str(src / "G-Si-2nm.hdf5"), "--out", str(tmp_path / "m"), "--json",
+                 "--edge-margin-px", "45"] + common) == EXIT_OK
+    assert main(["batch", str(src), "--out", str(tmp_path / "b"), "--edge-margin-px", "45"] + common) == EXIT_OK
+    every = np.array([[float(r[0]), float(r[1])] for r in _rows(tmp_path / "all" / "G-Si-2nm.atoms.csv")[1:]])
+    inner = (every.min(1) >= 45) & (every.max(1) <= 255 - 45)
+    assert 0 < inner.sum() < len(every)  # the untrained model finds a few blobs, some near the edges
+    for out in ("m", "b"):
+        got = np.array([[float(r[0]), float(r[1])] for r in _rows(tmp_path / out / "G-Si-2nm.atoms.csv")[1:]])
+        np.testing.assert_allclose(got, every[inner])
+    assert json.loads((tmp_path / "m" / "G-Si-2nm.json").read_text())["edge_margin_px"] == 45
+    capsys.readouterr()
+    for bad in ("-1", "inf"):
+        assert main(["detect", str(src / "G-Si-2nm.hdf5"), "--out", str(tmp_path / "x"),
+                     "--edge-margin-px", bad] + common) == EXIT_USAGE
+        assert "--edge-margin-px must be" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["detect", str(src / "G-Si-2nm.hdf5"), "--out", str(tmp_path / "x"), "--edge-margin-px", "many"])
+
+
 def test_detect_bad_inputs(bundle, tmp_path, capsys):
     bad = tmp_path / "broken.emd"
     bad.write_bytes(b"\x89HDF\r\n" + b"0" * 50)

@@ -173,6 +173,40 @@ def test_threshold_and_refinement_rederive_without_the_network(qtbot, window, si
     assert dock.threshold_slider.value() == 30 and calls == []
 
 
+def test_edge_margin_rederives_without_the_network(qtbot, window, sim_file):
+    """The edge margin leaves out the atoms near the image edges, from the cached maps; back at
+    0 every column returns; the setting is kept between sessions and goes to Process folder."""
+    win = window
+    open_and_wait(qtbot, win, sim_file)
+    dock = win.analysis_dock
+    assert dock.edge_margin() == 0 and dock.edge_spin.text() == "none (keep edge columns)"
+    first = run_and_wait(qtbot, win)
+    runs = win.analysis.runner.worker.network_runs
+    h, w = first.shape
+    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.edge_margin_px == 10):
+        dock.edge_spin.setValue(10)
+    res = win.analysis.current_result()
+    assert win.analysis.runner.worker.network_runs == runs and res.prob is first.prob
+    xy = first.atoms.xy
+    inner = (xy.min(1) >= 10) & (xy[:, 0] <= w - 11) & (xy[:, 1] <= h - 11)
+    assert 0 < inner.sum() < len(first.atoms)
+    np.testing.assert_allclose(res.atoms.xy, xy[inner])
+    qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
+    assert len(shown_points(win)[0]) == inner.sum()
+    assert dock.state()["edge_margin_px"] == 10
+    n_out = len(first.atoms) - int(inner.sum())
+    assert f"edge margin 10 px: {n_out} columns near the image edges left out" in dock.notes.text()
+    win.results.process_folder()
+    assert win.results._batch_dialog.options()["edge_margin_px"] == 10
+    win.results._batch_dialog.close()
+    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.edge_margin_px == 0):
+        dock.edge_spin.setValue(0)
+    np.testing.assert_allclose(win.analysis.current_result().atoms.xy, xy)
+    assert "edge margin" not in dock.notes.text()
+    dock.restore_state({"edge_margin_px": 3})
+    assert dock.edge_margin() == 3
+
+
 def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, monkeypatch):
     """Choosing the material re-derives the classes without the network; 'not given' undoes it."""
     from atomlens.sim import simulate

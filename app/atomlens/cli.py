@@ -221,6 +221,9 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
                    help="what the sample is, if known: in a 2H TMD monolayer it tells the metal sublattice from the "
                         "chalcogen one and corrects the classes that cannot be right there (a Se2 -> Se column in "
                         "MoSe2 is a vacancy, a Mo column in WSe2 a dopant)")
+    p.add_argument("--edge-margin-px", type=float, default=0.0, metavar="N",
+                   help="leave out the columns whose centre lies within N pixels of the image edge (default 0: "
+                        "every column, those cut by the edge included; AtomNet's position lists use 5)")
     p.add_argument("--tta", action="store_true",
                    help="average the networks over the 8 rotations and mirror images of the image (about 3-8x "
                         "slower; steadier on weak features: CAM type accuracy 0.933 -> 0.947)")
@@ -240,6 +243,9 @@ def _bad_analysis_options(args) -> bool:
         return True
     if args.px_size_nm is not None and not args.px_size_nm > 0:
         print("error: --px-size-nm must be positive", file=sys.stderr)
+        return True
+    if not args.edge_margin_px >= 0 or args.edge_margin_px == float("inf"):
+        print("error: --edge-margin-px must be a number of pixels >= 0", file=sys.stderr)
         return True
     return False
 
@@ -309,7 +315,7 @@ def cmd_detect(argv: list[str]) -> int:
             try:
                 res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
                                     threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
-                                    material=args.material)
+                                    material=args.material, edge_margin_px=args.edge_margin_px)
             except (ValueError, MemoryError) as exc:
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_ERROR
@@ -366,7 +372,7 @@ def cmd_batch(argv: list[str]) -> int:
         rows = process_paths(files, args.out, model=args.model, cam=args.cam, device=args.device,
                              threshold=args.threshold, refine=args.refine, px_size_nm=args.px_size_nm,
                              frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
-                             material=args.material,
+                             material=args.material, edge_margin_px=args.edge_margin_px,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:
         bar.close()

@@ -143,6 +143,20 @@ class AtomList(PointTable):
         """Class name of each atom (list of n str)."""
         return [self.class_names[int(c)] for c in self.cls]
 
+    def away_from_edges(self, shape, margin_px: float) -> "AtomList":
+        """The atoms whose centre lies at least `margin_px` from every edge of an image of
+        `shape` (H, W), pixel centres at integer coordinates (all of them for a margin of 0).
+        Columns cut by the edge are localised less well than whole ones; AtomNet's published
+        position lists leave out those within 5 px (its locator's ``dist_edge``)."""
+        m = float(margin_px)
+        if not np.isfinite(m) or m < 0:
+            raise ValueError(f"the edge margin must be a number of pixels >= 0, not {margin_px!r}")
+        if m == 0 or not len(self):
+            return self
+        h, w = shape[:2]
+        keep = (self.x >= m) & (self.y >= m) & (self.x <= w - 1 - m) & (self.y <= h - 1 - m)
+        return self if keep.all() else self.subset(keep)
+
     def subset(self, index) -> "AtomList":
         """Atoms selected by a boolean mask or an index array (a copy)."""
         return AtomList(self.x[index], self.y[index], self.cls[index], self.score[index], self.class_names)

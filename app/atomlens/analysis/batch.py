@@ -88,7 +88,8 @@ def _unique_stem(path: Path, used: set) -> str:
 def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, device: str = "auto",
                   threshold: float = 0.5, refine: str = "centroid", px_size_nm=None, frames: str = "first",
                   json_summary: bool = False, progress=None, cancel=None, log=print,
-                  predictors: dict | None = None, tta: bool = False, material: str | None = None) -> list[dict]:
+                  predictors: dict | None = None, tta: bool = False, material: str | None = None,
+                  edge_margin_px: float = 0.0) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
     Parameters
@@ -109,6 +110,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         Pixel size (nm) for every file, overriding the files' own; None keeps theirs.
     material : str or None
         Material hint for every file (see :func:`atomlens.analysis.material.apply_material_hint`).
+    edge_margin_px : float
+        Leave out the atoms within this many pixels of an image edge (0: keep every column).
     frames : {"first", "all"}
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` as with ``detect``).
     json_summary : bool
@@ -143,6 +146,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         raise ValueError(f"frames must be 'first' or 'all', not {frames!r}")
     if px_size_nm is not None and not float(px_size_nm) > 0:
         raise ValueError(f"px_size_nm must be positive, got {px_size_nm}")
+    if not 0 <= float(edge_margin_px) < float("inf"):
+        raise ValueError(f"edge_margin_px must be a number of pixels >= 0, got {edge_margin_px}")
     paths = [Path(p) for p in paths]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -189,7 +194,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                 sub = _part(progress, (i + j / len(idx)) / max(n, 1), span, f"{path.name} ({i + 1}/{n})")
                 res = analyse_image(mg.frame(f if mg.is_stack else 0), pred, px_size_nm=px,
                                     offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
-                                    cam_predictor=cam_pred, frame=f, material=material, progress=sub)
+                                    cam_predictor=cam_pred, frame=f, material=material,
+                                    edge_margin_px=edge_margin_px, progress=sub)
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
                 row["n_atoms"] += len(res.atoms)

@@ -60,6 +60,8 @@ class AnalysisResult:
     offset_nm : (float, float)
         Physical position of pixel (0, 0).
     threshold, refine : the detection settings used for `atoms`.
+    edge_margin_px : float
+        Atoms closer than this to an edge of the image were left out (0: none).
     material : str or None
         Material hint applied to the classes (:mod:`atomlens.analysis.material`), if any.
     frame : int
@@ -79,6 +81,7 @@ class AnalysisResult:
     frame: int
     shape: tuple
     material: str | None = None
+    edge_margin_px: float = 0.0
 
     @property
     def class_names(self) -> tuple:
@@ -89,10 +92,12 @@ class AnalysisResult:
         names = self.atoms.names()
         return {c: names.count(c) for c in self.atoms.class_names[1:]}
 
-    def rederive(self, threshold: float, refine: str | None = None, image=None, material="keep") -> AtomList:
+    def rederive(self, threshold: float, refine: str | None = None, image=None, material="keep",
+                 edge_margin_px: float | None = None) -> AtomList:
         """Atoms from the cached probabilities at another threshold (and refinement, and
-        material hint: a name, None for none, "keep" for the current one), without running
-        the network; also updates `atoms`, `threshold`, `refine` and `material`.
+        material hint: a name, None for none, "keep" for the current one, and edge margin:
+        None keeps the current one), without running the network; also updates `atoms`,
+        `threshold`, `refine`, `material` and `edge_margin_px`.
 
         `image` is the image as the network saw it (an ABF image inverted).  Raises ValueError
         when no probabilities were kept (an image processed in strips)."""
@@ -107,15 +112,20 @@ class AnalysisResult:
         img = None if image is None else np.asarray(image, np.float32)
         atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
                            refine=refine, image=img, class_names=self.atoms.class_names)
-        notes = [n for n in self.info.get("notes", []) if not n.startswith("material hint")]
+        notes = [n for n in self.info.get("notes", []) if not n.startswith(("material hint", EDGE_NOTE))]
         if material:
             atoms, note = _material_hint(atoms, img, material, self.info)
+            notes.append(note)
+        margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
+        atoms, note = _edge_margin(atoms, self.shape, margin)
+        if note:
             notes.append(note)
         self.info["notes"] = notes
         nn = median_nn_distance(atoms.xy)
         self.info["median_nn_px"] = nn if math.isfinite(nn) else None
         self.atoms = atoms
         self.threshold, self.refine, self.material = float(threshold), refine, material
+        self.edge_margin_px = margin
         return self.atoms
 
     def to_dict(self) -> dict:
@@ -126,7 +136,8 @@ class AnalysisResult:
             "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
             "tta": bool(self.info.get("tta", False)),
             "notes": list(self.info.get("notes", [])),
-            "threshold": self.threshold, "refine": self.refine, "material": self.material, "frame": self.frame,
+            "threshold": self.threshold, "refine": self.refine, "material": self.material,
+            "edge_margin_px": self.edge_margin_px, "frame": self.frame,
             "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
             "counts": self.counts(),
             "atoms": _with_nm(self.atoms.to_dict(), self.px_size_nm, self.offset_nm),
@@ -146,7 +157,8 @@ def _with_nm(d: dict, px_size_nm, offset_nm) -> dict:
 
 def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None,
                   threshold: float = 0.5, refine: str = "centroid", cam_predictor=None, frame: int = 0,
-                  material: str | None = None, progress=None, cancel=None) -> AnalysisResult:
+                  material: str | None = None, edge_margin_px: float = 0.0, progress=None,
+                  cancel=None) -> AnalysisResult:
     """Find and class the atoms of one image (and its defects, given a CAM predictor).
 
     Parameters
@@ -164,12 +176,18 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         What the sample is (one of :data:`atomlens.analysis.material.MATERIALS`): the classes
         that cannot be right in that material are corrected (see
         :func:`atomlens.analysis.material.apply_material_hint`); ``info["notes"]`` says how many.
+    edge_margin_px : float
+        Leave out the atoms whose centre lies closer than this to an edge of the image (in its
+        own pixels; 0 keeps every column, those cut by the edge included).
     progress : callable(fraction, message), optional
     cancel : object with ``is_set()``, optional; raises InterruptedError when set.
     """
     img = np.asarray(image, np.float32)
     if img.ndim != 2:
         raise ValueError(f"expected one 2D image, got shape {img.shape}")
+    edge_margin_px = float(edge_margin_px or 0.0)
+    if not math.isfinite(edge_margin_px) or edge_margin_px < 0:
+        raise ValueError(f"the edge margin must be a number of pixels >= 0, not {edge_margin_px}")
     notes = []
     inverted = needs_inversion(mode, predictor.card.get("mode"))
     if inverted:
@@ -198,6 +216,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     if material:
         atoms, note = _material_hint(atoms, img, material, info)
         info["notes"].append(note)
+    atoms, note = _edge_margin(atoms, img.shape, edge_margin_px)
+    if note:
+        info["notes"].append(note)
     defects = cam = None
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():
@@ -212,7 +233,19 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
                           px_size_nm=None if px_size_nm is None else float(px_size_nm),
                           offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
-                          refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None)
+                          refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None,
+                          edge_margin_px=edge_margin_px)
+
+
+EDGE_NOTE = "edge margin"
+
+
+def _edge_margin(atoms, shape, margin_px):
+    """The atoms at least `margin_px` from the edges, and a note saying how many were left out."""
+    kept = atoms.away_from_edges(shape, margin_px)
+    if not margin_px:
+        return kept, None
+    return kept, f"{EDGE_NOTE} {margin_px:g} px: {len(atoms) - len(kept)} columns near the image edges left out"
 
 
 def _material_hint(atoms, img, material, info):

@@ -67,6 +67,7 @@ class AnalysisController(QtCore.QObject):
         dock.thresholdChanged.connect(self.schedule_rederive)
         dock.refineChanged.connect(self.schedule_rederive)
         dock.materialChanged.connect(self.schedule_rederive)
+        dock.edgeMarginChanged.connect(self.schedule_rederive)
         r = self.runner
         r.progress.connect(self._on_progress)
         r.finished.connect(self._on_finished)
@@ -167,7 +168,8 @@ class AnalysisController(QtCore.QObject):
                                px_size_nm=self.dock.px_size_nm(), offset_nm=tuple(mg.offset_nm), mode=mg.mode,
                                tta=self.dock.tta(),
                                threshold=self.dock.threshold(), refine=self.dock.refine(),
-                               material=self.dock.material(), result=result,
+                               material=self.dock.material(), edge_margin_px=self.dock.edge_margin(),
+                               result=result,
                                label=label)
 
     def _can_start(self) -> bool:
@@ -230,7 +232,7 @@ class AnalysisController(QtCore.QObject):
 
     # ---------------------------------------------------------------- re-deriving
     def schedule_rederive(self, *_) -> None:
-        """Re-derive the displayed result's atoms at the dock's threshold/refinement/material after
+        """Re-derive the displayed result's atoms at the dock's threshold/refinement/material/edge margin after
         :data:`REDERIVE_DELAY_MS` (restarted by every change: the slider stays live)."""
         if self.current_result() is not None:
             self._timer.start()
@@ -240,7 +242,8 @@ class AnalysisController(QtCore.QObject):
         if res is None or self._running:
             return  # a run in progress: it is checked again when it ends
         if (abs(res.threshold - self.dock.threshold()) < 1e-9 and res.refine == self.dock.refine()
-                and res.material == self.dock.material()):
+                and res.material == self.dock.material()
+                and abs(res.edge_margin_px - self.dock.edge_margin()) < 1e-9):
             return
         need_image = self.dock.refine() == "gaussian" or self.dock.material()
         image = self.win.image_view.current_frame() if need_image else None

@@ -22,6 +22,21 @@ STM_MODES = ("STM", "SPM", "AFM")
 PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
 
 
+def edge_margin_spin(value: float = 0.0) -> QtWidgets.QDoubleSpinBox:
+    """Spin box for the edge margin in pixels (0 keeps the columns cut by the image edge)."""
+    spin = QtWidgets.QDoubleSpinBox()
+    spin.setRange(0.0, 200.0)
+    spin.setDecimals(1)
+    spin.setSingleStep(1.0)
+    spin.setSuffix(" px")
+    spin.setSpecialValueText("none (keep edge columns)")
+    spin.setKeyboardTracking(False)
+    spin.setValue(float(value))
+    spin.setToolTip("Leave out the atoms whose centre lies closer than this to the image edge: columns cut by "
+                    "the edge are localised less well. AtomNet's published position lists use 5 px.")
+    return spin
+
+
 def material_combo(current: str | None = None) -> QtWidgets.QComboBox:
     """A combo box of material hints ("not given", then the materials; data: the name or None)."""
     combo = QtWidgets.QComboBox()
@@ -66,7 +81,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
 
     Signals: ``runRequested()``, ``runAllRequested()``, ``cancelRequested()``,
     ``thresholdChanged(float)``, ``refineChanged(str)``, ``materialChanged(object)`` (a
-    material name or None), ``pxSizeEdited(object)`` (nm, or None
+    material name or None), ``edgeMarginChanged(float)`` (px), ``pxSizeEdited(object)`` (nm, or None
     for "estimate"), ``devicesWanted()`` (the device list is opened before it was probed:
     the devices are otherwise reported after the first run, which imports torch anyway).
     """
@@ -77,6 +92,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
     thresholdChanged = QtCore.pyqtSignal(float)
     refineChanged = QtCore.pyqtSignal(str)
     materialChanged = QtCore.pyqtSignal(object)
+    edgeMarginChanged = QtCore.pyqtSignal(float)
     pxSizeEdited = QtCore.pyqtSignal(object)
     devicesWanted = QtCore.pyqtSignal()
 
@@ -168,6 +184,9 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.material_combo = material_combo()
         self.material_combo.currentIndexChanged.connect(lambda _i: self.materialChanged.emit(self.material()))
         form.addRow("Material:", self.material_combo)
+        self.edge_spin = edge_margin_spin()
+        self.edge_spin.valueChanged.connect(lambda v: self.edgeMarginChanged.emit(float(v)))
+        form.addRow("Edge margin:", self.edge_spin)
 
         self.run_button = QtWidgets.QPushButton("Run (F5)")
         self.run_button.setDefault(True)
@@ -378,6 +397,10 @@ class AnalysisDock(QtWidgets.QDockWidget):
         """The material hint (a name from atomlens.analysis.material.MATERIALS) or None."""
         return self.material_combo.currentData()
 
+    def edge_margin(self) -> float:
+        """Atoms within this many pixels of an image edge are left out (0: none)."""
+        return float(self.edge_spin.value())
+
     def set_material(self, name: str | None) -> None:
         i = self.material_combo.findData(name)
         self.material_combo.setCurrentIndex(max(i, 0))
@@ -386,7 +409,8 @@ class AnalysisDock(QtWidgets.QDockWidget):
     def state(self) -> dict:
         """The choices worth keeping between sessions (JSON-friendly)."""
         dev = self.device()
-        return {"threshold": self.threshold(), "refine": self.refine(), "cam": self.cam_check.isChecked(),
+        return {"threshold": self.threshold(), "refine": self.refine(), "edge_margin_px": self.edge_margin(),
+                "cam": self.cam_check.isChecked(),
                 "tta": self.tta(), "device": dev if dev in ("auto", "cpu") else "auto",
                 "models": {k: v for k, v in self._chosen.items() if v}}
 
@@ -401,6 +425,8 @@ class AnalysisDock(QtWidgets.QDockWidget):
                 self.set_threshold(float(state["threshold"]))
             if self.refine_combo.findData(state.get("refine")) >= 0:
                 self.set_refine(state["refine"])
+            if "edge_margin_px" in state:
+                self.edge_spin.setValue(float(state["edge_margin_px"]))
             if self.cam_check.isEnabled():
                 self.cam_check.setChecked(bool(state.get("cam", False)))
             self.tta_check.setChecked(bool(state.get("tta", False)))

@@ -39,6 +39,7 @@ class AnalysisRequest:
     label : prefix of the progress text (e.g. "frame 3/10").
     tta : average the networks over the 8 rotations and mirror images (slower, steadier).
     material : material hint (a name from atomlens.analysis.material.MATERIALS) or None.
+    edge_margin_px : atoms within this many pixels of an image edge are left out (0: none).
     cancel : this job's cancel token (set from the GUI thread).
     """
 
@@ -56,6 +57,7 @@ class AnalysisRequest:
     threshold: float = 0.5
     refine: str = "centroid"
     material: str | None = None
+    edge_margin_px: float = 0.0
     result: object = None
     label: str = ""
     request_id: int = 0
@@ -208,7 +210,7 @@ class AnalysisWorker(QtCore.QObject):
                 result = analyse_image(image, pred, px_size_nm=req.px_size_nm, offset_nm=req.offset_nm,
                                        mode=req.mode, threshold=req.threshold, refine=req.refine,
                                        cam_predictor=cam, frame=req.frame, material=req.material,
-                                       progress=report,
+                                       edge_margin_px=req.edge_margin_px, progress=report,
                                        cancel=req.cancel)
                 break
             except RuntimeError as exc:
@@ -234,7 +236,7 @@ class AnalysisWorker(QtCore.QObject):
             if res.info.get("inverted"):
                 image = -image
         self._report(req.label)(0.5, f"re-deriving atoms at threshold {req.threshold:.2f}")
-        res.rederive(req.threshold, req.refine, image, material=req.material)
+        res.rederive(req.threshold, req.refine, image, material=req.material, edge_margin_px=req.edge_margin_px)
         return res
 
     def _drop_device(self, device: str) -> None:

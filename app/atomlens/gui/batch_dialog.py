@@ -52,7 +52,7 @@ class BatchDialog(QtWidgets.QDialog):
     parent : QWidget or None
     defaults : dict
         Initial values: ``folder``, ``out_dir``, ``recursive``, ``model`` (``"auto"`` or a
-        bundle name), ``threshold``, ``refine``, ``material``, ``cam``, ``json``, ``device``,
+        bundle name), ``threshold``, ``refine``, ``material``, ``edge_margin_px``, ``cam``, ``json``, ``device``,
         ``px_size_nm`` (None: the files' own).
 
     Signals: ``batchFinished(list)`` with the rows of
@@ -97,10 +97,12 @@ class BatchDialog(QtWidgets.QDialog):
         self.refine_combo.addItems(["centroid", "gaussian", "none"])
         self.refine_combo.setCurrentText(d.get("refine", "centroid"))
         form.addRow("Refinement:", self.refine_combo)
-        from .analysis_dock import material_combo
+        from .analysis_dock import edge_margin_spin, material_combo
 
         self.material_combo = material_combo(d.get("material"))  # the same for every file
         form.addRow("Material:", self.material_combo)
+        self.edge_spin = edge_margin_spin(float(d.get("edge_margin_px", 0.0)))
+        form.addRow("Edge margin:", self.edge_spin)
         self.cam_check = QtWidgets.QCheckBox("Also find defects (defect-cam model)")
         self.cam_check.setChecked(bool(d.get("cam", False)))
         form.addRow("", self.cam_check)
@@ -174,7 +176,8 @@ class BatchDialog(QtWidgets.QDialog):
         return {"model": self.model_combo.currentData() or "auto", "cam": self.cam_check.isChecked(),
                 "device": self.device, "threshold": float(self.threshold_spin.value()),
                 "refine": self.refine_combo.currentText(), "px_size_nm": self.px_size_nm,
-                "material": self.material_combo.currentData(), "json_summary": self.json_check.isChecked()}
+                "material": self.material_combo.currentData(), "edge_margin_px": float(self.edge_spin.value()),
+                "json_summary": self.json_check.isChecked()}
 
     @property
     def running(self) -> bool:
@@ -273,7 +276,7 @@ class BatchDialog(QtWidgets.QDialog):
         self.start_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         for w in (self.folder_edit, self.out_edit, self.model_combo, self.threshold_spin, self.refine_combo,
-                  self.material_combo, self.cam_check, self.json_check, self.recursive_check):
+                  self.material_combo, self.edge_spin, self.cam_check, self.json_check, self.recursive_check):
             w.setEnabled(not running)
 
     def reject(self) -> None:

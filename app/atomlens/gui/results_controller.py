@@ -164,7 +164,8 @@ class ResultsController(QtCore.QObject):
 
         dock = self.w.analysis_dock
         defaults = {"threshold": dock.threshold(), "refine": dock.refine(), "device": dock.device(),
-                    "material": dock.material(), "cam": dock.cam_model() is not None}
+                    "material": dock.material(), "edge_margin_px": dock.edge_margin(),
+                    "cam": dock.cam_model() is not None}
         mg = self.w.micrograph
         if mg is not None and getattr(mg, "path", None):
             defaults["folder"] = str(Path(mg.path).parent)
