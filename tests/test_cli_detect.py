@@ -74,6 +74,20 @@ def test_detect_and_batch_tta_average_the_eight_views(bundle, tmp_path):
     assert main(["batch", str(tmp_path), "--out", str(tmp_path / "batch"), "--model", str(bundle), "--device", "cpu",
                  "--px-size-nm", "0.02", "--tta", "--json"]) == EXIT_OK
     assert json.loads((tmp_path / "batch" / "a.json").read_text())["tta"] is True
+    assert json.loads((tmp_path / "batch" / "a.json").read_text())["views"] == 8
+    assert json.loads((tmp_path / "outFalse" / "a.json").read_text())["views"] == 2  # image and half turn
+    # --single-view: one pass; a half-turned image then gives other atoms than the default does
+    np.save(tmp_path / "c.npy", np.ascontiguousarray(np.rot90(img, 2)))
+    for one in (False, True):
+        out = tmp_path / f"one{one}"
+        assert main(["detect", str(tmp_path / "a.npy"), str(tmp_path / "c.npy"), "--out", str(out), "--model",
+                     str(bundle), "--device", "cpu", "--px-size-nm", "0.02", "--threshold", "0.3", "--json"]
+                    + (["--single-view"] if one else [])) == EXIT_OK
+        assert json.loads((out / "a.json").read_text())["views"] == (1 if one else 2)
+        a, c = (np.array([[float(v) for v in r[:2]] for r in _rows(out / f"{s}.atoms.csv")[1:]]).reshape(-1, 2)
+                for s in "ac")
+        ip, _, _ = match_points(47 - a, c, 0.5)  # (x, y) -> (47 - x, 47 - y) under the half turn
+        assert (len(ip) == len(a) == len(c)) is not one
 
 
 def test_detect_px_size_override_fills_nm(bundle, real_data, tmp_path):

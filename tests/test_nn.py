@@ -404,13 +404,23 @@ def test_normalisation_is_recorded_inherited_and_applied(tmp_path):
 
     train({**SMALL_RECIPE, "normalisation": "clip-robust", "steps": 2}, tmp_path / "r", log=lambda m: None)
     assert read_card(tmp_path / "r")["normalisation"]["method"] == "clip-robust"
-    pred = Predictor(tmp_path / "r", "cpu")
+    pred = Predictor(tmp_path / "r", "cpu", single_view=True)
     assert pred.norm == "clip-robust"
     img = _lattice(True)
-    prob, _ = pred.probabilities(img, 0.02)
+    prob, info = pred.probabilities(img, 0.02)
+    x = torch.from_numpy(normalise(img, method="clip-robust"))[None, None]
     with torch.no_grad():
-        direct = pred.model(torch.from_numpy(normalise(img, method="clip-robust"))[None, None]).softmax(1)[0]
+        direct = pred.model(x).softmax(1)[0]
+        turned = torch.rot90(pred.model(torch.rot90(x, 2, (2, 3))).softmax(1), 2, (2, 3))[0]
     np.testing.assert_allclose(prob, direct.numpy(), atol=1e-4)
+    assert info["views"] == 1
+    # by default the maps are the mean over the image and its half turn (each mapped back)
+    prob2, info2 = Predictor(tmp_path / "r", "cpu").probabilities(img, 0.02)
+    np.testing.assert_allclose(prob2, ((direct + turned) / 2).numpy(), atol=1e-4)
+    assert info2["views"] == 2 and np.abs(prob2 - prob).max() > 1e-3  # the untrained net is not symmetric
+    from atomlens.nn.data import TTA_VIEWS
+
+    assert Predictor(tmp_path / "r", "cpu", tta=True).views == TTA_VIEWS
     # a fine-tuned model keeps its parent's scaling unless its recipe names another
     train({**SMALL_RECIPE, "init_from": str(tmp_path / "r"), "steps": 1}, tmp_path / "c", log=lambda m: None)
     assert read_card(tmp_path / "c")["normalisation"]["method"] == "clip-robust"

@@ -224,6 +224,9 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
     p.add_argument("--edge-margin-px", type=float, default=0.0, metavar="N",
                    help="leave out the columns whose centre lies within N pixels of the image edge (default 0: "
                         "every column, those cut by the edge included; AtomNet's position lists use 5)")
+    p.add_argument("--single-view", action="store_true",
+                   help="one pass of the atom-finding network instead of the mean over the image and its half "
+                        "turn (about 1.4x faster, a little less steady)")
     p.add_argument("--tta", action="store_true",
                    help="average the networks over the 8 rotations and mirror images of the image (about 3-8x "
                         "slower; steadier on weak features: CAM type accuracy 0.933 -> 0.947)")
@@ -287,7 +290,7 @@ def cmd_detect(argv: list[str]) -> int:
         if name not in predictors:
             from .nn.infer import Predictor
 
-            predictors[name] = Predictor(name, device=args.device, tta=args.tta)
+            predictors[name] = Predictor(name, device=args.device, tta=args.tta, single_view=args.single_view)
         return predictors[name]
 
     for path in args.paths:
@@ -372,6 +375,7 @@ def cmd_batch(argv: list[str]) -> int:
         rows = process_paths(files, args.out, model=args.model, cam=args.cam, device=args.device,
                              threshold=args.threshold, refine=args.refine, px_size_nm=args.px_size_nm,
                              frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
+                             single_view=args.single_view,
                              material=args.material, edge_margin_px=args.edge_margin_px,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:

@@ -88,7 +88,8 @@ def _unique_stem(path: Path, used: set) -> str:
 def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, device: str = "auto",
                   threshold: float = 0.5, refine: str = "centroid", px_size_nm=None, frames: str = "first",
                   json_summary: bool = False, progress=None, cancel=None, log=print,
-                  predictors: dict | None = None, tta: bool = False, material: str | None = None,
+                  predictors: dict | None = None, tta: bool = False, single_view: bool = False,
+                  material: str | None = None,
                   edge_margin_px: float = 0.0) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
@@ -116,6 +117,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` as with ``detect``).
     json_summary : bool
         Also write ``<stem>.json``.
+    single_view : bool
+        One pass of the atom-finding network instead of the mean over the image and its half turn.
     tta : bool
         Average the networks over the 8 rotations and mirror images (slower, steadier).
     progress : callable(fraction, message), optional
@@ -160,7 +163,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
             try:
                 from ..nn.infer import Predictor
 
-                cache[name] = Predictor(name, device=device, tta=tta)
+                cache[name] = Predictor(name, device=device, tta=tta, single_view=single_view)
             except Exception as exc:  # noqa: BLE001 - a bad model fails its files, not the batch
                 cache[name] = exc
         if isinstance(cache[name], Exception):

@@ -134,7 +134,7 @@ class AnalysisResult:
             "format": RESULT_FORMAT,
             "model": self.info.get("model"), "cam_model": self.info.get("cam_model"),
             "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
-            "tta": bool(self.info.get("tta", False)),
+            "tta": bool(self.info.get("tta", False)), "views": self.info.get("views"),
             "notes": list(self.info.get("notes", [])),
             "threshold": self.threshold, "refine": self.refine, "material": self.material,
             "edge_margin_px": self.edge_margin_px, "frame": self.frame,
