@@ -63,6 +63,8 @@ def main() -> int:
     ap.add_argument("--refine", default="centroid")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--tta", action="store_true", help="average over the 8 rotations/mirror images")
+    ap.add_argument("--single-view", action="store_true",
+                    help="one pass of the network (default: the mean over the image and its half turn)")
     ap.add_argument("--seed-base", type=int, default=TEST_SEED,
                     help="first seed (default: the test seeds; to choose between models use validation "
                          "seeds, e.g. 2100000000, which training never reaches)")
@@ -79,11 +81,11 @@ def main() -> int:
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
 
-    pred = Predictor(args.model, "auto", tta=args.tta)
+    pred = Predictor(args.model, "auto", tta=args.tta, single_view=args.single_view)
     recipe = json.loads(Path(args.recipe).read_text())
     px = args.px or pred.px_size_A
     allres = {}
-    print(f"model {args.model}, test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
+    print(f"model {args.model} ({len(pred.views)} view(s)), test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
           f"seeds from {args.seed_base}" + (", material hint for the TMDs" if args.material_hint else ""))
     print(f"{'family':14s} {'atoms F1':>9s} {'RMSE Å':>7s} {'atom F1':>8s} {'dopant F1':>9s} {'vacancy F1':>10s}")
     for name, cfg in families(recipe):
