@@ -39,8 +39,8 @@ bench: $(VENV)/.test-stamp
 	$(BIN)/python bench/sim_speed.py
 
 # Retrain the bundled models from their recipes into build/models/ (compare with resources/models/).
-# stem-haadf and defect-cam have two stages: the second fine-tunes the first on its own recipe.
-# On a 2-core CPU each stage takes up to the recipe's time limit (55 + 35, 55 + 30 and 48 min);
+# Each has two stages: the second fine-tunes the first on its own recipe.
+# On a 2-core CPU each stage takes up to the recipe's time limit (55 + 35, 55 + 30 and 48 + 35 min);
 # with a GPU the recipes' cuda profiles take minutes.
 MODELS := build/models
 models: $(VENV)/.run-stamp
@@ -48,7 +48,8 @@ models: $(VENV)/.run-stamp
 	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-ft.json --init-from $(MODELS)/stem-haadf-stage1 --out $(MODELS)/stem-haadf
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam.json --out $(MODELS)/defect-cam-stage1
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-ft.json --init-from $(MODELS)/defect-cam-stage1 --out $(MODELS)/defect-cam
-	$(BIN)/atomlens train --recipe resources/recipes/stm-topo.json --out $(MODELS)/stm-topo
+	$(BIN)/atomlens train --recipe resources/recipes/stm-topo.json --out $(MODELS)/stm-topo-stage1
+	$(BIN)/atomlens train --recipe resources/recipes/stm-topo-ft.json --init-from $(MODELS)/stm-topo-stage1 --out $(MODELS)/stm-topo
 
 clean:
 	rm -rf build dist app/*.egg-info .pytest_cache tests/_artifacts

@@ -35,6 +35,21 @@ def test_bundled_stem_haadf_card_records_its_recipe():
     load_bundle(names["stem-haadf"])  # sha256 matches
 
 
+def test_bundled_stm_topo_card_records_both_stages():
+    """stm-topo 1.1: stage 2 fine-tuned on the CPU (recipe stm-topo-ft.json) from stage 1
+    (stm-topo.json, whose card is kept beside it)."""
+    names = {n: p for n, p, origin in list_bundles() if origin == "bundled"}
+    card = read_card(names["stm-topo"])
+    assert card["version"] == "1.1" and card["recipe"]["recipe_file"] == "stm-topo-ft.json"
+    assert card["training"]["device"] == "cpu" and card["training"]["seconds"] <= 60 * 60
+    stage1 = json.loads((names["stm-topo"] / "stage1_card.json").read_text(encoding="utf-8"))
+    assert stage1["recipe"]["recipe_file"] == "stm-topo.json" and stage1["version"] == "1.0"
+    assert card["parent"] == {"name": "stm-topo", "version": "1.0", "weights_sha256": stage1["weights_sha256"]}
+    assert card["validation"]["val_class_f1"] > 0.9
+    assert (names["stm-topo"] / "weights.safetensors").stat().st_size < 10e6
+    load_bundle(names["stm-topo"])  # sha256 matches
+
+
 def test_stem_haadf_on_unseen_simulated_graphene(stem):
     from atomlens.sim import simulate
 

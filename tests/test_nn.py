@@ -287,7 +287,8 @@ def test_train_cancel_keeps_best_and_fine_tune_records_parent(tmp_path):
     assert child["parent"]["weights_sha256"] == parent["weights_sha256"]
 
 
-@pytest.mark.parametrize("name", ["stem-haadf", "stem-haadf-ft", "stm-topo", "defect-cam", "defect-cam-ft"])
+@pytest.mark.parametrize("name", ["stem-haadf", "stem-haadf-ft", "stm-topo", "stm-topo-ft", "defect-cam",
+                                  "defect-cam-ft"])
 def test_bundled_recipes_build_and_simulate(name):
     from atomlens.nn.data import SimStream
     from atomlens.samples import resource_path

@@ -129,6 +129,16 @@ def test_noise_estimates_match_the_simulation():
 
 # --------------------------------------------------------------------------- dialog
 def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
+    import json
+    import shutil
+
+    # a base whose card holds the recipe after the CUDA profile (batch 32): stm-topo's stage 1
+    src = {n: p for n, p, _ in list_bundles()}["stm-topo"]
+    gpu = tiny_base.parent / "stm-topo-gpu"
+    shutil.copytree(src, gpu)
+    card = read_card(gpu)
+    card.update(name="stm-topo-gpu", recipe=json.loads((gpu / "stage1_card.json").read_text())["recipe"])
+    (gpu / "card.json").write_text(json.dumps(card))
     dlg = _dialog(qtbot, manager, context)
     w = dlg.settings_widget
     assert w.base_model()[0] == "tiny"
@@ -160,9 +170,9 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     # a bundled base whose card holds the recipe after the CUDA profile (batch 32): the plain
     # values of its recipe file return, and fine-tuning starts at a quarter of its rate
     bundled = {n: str(p) for n, p, _ in list_bundles()}
-    w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stm-topo"]))
-    assert read_card(bundled["stm-topo"])["recipe"]["batch_size"] == 32
-    assert w.name_edit.text().startswith("stm-topo-ft-") and w.batch_spin.value() == 12
+    w.base_combo.setCurrentIndex(w.base_combo.findData(str(gpu)))
+    assert read_card(gpu)["recipe"]["batch_size"] == 32
+    assert w.name_edit.text().startswith("stm-topo-gpu-ft-") and w.batch_spin.value() == 12
     assert w.lr_spin.value() == pytest.approx(0.004 / 4) and w.patch_spin.value() == 160
     # stem-haadf 1.1 was fine-tuned on the CPU from stage 1: its card's own recipe (lr 1e-3)
     w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stem-haadf"]))
