@@ -122,8 +122,9 @@ class AnalysisDock(QtWidgets.QDockWidget):
         form.addRow("", self.cam_check)
         self.tta_check = QtWidgets.QCheckBox("Average 8 views (slower, steadier)")
         self.tta_check.setToolTip("Run the networks on the 8 rotations and mirror images of the image and average "
-                                  "them (test-time augmentation): 3-8x the network time, fewer missed weak "
-                                  "features. Applies from the next Run.")
+                                  "them (test-time augmentation): about 4x the time of the default, which averages "
+                                  "the atom finder over the image and its half turn; fewer missed weak features. "
+                                  "Applies from the next Run.")
         form.addRow("", self.tta_check)
 
         self.device_combo = _PopupCombo()
