@@ -37,10 +37,9 @@ def overlay(image, atoms, path, size=512):
 
 def stripes(img, atoms) -> str:
     """The stripes check's ratio for the atoms found (a note from 20 up; lattices score 1-5)."""
-    from atomlens.analysis.lattice import STRIPE_RATIO, median_nn_distance, one_directional_period
+    from atomlens.analysis.lattice import STRIPE_RATIO, stripes_ratio
 
-    d = median_nn_distance(atoms.xy)
-    ratio = one_directional_period(img, max(2.0, 0.5 * d), 2.0 * d)[0] if np.isfinite(d) else float("nan")
+    ratio = stripes_ratio(img, atoms.xy)[0]
     return f"stripes ratio {ratio:.1f}" + (" (stripes note)" if ratio >= STRIPE_RATIO else "")
 
 

@@ -247,7 +247,11 @@ def _bad_analysis_options(args) -> bool:
     if args.px_size_nm is not None and not args.px_size_nm > 0:
         print("error: --px-size-nm must be positive", file=sys.stderr)
         return True
-    if not args.edge_margin_px >= 0 or args.edge_margin_px == float("inf"):
+    from .analysis.atoms import check_edge_margin
+
+    try:
+        check_edge_margin(args.edge_margin_px)
+    except ValueError:
         print("error: --edge-margin-px must be a number of pixels >= 0", file=sys.stderr)
         return True
     return False

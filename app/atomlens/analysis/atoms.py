@@ -86,6 +86,14 @@ def names_to_indices(names, known) -> tuple[np.ndarray, tuple]:
     return np.array([out.index(n) for n in names], dtype=np.int64), tuple(out)
 
 
+def check_edge_margin(margin_px) -> float:
+    """`margin_px` as a float; ValueError unless it is a finite number of pixels >= 0."""
+    m = float(margin_px)
+    if not math.isfinite(m) or m < 0:
+        raise ValueError(f"the edge margin must be a number of pixels >= 0, not {margin_px!r}")
+    return m
+
+
 class PointTable:
     """What atom and defect tables share: positions ``x``, ``y`` (px) and their length."""
 
@@ -148,9 +156,7 @@ class AtomList(PointTable):
         `shape` (H, W), pixel centres at integer coordinates (all of them for a margin of 0).
         Columns cut by the edge are localised less well than whole ones; AtomNet's published
         position lists leave out those within 5 px (its locator's ``dist_edge``)."""
-        m = float(margin_px)
-        if not np.isfinite(m) or m < 0:
-            raise ValueError(f"the edge margin must be a number of pixels >= 0, not {margin_px!r}")
+        m = check_edge_margin(margin_px)
         if m == 0 or not len(self):
             return self
         h, w = shape[:2]

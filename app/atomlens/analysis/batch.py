@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from ..io.formats import ALL_EXTENSIONS
+from .atoms import check_edge_margin
 from .pipeline import analyse_image, write_results
 
 __all__ = ["SUMMARY_NAME", "default_model", "iter_micrograph_files", "process_paths", "write_summary"]
@@ -149,8 +150,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         raise ValueError(f"frames must be 'first' or 'all', not {frames!r}")
     if px_size_nm is not None and not float(px_size_nm) > 0:
         raise ValueError(f"px_size_nm must be positive, got {px_size_nm}")
-    if not 0 <= float(edge_margin_px) < float("inf"):
-        raise ValueError(f"edge_margin_px must be a number of pixels >= 0, got {edge_margin_px}")
+    check_edge_margin(edge_margin_px)  # before any file is read
     paths = [Path(p) for p in paths]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

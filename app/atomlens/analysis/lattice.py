@@ -8,7 +8,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 __all__ = ["estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours",
-           "median_nn_distance", "one_directional_period", "stripes_note", "STRIPE_RATIO"]
+           "median_nn_distance", "one_directional_period", "stripes_note", "stripes_ratio", "STRIPE_RATIO"]
 
 #: A Fourier peak this many times stronger than any peak in another direction at the same scale
 #: is a stripe pattern, not a lattice.  Measured: real lattices 1.05-2.2 (the STEM and STM files
@@ -155,16 +155,23 @@ def stripes_note(image, xy, px_size_A=None, *, nn_px: float | None = None, min_a
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < min_atoms:
         return None
-    d = median_nn_distance(xy) if nn_px is None else float(nn_px)
-    if not np.isfinite(d) or d <= 0:
-        return None
-    ratio, period, angle = one_directional_period(image, max(2.0, 0.5 * d), 2.0 * d)
+    ratio, period, angle = stripes_ratio(image, xy, nn_px=nn_px)
     if not ratio >= STRIPE_RATIO:
         return None
     size = f"{period * px_size_A:.2f} Å" if px_size_A else f"{period:.1f} px"
     return (f"stripes: at the scale of the atoms found, the image's strongest periodicity ({size}, at "
             f"{angle % 180:.0f}° from the x axis) runs in one direction only ({ratio:.0f}x any other), as interference "
             f"or scan noise does, not a lattice: atoms found along it may not be real")
+
+
+def stripes_ratio(image, xy, *, nn_px: float | None = None) -> tuple[float, float, float]:
+    """:func:`one_directional_period` of `image` at the scale of the atoms `xy`: periods from
+    half to twice their median nearest-neighbour distance (`nn_px` when already known).
+    (ratio, period_px, angle_deg); all NaN when the atoms give no scale."""
+    d = median_nn_distance(xy) if nn_px is None else float(nn_px)
+    if not np.isfinite(d) or d <= 0:
+        return (float("nan"),) * 3
+    return one_directional_period(image, max(2.0, 0.5 * d), 2.0 * d)
 
 
 def median_nn_distance(xy) -> float:

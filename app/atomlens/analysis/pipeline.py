@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_save_npy, atomic_write_text
-from .atoms import AtomList, find_atoms
+from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .lattice import median_nn_distance, stripes_note
 from .material import apply_material_hint
@@ -185,9 +185,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     img = np.asarray(image, np.float32)
     if img.ndim != 2:
         raise ValueError(f"expected one 2D image, got shape {img.shape}")
-    edge_margin_px = float(edge_margin_px or 0.0)
-    if not math.isfinite(edge_margin_px) or edge_margin_px < 0:
-        raise ValueError(f"the edge margin must be a number of pixels >= 0, not {edge_margin_px}")
+    edge_margin_px = check_edge_margin(edge_margin_px or 0.0)  # before the network runs
     notes = []
     inverted = needs_inversion(mode, predictor.card.get("mode"))
     if inverted:

@@ -190,7 +190,7 @@ class Predictor:
         with ``tta``)."""
         if self.task != "cam":
             raise ValueError(f"model {self.card['name']} is not a defect-CAM model")
-        views = TTA_VIEWS if self.tta else ((0, False),)
+        views = self.views
         logits, maps = 0.0, 0.0
         for k, f in views:
             lg, mp = self.model.cam(dihedral_view(x, k, f).to(self.device))
