@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
+from atomlens.analysis.material import SUGGEST_NOTE
 from atomlens.analysis.metrics import detection_scores
 from atomlens.nn.bundle import list_bundles, load_bundle, read_card
 
@@ -163,6 +164,9 @@ def test_material_hint_sorts_mose2_vacancies_from_dopants(stem):
         s = detection_scores(res.atoms.xy, res.atoms.cls, txy, tcls, 0.5 / 0.2)
         scores[material] = s["per_class"]
         assert s["f1"] > 0.99  # the hint changes classes, never positions
+        # without a material, the note suggests naming one (MoSe2 among those that fit)
+        suggested = [n for n in res.info["notes"] if n.startswith(SUGGEST_NOTE)]
+        assert len(suggested) == (material is None) and "MoSe2" in res.info["material_suggestion"]
     assert scores["MoSe2"][3]["f1"] > 0.9 and scores[None][3]["f1"] < 0.6
     assert scores["MoSe2"][2]["f1"] >= scores[None][2]["f1"]
     assert res.material == "MoSe2" and res.to_dict()["material"] == "MoSe2"
@@ -170,11 +174,17 @@ def test_material_hint_sorts_mose2_vacancies_from_dopants(stem):
     # re-deriving from the cached maps: without the hint the network's own classes come back
     hinted = res.atoms.cls.copy()
     plain = res.rederive(0.5, material=None)
-    assert res.material is None and not any(n.startswith("material hint") for n in res.info["notes"])
+    assert res.material is None and not any(n.startswith("material hint MoSe2") for n in res.info["notes"])
+    assert [n for n in res.info["notes"] if n.startswith("material hint")] == [res.info["material_suggestion"]]
     assert (plain.cls != hinted).sum() > 0
     with pytest.raises(ValueError, match="needs the image"):
         res.rederive(0.5, material="MoSe2")
     np.testing.assert_array_equal(res.rederive(0.5, image=r.image, material="MoSe2").cls, hinted)
+    assert not any(n.startswith(SUGGEST_NOTE) for n in res.info["notes"])
+    # an uncalibrated image: the spacing is an estimate, so nothing is suggested
+    res = analyse_image(r.image, stem, px_size_nm=None)
+    assert res.info.get("material_suggestion") is None
+    assert not any(n.startswith(SUGGEST_NOTE) for n in res.info["notes"])
 
 
 def test_detect_material_option(tmp_path, capsys):
@@ -183,11 +193,14 @@ def test_detect_material_option(tmp_path, capsys):
     path = tmp_path / "mose2.npy"
     np.save(path, _mose2(3_000_000_322).image)
     out = tmp_path / "out"
+    assert main(["detect", str(path), "--out", str(out), "--px-size-nm", "0.02", "--device", "cpu"]) == EXIT_OK
+    assert f"note: mose2.npy: {SUGGEST_NOTE}" in capsys.readouterr().err
     assert main(["detect", str(path), "--out", str(out), "--px-size-nm", "0.02", "--device", "cpu",
                  "--material", "mose2", "--json"]) == EXIT_OK
     summary = json.loads((out / "mose2.json").read_text())
     assert summary["material"] == "MoSe2"
-    assert "material hint MoSe2:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "material hint MoSe2:" in err and SUGGEST_NOTE not in err
     with pytest.raises(SystemExit) as exc:
         main(["detect", str(path), "--out", str(out), "--material", "graphite"])
     assert exc.value.code == EXIT_USAGE

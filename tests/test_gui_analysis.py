@@ -224,16 +224,20 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
     first = run_and_wait(qtbot, win)
     runs = win.analysis.runner.worker.network_runs
     n_dop = int((first.atoms.cls == 2).sum())
+    # a calibrated TMD-like lattice without a material: the notes suggest naming it
+    assert "material hint suggested" in dock.notes.text() and "MoSe2" in dock.notes.text()
     with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material == "MoSe2"):
         dock.set_material("MoSe2")
     res = win.analysis.current_result()
     assert win.analysis.runner.worker.network_runs == runs and res.prob is first.prob
     assert int((res.atoms.cls == 2).sum()) <= n_dop - 8  # dim "dopants" are vacancies now
     assert "material hint MoSe2" in dock.notes.text() and dock.notes.isVisible()
+    assert "material hint suggested" not in dock.notes.text()
     with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material is None):
         dock.set_material(None)
     res = win.analysis.current_result()
-    assert int((res.atoms.cls == 2).sum()) == n_dop and "material hint" not in dock.notes.text()
+    assert int((res.atoms.cls == 2).sum()) == n_dop and "material hint MoSe2" not in dock.notes.text()
+    assert "material hint suggested" in dock.notes.text()
     qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from atomlens.analysis.atoms import AtomList
-from atomlens.analysis.material import MATERIALS, apply_material_hint, column_levels
+from atomlens.analysis.material import (MATERIALS, SUGGEST_NOTE, apply_material_hint, column_levels,
+                                        suggest_material)
 from atomlens.sim import simulate
 
 PX_A = 0.2
@@ -120,3 +121,48 @@ def test_pipeline_leaves_an_stm_model_alone():
     assert "not applied" in note and "ABF" in note
     _, note = _material_hint(atoms, r.image, "MoSe2", {"model_mode": "HAADF", "px_size_A": PX_A})
     assert note.startswith("material hint MoSe2:")
+
+
+@pytest.mark.parametrize("structure, dopant, seed, expected", [("WS2", "Mo", 21, "WS2"), ("MoSe2", "W", 22, "MoSe2")])
+def test_suggestion_names_a_tmd_that_fits(structure, dopant, seed, expected):
+    r, xy, cls, *_ = _tmd(structure, dopant, seed)
+    note = suggest_material(_atoms(xy, cls), r.image, PX_A)
+    assert note is not None and note.startswith(SUGGEST_NOTE) and "2H TMD" in note
+    fits = note.split("as in ")[1].split(")")[0].split(", ")
+    assert expected in fits and set(fits) <= set(MATERIALS)
+    assert "--material" in note
+    # an estimated scale says nothing about the spacing: no suggestion; nor for a model
+    # without the three classes
+    assert suggest_material(_atoms(xy, cls), r.image, None) is None
+    two = AtomList(xy[:, 0], xy[:, 1], np.ones(len(xy), int), np.full(len(xy), 0.9),
+                   class_names=("background", "atom"))
+    assert suggest_material(two, r.image, PX_A) is None
+
+
+@pytest.mark.parametrize("structure", ["graphene", "hbn", "SrTiO3", "Si110"])
+def test_no_suggestion_for_other_lattices(structure):
+    """h-BN has two sublattices too, but 1.45 Å apart; graphene and Si[110] have one kind of
+    column; a perovskite's columns are not a honeycomb."""
+    cfg = {"structure": structure, "shape": [192, 192], "px_size_A": PX_A, "mode": "HAADF",
+           "noise": {"dose_e_per_A2": 1e5}}
+    r = simulate(cfg, 23)
+    xy, cls = r.points_px()
+    inside = (xy >= 0).all(1) & (xy <= 191).all(1)
+    assert suggest_material(_atoms(xy[inside], cls[inside]), r.image, PX_A) is None
+
+
+def test_suggestion_reads_only_the_centre_of_a_large_image(monkeypatch):
+    import atomlens.analysis.material as material
+
+    r, xy, cls, *_ = _tmd("WS2", "Mo", 24, shape=(640, 576))
+    seen = []
+    real = material.column_levels
+
+    def spy(image, xy_, nn_px, **kw):
+        seen.append((np.shape(image), xy_.min(0), xy_.max(0)))
+        return real(image, xy_, nn_px, **kw)
+
+    monkeypatch.setattr(material, "column_levels", spy)
+    assert suggest_material(_atoms(xy, cls), r.image, PX_A).startswith(SUGGEST_NOTE)
+    (shape, lo, hi), = seen
+    assert shape == (512, 512) and (lo >= 0).all() and (hi <= 511).all()

@@ -42,8 +42,8 @@ import numpy as np
 if TYPE_CHECKING:
     from .atoms import AtomList
 
-__all__ = ["MATERIALS", "MaterialInfo", "apply_material_hint", "canonical_name", "column_levels",
-           "material_names"]
+__all__ = ["MATERIALS", "MaterialInfo", "SUGGEST_NOTE", "apply_material_hint", "canonical_name",
+           "column_levels", "material_names", "suggest_material"]
 
 #: Z-contrast exponent used to tell which sublattice is brighter (HAADF: 1.5-1.9).
 Z_EXPONENT = 1.7
@@ -58,6 +58,14 @@ VISIBLE = 0.25
 DOPANT_FACTOR = 1.35
 #: The two sublattices must differ by at least this factor, per column, to be told apart.
 MIN_SUBLATTICE_RATIO = 1.15
+#: The two sublattices must be told apart on at least this fraction of the columns.
+MIN_TOLD_APART = 0.5
+#: :func:`suggest_material` reads at most this square (px) from the centre of the image ...
+SUGGEST_WINDOW_PX = 512
+#: ... and needs at least this many columns there.
+MIN_SUGGEST_COLUMNS = 30
+#: Every note of :func:`suggest_material` starts with this.
+SUGGEST_NOTE = "material hint suggested"
 #: Z-contrast exponents that bound the sublattice contrast a material can show (ADF to HAADF).
 Z_EXPONENT_RANGE = (1.3, 2.0)
 #: Probe tails compress the measured contrast: a material's lower bound is relaxed to
@@ -187,6 +195,62 @@ def _sublattice_refs(xy, level, nn_px):
     return same, other
 
 
+def _sublattices(image, xy, nn_px):
+    """Per column: level, same- and other-sublattice reference levels, whether the two
+    sublattices are told apart there (`ok`), and |log| of their ratio."""
+    level = column_levels(image, xy, nn_px)
+    same, other = _sublattice_refs(xy, level, nn_px)
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(same) & np.isfinite(other) & (same > 0) & (other > 0)
+        log_q = np.abs(np.log(np.where(ok, same / np.where(ok, other, 1), 1)))
+        ok &= log_q > math.log(MIN_SUBLATTICE_RATIO)
+    return level, same, other, ok, log_q
+
+
+def suggest_material(atoms: AtomList, image, px_size_A: float | None) -> str | None:
+    """A note suggesting the material hint when no material was given and the columns look
+    like a 2H TMD seen along c; None otherwise.
+
+    The columns must be spaced as some material of :data:`MATERIALS` (so `px_size_A` must be
+    a calibrated pixel size, not an estimate), form two sublattices that are told apart on at
+    least half of them (as :func:`apply_material_hint` requires), and differ by a contrast
+    that some material of :data:`MATERIALS` can show; the note names those materials.  Only
+    the central :data:`SUGGEST_WINDOW_PX` square of the image is read, so the cost does not
+    grow with the image.  Graphene, h-BN (spaced 1.42-1.45 Å), metals, perovskites and
+    single atoms give no note.
+    """
+    from .lattice import median_nn_distance
+
+    names = atoms.class_names
+    if not px_size_A or not all(c in names for c in ("atom", "dopant", "vacancy")):
+        return None
+    img = np.asarray(image, np.float32)
+    h, w = img.shape
+    half = SUGGEST_WINDOW_PX // 2
+    y0, x0 = max(0, h // 2 - half), max(0, w // 2 - half)
+    y1, x1 = min(h, y0 + SUGGEST_WINDOW_PX), min(w, x0 + SUGGEST_WINDOW_PX)
+    xy = atoms.xy
+    inside = (xy[:, 0] >= x0) & (xy[:, 0] <= x1 - 1) & (xy[:, 1] >= y0) & (xy[:, 1] <= y1 - 1)
+    xy = xy[inside] - (x0, y0)
+    if len(xy) < MIN_SUGGEST_COLUMNS:
+        return None
+    nn_px = median_nn_distance(xy)
+    nn_A = nn_px * float(px_size_A)
+    spaced = [m for m in MATERIALS.values() if abs(nn_A / m.nn_distance_A - 1) <= NN_TOLERANCE]
+    if not spaced:
+        return None
+    _level, _same, _other, ok, log_q = _sublattices(img[y0:y1, x0:x1], xy, nn_px)
+    if ok.sum() < MIN_TOLD_APART * len(xy):
+        return None
+    contrast = float(np.median(np.exp(log_q[ok])))
+    fits = [m.name for m in spaced if m.contrast_range()[0] <= contrast <= m.contrast_range()[1]]
+    if not fits:
+        return None
+    return (f"{SUGGEST_NOTE}: the columns look like a 2H TMD ({nn_A:.2f} Å apart, two sublattices "
+            f"{contrast:.1f}x apart, as in {', '.join(fits)}); naming the material (Material in the Analysis "
+            f"panel, --material on the command line) tells single chalcogen vacancies from metal dopants")
+
+
 def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | None = None):
     """Correct the classes of `atoms` that the material rules out; returns (AtomList, note).
 
@@ -226,14 +290,10 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
         if abs(nn_A / want - 1) > NN_TOLERANCE:
             return atoms, (f"material hint {info.name} not applied: the columns are {nn_A:.2f} Å apart, "
                            f"{info.name} has {want:.2f} Å")
-    level = column_levels(image, xy, nn_px)
-    same, other = _sublattice_refs(xy, level, nn_px)
+    level, same, other, ok, log_q = _sublattices(image, xy, nn_px)
     with np.errstate(all="ignore"):
-        ok = np.isfinite(same) & np.isfinite(other) & (same > 0) & (other > 0)
-        log_q = np.abs(np.log(np.where(ok, same / np.where(ok, other, 1), 1)))  # |log| of the sublattice ratio
-        ok &= log_q > math.log(MIN_SUBLATTICE_RATIO)
         r = np.where(ok, level / np.where(ok, same, 1), np.nan)
-    if ok.sum() < 0.5 * len(atoms):
+    if ok.sum() < MIN_TOLD_APART * len(atoms):
         return atoms, (f"material hint {info.name} not applied: the two sublattices of a TMD cannot be told "
                        f"apart in this image")
     contrast = float(np.median(np.exp(log_q[ok])))

@@ -20,7 +20,7 @@ from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .lattice import median_nn_distance, stripes_note
-from .material import apply_material_hint
+from .material import apply_material_hint, suggest_material
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
 
@@ -54,7 +54,9 @@ class AnalysisResult:
         Class activation maps in the image's pixels (non-negative).
     info : dict
         ``px_size_A`` used, ``notes`` (what was assumed, warnings), ``device``, ``model``,
-        ``min_distance_px``, ``mode`` (of the image, as given), ``inverted`` and, with a CAM model, ``cam_model``.
+        ``min_distance_px``, ``mode`` (of the image, as given), ``inverted``, with a CAM model
+        ``cam_model``, and for a calibrated Z-contrast image ``material_suggestion`` (the note of
+        :func:`atomlens.analysis.material.suggest_material`, or None; shown while no material is set).
     px_size_nm : float or None
         Calibration of the image (None: uncalibrated; the nm columns stay empty).
     offset_nm : (float, float)
@@ -116,6 +118,8 @@ class AnalysisResult:
         if material:
             atoms, note = _material_hint(atoms, img, material, self.info)
             notes.append(note)
+        elif self.info.get("material_suggestion"):  # found when the image was analysed
+            notes.append(self.info["material_suggestion"])
         margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
         atoms, note = _edge_margin(atoms, self.shape, margin)
         if note:
@@ -176,6 +180,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         What the sample is (one of :data:`atomlens.analysis.material.MATERIALS`): the classes
         that cannot be right in that material are corrected (see
         :func:`atomlens.analysis.material.apply_material_hint`); ``info["notes"]`` says how many.
+        Without one, a calibrated Z-contrast image whose columns look like a 2H TMD gets a note
+        suggesting it (:func:`atomlens.analysis.material.suggest_material`).
     edge_margin_px : float
         Leave out the atoms whose centre lies closer than this to an edge of the image (in its
         own pixels; 0 keeps every column, those cut by the edge included).
@@ -211,9 +217,14 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info["inverted"] = inverted
     info["mode"] = mode
     info["model_mode"] = predictor.card.get("mode")
+    # kept even when a material is given: shown whenever the hint is taken off again
+    if _z_contrast(info) and px_size_nm is not None:  # an estimated scale cannot tell h-BN from a TMD
+        info["material_suggestion"] = suggest_material(atoms, img, info.get("px_size_A"))
     if material:
         atoms, note = _material_hint(atoms, img, material, info)
         info["notes"].append(note)
+    elif info.get("material_suggestion"):
+        info["notes"].append(info["material_suggestion"])
     atoms, note = _edge_margin(atoms, img.shape, edge_margin_px)
     if note:
         info["notes"].append(note)
@@ -246,11 +257,20 @@ def _edge_margin(atoms, shape, margin_px):
     return kept, f"{EDGE_NOTE} {margin_px:g} px: {len(atoms) - len(kept)} columns near the image edges left out"
 
 
+def _contrast_mode(info) -> str:
+    """The contrast the network saw: the model's mode, or the image's when it was inverted."""
+    if info.get("inverted"):
+        return (info.get("mode") or "ABF").upper()  # an ABF/BF image: not Z-contrast either
+    return (info.get("model_mode") or "HAADF").upper()
+
+
+def _z_contrast(info) -> bool:
+    return _contrast_mode(info) in Z_CONTRAST_MODES
+
+
 def _material_hint(atoms, img, material, info):
     """The material hint for a Z-contrast model's atoms (an STM model's are left alone)."""
-    mode = (info.get("model_mode") or "HAADF").upper()
-    if info.get("inverted"):
-        mode = (info.get("mode") or "ABF").upper()  # an ABF/BF image: not Z-contrast either
+    mode = _contrast_mode(info)
     if mode not in Z_CONTRAST_MODES:
         return atoms, (f"material hint {material} not applied: it reads column intensities of "
                        f"Z-contrast images (HAADF, ADF), and this is {mode}")
