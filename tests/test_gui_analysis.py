@@ -226,6 +226,9 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
     n_dop = int((first.atoms.cls == 2).sum())
     # a calibrated TMD-like lattice without a material: the notes suggest naming it
     assert "material hint suggested" in dock.notes.text() and "MoSe2" in dock.notes.text()
+    assert "2H TMD" in win.statusBar().currentMessage()
+    # the notes sit below the Run button: the dock scrolls them into view
+    qtbot.waitUntil(lambda: not dock.notes.visibleRegion().isEmpty(), timeout=2000)
     with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material == "MoSe2"):
         dock.set_material("MoSe2")
     res = win.analysis.current_result()

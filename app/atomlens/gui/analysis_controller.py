@@ -14,6 +14,7 @@ import time
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from ..analysis.material import SUGGEST_NOTE
 from .analysis_worker import AnalysisRequest, AnalysisRunner
 
 __all__ = ["AnalysisController", "REDERIVE_DELAY_MS", "MAP_BUDGET_BYTES"]
@@ -298,8 +299,11 @@ class AnalysisController(QtCore.QObject):
             self._set_running(False)
             self.dock.set_progress(1.0, "")
             self.dock.set_status(f"Done: {summary}{where} in {dt:.1f} s")
+            notes = result.info.get("notes", [])
             warn = ("  ⚠ the image shows stripes, not a lattice: see the Analysis panel"
-                    if any(n.startswith("stripes") for n in result.info.get("notes", [])) else "")
+                    if any(n.startswith("stripes") for n in notes) else "")
+            if not warn and any(n.startswith(SUGGEST_NOTE) for n in notes):
+                warn = "  ⚠ a 2H TMD? Choose its Material in the Analysis panel"
             self.win.statusBar().showMessage(f"Analysis done: {summary}{warn}", 15000 if warn else 8000)
         if shown and not self._running:
             self.schedule_rederive()  # the slider moved during the run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtCore, QtWidgets, sip
 
 from ..analysis.material import MATERIALS
 
@@ -461,8 +461,19 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.status.setText(text)
 
     def set_notes(self, notes: list) -> None:
-        self.notes.setText("<br>".join(f"⚠ {html.escape(n)}" for n in notes))
+        text = "<br>".join(f"⚠ {html.escape(n)}" for n in notes)
+        changed = text != self.notes.text()
+        self.notes.setText(text)
         self.notes.setVisible(bool(notes))
+        if notes and changed:  # below the Run button: scrolled into view once laid out
+            QtCore.QTimer.singleShot(0, self._show_notes)
+
+    def _show_notes(self) -> None:
+        if not sip.isdeleted(self) and not sip.isdeleted(self.notes) and self.notes.isVisible():
+            area = self.widget()
+            x = area.horizontalScrollBar().value()  # scroll down only, never sideways
+            area.ensureWidgetVisible(self.notes, 0, 0)
+            area.horizontalScrollBar().setValue(x)
 
     def set_device_used(self, device: str | None) -> None:
         self.device_used.setText(f"used: {device}" if device else "")
