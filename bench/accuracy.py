@@ -4,7 +4,10 @@ Seeds start at 3,000,000,000: training seeds count up from recipe.seed * 1e7 and
 seeds from 2e9, so none of these images was seen.  Matching is one-to-one within 0.5 Å.
 Targets (issue 4): atoms F1 >= 0.99 and RMSE <= 0.1 Å; dopants F1 >= 0.95; vacancies >= 0.90.
 
-    python bench/accuracy.py [--model stem-haadf] [--n 20] [--px 0.1] [--dose 1e5]
+    python bench/accuracy.py [--model stem-haadf] [--n 100] [--ci] [--px 0.1] [--dose 1e5]
+
+Rare classes (graphene's 0-3 dopants per image) need many images: ``--ci`` prints how many true
+columns of each class were seen and a 95 % bootstrap interval (over the images) of each F1.
 """
 
 from __future__ import annotations
@@ -52,6 +55,17 @@ def confusion(out: dict, atoms, txy, tcls, count, r_px: float) -> None:
         out[key] = out.get(key, 0) + 1
 
 
+def bootstrap_f1(per_image: np.ndarray, n_boot: int = 2000, seed: int = 0):
+    """2.5 and 97.5 percentiles of F1 = 2 tp / (n_pred + n_true) over images drawn with
+    replacement; `per_image` is (images, groups, 3) of tp, n_pred, n_true."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(per_image), (n_boot, len(per_image)))
+    tot = per_image[idx].sum(1)  # (n_boot, groups, 3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * tot[..., 0] / (tot[..., 1] + tot[..., 2])
+    return np.nanpercentile(f1, 2.5, axis=0), np.nanpercentile(f1, 97.5, axis=0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="stem-haadf")
@@ -59,6 +73,8 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20, help="images per family")
     ap.add_argument("--px", type=float, default=None, help="test pixel size in Å (default: the model's)")
     ap.add_argument("--dose", type=float, default=1e5, help="dose in e-/Å^2")
+    ap.add_argument("--sigma-A", type=float, default=None,
+                    help="STM: height noise in Å for every image (default: the recipe's range)")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--refine", default="centroid")
     ap.add_argument("--json", help="write the figures here")
@@ -72,6 +88,10 @@ def main() -> int:
     ap.add_argument("--confusion", action="store_true",
                     help="also print, per family, what the true dopants and vacancies were called "
                          "(partial vacancies, S2 -> S, apart) and what the false ones sat on")
+    ap.add_argument("--ci", action="store_true",
+                    help="also print, per family, the number of true columns of each class and a 95 %% "
+                         "confidence interval of each F1 (bootstrap over the images): rare classes, "
+                         "such as a few dopants per image, need many images for a steady figure")
     ap.add_argument("--material-hint", action="store_true",
                     help="tell the detection each family's material where it is one that "
                          "atomlens.analysis.material knows (the TMDs), as `atomlens detect --material` does")
@@ -86,16 +106,20 @@ def main() -> int:
     px = args.px or pred.px_size_A
     allres = {}
     print(f"model {args.model} ({len(pred.views)} view(s)), test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
-          f"seeds from {args.seed_base}" + (", material hint for the TMDs" if args.material_hint else ""))
+          f"seeds from {args.seed_base}" + (", material hint for the TMDs" if args.material_hint else "")
+          + (f", STM height noise {args.sigma_A} Å" if args.sigma_A is not None else ""))
     print(f"{'family':14s} {'atoms F1':>9s} {'RMSE Å':>7s} {'atom F1':>8s} {'dopant F1':>9s} {'vacancy F1':>10s}")
     for name, cfg in families(recipe):
         if args.families and name not in args.families.split(","):
             continue
         cfg = {**cfg, "shape": [args.size, args.size], "px_size_A": px,
                "noise": {**cfg.get("noise", {}), "dose_e_per_A2": args.dose}}
+        if args.sigma_A is not None:
+            cfg["noise"]["sigma_A"] = args.sigma_A
         tp = n_pred = n_true = 0
         sq = []
         per = {c: [0, 0, 0] for c in (1, 2, 3)}  # tp, n_pred, n_true
+        per_image = []  # (4 x 3): all columns, atom, dopant, vacancy; tp, n_pred, n_true
         conf: dict[tuple[str, str], int] = {}
         for i in range(args.n):
             r = simulate(cfg, args.seed_base + i)
@@ -112,6 +136,10 @@ def main() -> int:
                 per[c][0] += round(pc.get("recall", 0) * pc.get("n_true", 0))
                 per[c][1] += pc.get("n_pred", 0)
                 per[c][2] += pc.get("n_true", 0)
+            per_image.append([[s["tp"], s["n_pred"], s["n_true"]]]
+                             + [[round(s["per_class"].get(c, {}).get("recall", 0) * s["per_class"].get(c, {}).get("n_true", 0)),
+                                 s["per_class"].get(c, {}).get("n_pred", 0), s["per_class"].get(c, {}).get("n_true", 0)]
+                                for c in (1, 2, 3)])
             if args.confusion:
                 confusion(conf, atoms, txy, tcls, r.atoms.count, 0.5 / r.px_size_A)
 
@@ -133,6 +161,16 @@ def main() -> int:
 
         print(f"{name:14s} {res['f1']:9.4f} {res['rmse_A']:7.3f} {res['f1_atom']:8.4f} "
               f"{cell(2, 9)} {cell(3, 10)}")
+        if args.ci:
+            lo, hi = bootstrap_f1(np.array(per_image, float))
+            res["ci95"] = {}
+            parts = []
+            for j, label in enumerate(("all", "atom", "dopant", "vacancy")):
+                n = int(np.array(per_image)[:, j, 2].sum())
+                if n:
+                    res["ci95"][label] = [float(lo[j]), float(hi[j])]
+                    parts.append(f"{label} {lo[j]:.3f}-{hi[j]:.3f} (n={n})")
+            print("    95 % CI over images: " + ", ".join(parts))
         if args.confusion and conf:
             res["confusion"] = {f"{a} -> {b}": n for (a, b), n in sorted(conf.items())}
             for (a, b), n in sorted(conf.items()):
