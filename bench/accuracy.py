@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +62,10 @@ def bootstrap_f1(per_image: np.ndarray, n_boot: int = 2000, seed: int = 0):
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(per_image), (n_boot, len(per_image)))
     tot = per_image[idx].sum(1)  # (n_boot, groups, 3)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a class never seen nor called: NaN, wanted
         f1 = 2 * tot[..., 0] / (tot[..., 1] + tot[..., 2])
-    return np.nanpercentile(f1, 2.5, axis=0), np.nanpercentile(f1, 97.5, axis=0)
+        return np.nanpercentile(f1, 2.5, axis=0), np.nanpercentile(f1, 97.5, axis=0)
 
 
 def main() -> int:
@@ -116,10 +118,8 @@ def main() -> int:
                "noise": {**cfg.get("noise", {}), "dose_e_per_A2": args.dose}}
         if args.sigma_A is not None:
             cfg["noise"]["sigma_A"] = args.sigma_A
-        tp = n_pred = n_true = 0
         sq = []
-        per = {c: [0, 0, 0] for c in (1, 2, 3)}  # tp, n_pred, n_true
-        per_image = []  # (4 x 3): all columns, atom, dopant, vacancy; tp, n_pred, n_true
+        per_image = []  # per image (4 x 3): all columns, then atom, dopant, vacancy; tp, n_pred, n_true
         conf: dict[tuple[str, str], int] = {}
         for i in range(args.n):
             r = simulate(cfg, args.seed_base + i)
@@ -128,20 +128,20 @@ def main() -> int:
                 atoms, _note = apply_material_hint(atoms, r.image, name, px_size_A=info["px_size_A"])
             txy, tcls = r.points_px()
             s = detection_scores(atoms.xy, atoms.cls, txy, tcls, 0.5 / r.px_size_A)
-            tp, n_pred, n_true = tp + s["tp"], n_pred + s["n_pred"], n_true + s["n_true"]
             if s["tp"]:
                 sq.append((s["rmse"] * r.px_size_A) ** 2 * s["tp"])
-            for c in per:
+            rows = [[s["tp"], s["n_pred"], s["n_true"]]]
+            for c in (1, 2, 3):
                 pc = s["per_class"].get(c, {})
-                per[c][0] += round(pc.get("recall", 0) * pc.get("n_true", 0))
-                per[c][1] += pc.get("n_pred", 0)
-                per[c][2] += pc.get("n_true", 0)
-            per_image.append([[s["tp"], s["n_pred"], s["n_true"]]]
-                             + [[round(s["per_class"].get(c, {}).get("recall", 0) * s["per_class"].get(c, {}).get("n_true", 0)),
-                                 s["per_class"].get(c, {}).get("n_pred", 0), s["per_class"].get(c, {}).get("n_true", 0)]
-                                for c in (1, 2, 3)])
+                rows.append([round(pc.get("recall", 0) * pc.get("n_true", 0)), pc.get("n_pred", 0), pc.get("n_true", 0)])
+            per_image.append(rows)
             if args.confusion:
                 confusion(conf, atoms, txy, tcls, r.atoms.count, 0.5 / r.px_size_A)
+
+        counts = np.array(per_image, np.int64).reshape(-1, 4, 3)
+        total = counts.sum(0)
+        tp, n_pred, n_true = (int(v) for v in total[0])
+        per = {c: [int(v) for v in total[c]] for c in (1, 2, 3)}  # tp, n_pred, n_true
 
         def f1(t, p, n):
             # no true member of a class (dopants in a pure metal): F1 is undefined; the false
@@ -162,11 +162,11 @@ def main() -> int:
         print(f"{name:14s} {res['f1']:9.4f} {res['rmse_A']:7.3f} {res['f1_atom']:8.4f} "
               f"{cell(2, 9)} {cell(3, 10)}")
         if args.ci:
-            lo, hi = bootstrap_f1(np.array(per_image, float))
+            lo, hi = bootstrap_f1(counts.astype(float))
             res["ci95"] = {}
             parts = []
             for j, label in enumerate(("all", "atom", "dopant", "vacancy")):
-                n = int(np.array(per_image)[:, j, 2].sum())
+                n = int(total[j, 2])
                 if n:
                     res["ci95"][label] = [float(lo[j]), float(hi[j])]
                     parts.append(f"{label} {lo[j]:.3f}-{hi[j]:.3f} (n={n})")
