@@ -20,7 +20,7 @@ from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .lattice import median_nn_distance, stripes_note
-from .material import apply_material_hint, suggest_material
+from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
 
@@ -114,17 +114,9 @@ class AnalysisResult:
         img = None if image is None else np.asarray(image, np.float32)
         atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
                            refine=refine, image=img, class_names=self.atoms.class_names)
-        notes = [n for n in self.info.get("notes", []) if not n.startswith(("material hint", EDGE_NOTE))]
-        if material:
-            atoms, note = _material_hint(atoms, img, material, self.info)
-            notes.append(note)
-        elif self.info.get("material_suggestion"):  # found when the image was analysed
-            notes.append(self.info["material_suggestion"])
         margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
-        atoms, note = _edge_margin(atoms, self.shape, margin)
-        if note:
-            notes.append(note)
-        self.info["notes"] = notes
+        atoms, added = _material_and_margin(atoms, img, material, margin, self.shape, self.info)
+        self.info["notes"] = [n for n in self.info.get("notes", []) if not n.startswith(_DERIVED_NOTES)] + added
         nn = median_nn_distance(atoms.xy)
         self.info["median_nn_px"] = nn if math.isfinite(nn) else None
         self.atoms = atoms
@@ -220,14 +212,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     # kept even when a material is given: shown whenever the hint is taken off again
     if _z_contrast(info) and px_size_nm is not None:  # an estimated scale cannot tell h-BN from a TMD
         info["material_suggestion"] = suggest_material(atoms, img, info.get("px_size_A"))
-    if material:
-        atoms, note = _material_hint(atoms, img, material, info)
-        info["notes"].append(note)
-    elif info.get("material_suggestion"):
-        info["notes"].append(info["material_suggestion"])
-    atoms, note = _edge_margin(atoms, img.shape, edge_margin_px)
-    if note:
-        info["notes"].append(note)
+    atoms, added = _material_and_margin(atoms, img, material, edge_margin_px, img.shape, info)
+    info["notes"] += added
     defects = cam = None
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():
@@ -247,6 +233,25 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
 
 
 EDGE_NOTE = "edge margin"
+#: The notes that :func:`_material_and_margin` writes (a re-derivation replaces them).
+_DERIVED_NOTES = ("material hint", SUGGEST_NOTE, EDGE_NOTE)
+
+
+def _material_and_margin(atoms, img, material, margin_px, shape, info):
+    """The steps after finding the atoms, shared by :func:`analyse_image` and
+    :meth:`AnalysisResult.rederive`: the material hint (without one, the suggestion found when
+    the image was analysed, ``info["material_suggestion"]``), then the edge margin.
+    Returns (atoms, the notes they add)."""
+    notes = []
+    if material:
+        atoms, note = _material_hint(atoms, img, material, info)
+        notes.append(note)
+    elif info.get("material_suggestion"):
+        notes.append(info["material_suggestion"])
+    atoms, note = _edge_margin(atoms, shape, margin_px)
+    if note:
+        notes.append(note)
+    return atoms, notes
 
 
 def _edge_margin(atoms, shape, margin_px):
