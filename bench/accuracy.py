@@ -97,8 +97,13 @@ def main() -> int:
     ap.add_argument("--material-hint", action="store_true",
                     help="tell the detection each family's material where it is one that "
                          "atomlens.analysis.material knows (the TMDs), as `atomlens detect --material` does")
+    ap.add_argument("--no-scene", action="store_true",
+                    help="leave out the test for single atoms on a support that `atomlens detect` applies "
+                         "to Z-contrast images (atomlens.analysis.scene): the network's calls alone")
     args = ap.parse_args()
     from atomlens.analysis.material import MATERIALS, apply_material_hint
+    from atomlens.analysis.pipeline import Z_CONTRAST_MODES
+    from atomlens.analysis.scene import isolated_atoms
     from atomlens.analysis.metrics import detection_scores
     from atomlens.nn.infer import Predictor
     from atomlens.sim import simulate
@@ -106,9 +111,11 @@ def main() -> int:
     pred = Predictor(args.model, "auto", tta=args.tta, single_view=args.single_view)
     recipe = json.loads(Path(args.recipe).read_text())
     px = args.px or pred.px_size_A
+    scene = not args.no_scene and (pred.card.get("mode") or "").upper() in Z_CONTRAST_MODES
     allres = {}
     print(f"model {args.model} ({len(pred.views)} view(s)), test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
           f"seeds from {args.seed_base}" + (", material hint for the TMDs" if args.material_hint else "")
+          + (", no test for single atoms on a support" if args.no_scene else "")
           + (f", STM height noise {args.sigma_A} Å" if args.sigma_A is not None else ""))
     print(f"{'family':14s} {'atoms F1':>9s} {'RMSE Å':>7s} {'atom F1':>8s} {'dopant F1':>9s} {'vacancy F1':>10s}")
     for name, cfg in families(recipe):
@@ -124,6 +131,8 @@ def main() -> int:
         for i in range(args.n):
             r = simulate(cfg, args.seed_base + i)
             atoms, _, info = pred.detect(r.image, r.px_size_A / 10, refine=args.refine)
+            if scene:
+                atoms, _note = isolated_atoms(atoms, r.image, info["px_size_A"])
             if args.material_hint and name in MATERIALS:
                 atoms, _note = apply_material_hint(atoms, r.image, name, px_size_A=info["px_size_A"])
             txy, tcls = r.points_px()

@@ -131,7 +131,7 @@ def test_run_finds_the_known_atoms_and_draws_them(qtbot, window, sim, sim_file):
     assert win.overlays.atoms.size * PX_A == pytest.approx(0.6 * 1.42, rel=0.1)
 
 
-def test_threshold_and_refinement_rederive_without_the_network(qtbot, window, sim_file, monkeypatch):
+def test_threshold_and_refinement_rederive_without_the_network(qtbot, window, sim, sim_file, monkeypatch):
     win = window
     open_and_wait(qtbot, win, sim_file)
     first = run_and_wait(qtbot, win)
@@ -156,7 +156,7 @@ def test_threshold_and_refinement_rederive_without_the_network(qtbot, window, si
     assert len(emitted) < 8  # fewer updates than slider steps
     assert res.prob is first.prob  # the cached maps were reused
     assert first.threshold == 0.5  # the earlier result object is left as it was
-    expected = first.rederive(0.9)  # the same atoms as re-deriving by hand
+    expected = first.rederive(0.9, image=sim.image)  # the same atoms as re-deriving by hand
     np.testing.assert_allclose(res.atoms.xy, expected.xy)
     qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
     xy, _ = shown_points(win)

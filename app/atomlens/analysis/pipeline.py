@@ -21,6 +21,7 @@ from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
+from .scene import SCENE_NOTE, isolated_atoms
 
 __all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
 
@@ -101,21 +102,22 @@ class AnalysisResult:
         None keeps the current one), without running the network; also updates `atoms`,
         `threshold`, `refine`, `material` and `edge_margin_px`.
 
-        `image` is the image as the network saw it (an ABF image inverted).  Raises ValueError
-        when no probabilities were kept (an image processed in strips)."""
+        `image` is the image as the network saw it (an ABF image inverted); :meth:`needs_image`
+        says when it is required.  Raises ValueError when no probabilities were kept (an image
+        processed in strips) or the image is missing."""
         if self.prob is None:
             raise ValueError("this result kept no probability maps (image processed in strips): run again")
         refine = refine or self.refine
         material = self.material if material == "keep" else (material or None)
-        if refine == "gaussian" and image is None:
-            raise ValueError("Gaussian refinement needs the image")
-        if material and image is None:
-            raise ValueError("the material hint needs the image")
+        if image is None and self.needs_image(refine, material):
+            raise ValueError("re-deriving these atoms needs the image: " + (
+                "Gaussian refinement" if refine == "gaussian" else "the material hint" if material
+                else "the test for single atoms on a support") + " reads it")
         img = None if image is None else np.asarray(image, np.float32)
         atoms = find_atoms(self.prob, threshold=threshold, min_distance_px=self.info.get("min_distance_px"),
                            refine=refine, image=img, class_names=self.atoms.class_names)
         margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
-        atoms, added = _material_and_margin(atoms, img, material, margin, self.shape, self.info)
+        atoms, added = _after_detection(atoms, img, material, margin, self.shape, self.info)
         self.info["notes"] = [n for n in self.info.get("notes", []) if not n.startswith(_DERIVED_NOTES)] + added
         nn = median_nn_distance(atoms.xy)
         self.info["median_nn_px"] = nn if math.isfinite(nn) else None
@@ -123,6 +125,12 @@ class AnalysisResult:
         self.threshold, self.refine, self.material = float(threshold), refine, material
         self.edge_margin_px = margin
         return self.atoms
+
+    def needs_image(self, refine: str | None = None, material="keep") -> bool:
+        """Whether :meth:`rederive` with these settings needs the image: Gaussian refinement,
+        a material hint and a Z-contrast image's test for single atoms on a support read it."""
+        material = self.material if material == "keep" else material
+        return (refine or self.refine) == "gaussian" or bool(material) or _z_contrast(self.info)
 
     def to_dict(self) -> dict:
         """JSON-friendly summary: settings, calibration, counts, atoms and defects."""
@@ -212,7 +220,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     # kept even when a material is given: shown whenever the hint is taken off again
     if _z_contrast(info) and px_size_nm is not None:  # an estimated scale cannot tell h-BN from a TMD
         info["material_suggestion"] = suggest_material(atoms, img, info.get("px_size_A"))
-    atoms, added = _material_and_margin(atoms, img, material, edge_margin_px, img.shape, info)
+    atoms, added = _after_detection(atoms, img, material, edge_margin_px, img.shape, info)
     info["notes"] += added
     defects = cam = None
     if cam_predictor is not None:
@@ -233,16 +241,21 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
 
 
 EDGE_NOTE = "edge margin"
-#: The notes that :func:`_material_and_margin` writes (a re-derivation replaces them).
-_DERIVED_NOTES = ("material hint", SUGGEST_NOTE, EDGE_NOTE)
+#: The notes that :func:`_after_detection` writes (a re-derivation replaces them).
+_DERIVED_NOTES = (SCENE_NOTE, "material hint", SUGGEST_NOTE, EDGE_NOTE)
 
 
-def _material_and_margin(atoms, img, material, margin_px, shape, info):
+def _after_detection(atoms, img, material, margin_px, shape, info):
     """The steps after finding the atoms, shared by :func:`analyse_image` and
-    :meth:`AnalysisResult.rederive`: the material hint (without one, the suggestion found when
-    the image was analysed, ``info["material_suggestion"]``), then the edge margin.
-    Returns (atoms, the notes they add)."""
+    :meth:`AnalysisResult.rederive`: in a Z-contrast image whose columns form no lattice,
+    single atoms on a support (:func:`atomlens.analysis.scene.isolated_atoms`); the material
+    hint (without one, the suggestion found when the image was analysed,
+    ``info["material_suggestion"]``); then the edge margin.  Returns (atoms, the notes they add)."""
     notes = []
+    if img is not None and _z_contrast(info):
+        atoms, note = isolated_atoms(atoms, img, info.get("px_size_A"))
+        if note:
+            notes.append(note)
     if material:
         atoms, note = _material_hint(atoms, img, material, info)
         notes.append(note)

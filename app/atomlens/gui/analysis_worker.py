@@ -231,7 +231,7 @@ class AnalysisWorker(QtCore.QObject):
     def _rederive(self, req: AnalysisRequest):
         res = dataclasses.replace(req.result, info=dict(req.result.info))
         image = None
-        if req.refine == "gaussian" or req.material:
+        if res.needs_image(req.refine, req.material):
             image = self._image(req)
             if res.info.get("inverted"):
                 image = -image
