@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +31,8 @@ from _gui_helpers import (  # noqa: E402
     viewport_rgb,
     widget_pos,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # fixtures user_models, boxes, window and sim_file: conftest.py
 pytestmark = pytest.mark.usefixtures("user_models")  # an empty user model folder (the real one is never read)
@@ -241,6 +244,35 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
     res = win.analysis.current_result()
     assert int((res.atoms.cls == 2).sum()) == n_dop and "material hint MoSe2" not in dock.notes.text()
     assert "material hint suggested" in dock.notes.text()
+    qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
+
+
+def test_single_atoms_on_carbon_are_read_as_such(qtbot, window, tmp_path):
+    """Pt atoms over a visible carbon film (ADF), where the network alone calls 138 film spots
+    atoms and the Pt dopants: the dock shows 8 atoms and says why; re-deriving at another
+    threshold (the worker then passes the image) keeps it so."""
+    from atomlens.sim import simulate
+
+    recipe = json.loads((ROOT / "resources" / "recipes" / "stem-haadf.json").read_text())
+    base = {k: v for k, v in recipe["sim"].items() if k != "variants"}
+    variant = next(v for v in recipe["sim"]["variants"] if v["structure"] == "single_atoms")
+    cfg = {**base, **{k: v for k, v in variant.items() if k != "weight"}, "shape": [256, 256],
+           "px_size_A": 0.2, "noise": {**base["noise"], "dose_e_per_A2": 1e5}}
+    path = tmp_path / "pt_on_carbon.npy"
+    np.save(path, simulate(cfg, 3_000_000_039).image)
+    win = window
+    open_and_wait(qtbot, win, path, px_size_nm=0.02)
+    res = run_and_wait(qtbot, win)
+    dock = win.analysis_dock
+    assert res.counts() == {"atom": 8, "dopant": 0, "vacancy": 0}
+    assert "no lattice: the columns read as single atoms on a support" in dock.notes.text()
+    assert "faint columns of the support left out" in dock.notes.text()
+    qtbot.waitUntil(lambda: not dock.notes.visibleRegion().isEmpty(), timeout=2000)
+    with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.threshold == 0.6):
+        dock.threshold_spin.setValue(0.6)
+    res = win.analysis.current_result()
+    assert res.counts()["dopant"] == 0 and res.counts()["atom"] <= 8
+    assert dock.notes.text().count("no lattice") == 1
     qtbot.waitUntil(lambda: not win.overlays.atoms_view.building, timeout=5000)
 
 
@@ -669,7 +701,9 @@ def test_overlays_are_aligned_with_image_pixels_at_two_zooms(qtbot, window, tmp_
         ys, xs = np.nonzero(ring)
         expect = widget_pos(win, 30.4, 40.6)
         assert iv.graphics.viewport().rect().contains(expect) and ring.any()
-        assert abs(xs.mean() - expect.x()) <= 1.5 and abs(ys.mean() - expect.y()) <= 1.5
+        # a circle around the atom's position, however much of it the viewport cuts off
+        d = np.hypot(xs - expect.x(), ys - expect.y())
+        assert d.max() - d.min() <= 3.0, (d.min(), d.max())
         # put everything back for the next zoom
         ov.cam.set_visible(True)
         ov.defects.set_visible(True)

@@ -246,7 +246,7 @@ class AnalysisController(QtCore.QObject):
                 and res.material == self.dock.material()
                 and abs(res.edge_margin_px - self.dock.edge_margin()) < 1e-9):
             return
-        need_image = self.dock.refine() == "gaussian" or self.dock.material()
+        need_image = res.needs_image(self.dock.refine(), self.dock.material())
         image = self.win.image_view.current_frame() if need_image else None
         req = self._request(res.frame, image, kind="rederive", result=res)
         if res.prob is None:  # an image processed in strips keeps no probabilities: run again

@@ -120,7 +120,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         form.addRow("Model:", row)
         self.cam_check = QtWidgets.QCheckBox("Defect heatmaps (CAM)")
         form.addRow("", self.cam_check)
-        self.tta_check = QtWidgets.QCheckBox("Average 8 views (slower, steadier)")
+        self.tta_check = QtWidgets.QCheckBox("Average 8 views")
         self.tta_check.setToolTip("Run the networks on the 8 rotations and mirror images of the image and average "
                                   "them (test-time augmentation): about 4x the time of the default, which averages "
                                   "the atom finder over the image and its half turn; fewer missed weak features. "
@@ -216,10 +216,15 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.notes.setStyleSheet("color: #a05a00;")
         self.notes.hide()
         form.addRow(self.notes)
-        scroll = QtWidgets.QScrollArea()  # small windows scroll instead of growing
-        scroll.setWidgetResizable(True)
+        for combo in body.findChildren(QtWidgets.QComboBox):  # a long model name must not widen the dock
+            combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        scroll = QtWidgets.QScrollArea()  # small windows scroll instead of growing, downwards only:
+        scroll.setWidgetResizable(True)  # the dock is as wide as its controls, so the notes wrap in view
         scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         scroll.setWidget(body)
+        scroll.setMinimumWidth(body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
         self.setWidget(scroll)
         self.refresh_models()
         self.set_image(None)
