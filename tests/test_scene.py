@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from atomlens.analysis.atoms import AtomList
+from atomlens.analysis.lattice import median_nn_distance
 from atomlens.analysis.metrics import detection_scores
 from atomlens.analysis.scene import SCENE_NOTE, is_lattice, isolated_atoms
 from atomlens.sim import simulate
@@ -127,8 +128,11 @@ def test_isolated_atoms_in_a_detection_with_the_bundled_model():
     s = detection_scores(res.atoms.xy, res.atoms.cls, txy, tcls, 0.5 / PX_A)
     assert s["f1"] == 1.0 and (res.atoms.cls == 1).all()
     assert sum(n.startswith(SCENE_NOTE) for n in res.info["notes"]) == 1
+    # markers are sized from the atoms kept, not from the film spots left out
+    assert res.info["median_nn_px"] == pytest.approx(median_nn_distance(res.atoms.xy))
     with pytest.raises(ValueError, match="single atoms on a support"):
         res.rederive(0.5)
     again = res.rederive(0.5, image=r.image)
     np.testing.assert_allclose(again.xy, res.atoms.xy)
+    assert res.info["median_nn_px"] == pytest.approx(median_nn_distance(again.xy))
     assert sum(n.startswith(SCENE_NOTE) for n in res.info["notes"]) == 1  # replaced, not added

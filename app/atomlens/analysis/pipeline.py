@@ -119,8 +119,7 @@ class AnalysisResult:
         margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
         atoms, added = _after_detection(atoms, img, material, margin, self.shape, self.info)
         self.info["notes"] = [n for n in self.info.get("notes", []) if not n.startswith(_DERIVED_NOTES)] + added
-        nn = median_nn_distance(atoms.xy)
-        self.info["median_nn_px"] = nn if math.isfinite(nn) else None
+        self.info["median_nn_px"] = _finite_or_none(median_nn_distance(atoms.xy))
         self.atoms = atoms
         self.threshold, self.refine, self.material = float(threshold), refine, material
         self.edge_margin_px = margin
@@ -210,7 +209,6 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
     nn = median_nn_distance(atoms.xy)
-    info["median_nn_px"] = nn if math.isfinite(nn) else None  # the overlays size their markers from it
     stripes = stripes_note(img, atoms.xy, info.get("px_size_A"), nn_px=nn)
     if stripes:
         info["notes"].append(stripes)
@@ -220,8 +218,11 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     # kept even when a material is given: shown whenever the hint is taken off again
     if _z_contrast(info) and px_size_nm is not None:  # an estimated scale cannot tell h-BN from a TMD
         info["material_suggestion"] = suggest_material(atoms, img, info.get("px_size_A"))
+    found = atoms
     atoms, added = _after_detection(atoms, img, material, edge_margin_px, img.shape, info)
     info["notes"] += added
+    # the overlays size their markers from it: the atoms kept, as after a re-derivation
+    info["median_nn_px"] = _finite_or_none(nn if atoms is found else median_nn_distance(atoms.xy))
     defects = cam = None
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():
@@ -238,6 +239,10 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                           offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
                           refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None,
                           edge_margin_px=edge_margin_px)
+
+
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 EDGE_NOTE = "edge margin"
