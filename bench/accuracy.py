@@ -34,6 +34,13 @@ def families(recipe: dict):
             yield name, {**base, **v, "structure": name}
 
 
+def sized(cfg: dict, *, size: int, px_A: float, dose: float) -> dict:
+    """A family's config (from :func:`families`) for `size` x `size` images at `px_A` Å/px and
+    `dose` e/Å²."""
+    return {**cfg, "shape": [size, size], "px_size_A": px_A,
+            "noise": {**cfg.get("noise", {}), "dose_e_per_A2": dose}}
+
+
 def confusion(out: dict, atoms, txy, tcls, count, r_px: float) -> None:
     """Add to `out` what each true dopant and vacancy was called ("missed": no column within
     `r_px`), and what each false dopant or vacancy call sat on ("nothing": no true column).
@@ -121,8 +128,7 @@ def main() -> int:
     for name, cfg in families(recipe):
         if args.families and name not in args.families.split(","):
             continue
-        cfg = {**cfg, "shape": [args.size, args.size], "px_size_A": px,
-               "noise": {**cfg.get("noise", {}), "dose_e_per_A2": args.dose}}
+        cfg = sized(cfg, size=args.size, px_A=px, dose=args.dose)
         if args.sigma_A is not None:
             cfg["noise"]["sigma_A"] = args.sigma_A
         sq = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +30,6 @@ from _gui_helpers import (  # noqa: E402
     viewport_rgb,
     widget_pos,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # fixtures user_models, boxes, window and sim_file: conftest.py
 pytestmark = pytest.mark.usefixtures("user_models")  # an empty user model folder (the real one is never read)
@@ -251,15 +248,10 @@ def test_single_atoms_on_carbon_are_read_as_such(qtbot, window, tmp_path):
     """Pt atoms over a visible carbon film (ADF), where the network alone calls 138 film spots
     atoms and the Pt dopants: the dock shows 8 atoms and says why; re-deriving at another
     threshold (the worker then passes the image) keeps it so."""
-    from atomlens.sim import simulate
+    from test_scene import pt_on_carbon
 
-    recipe = json.loads((ROOT / "resources" / "recipes" / "stem-haadf.json").read_text())
-    base = {k: v for k, v in recipe["sim"].items() if k != "variants"}
-    variant = next(v for v in recipe["sim"]["variants"] if v["structure"] == "single_atoms")
-    cfg = {**base, **{k: v for k, v in variant.items() if k != "weight"}, "shape": [256, 256],
-           "px_size_A": 0.2, "noise": {**base["noise"], "dose_e_per_A2": 1e5}}
     path = tmp_path / "pt_on_carbon.npy"
-    np.save(path, simulate(cfg, 3_000_000_039).image)
+    np.save(path, pt_on_carbon().image)
     win = window
     open_and_wait(qtbot, win, path, px_size_nm=0.02)
     res = run_and_wait(qtbot, win)
