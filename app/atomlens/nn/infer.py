@@ -18,7 +18,7 @@ from .bundle import load_bundle, resolve_bundle
 from .data import TTA_VIEWS, dihedral_unview, dihedral_view, normalisation_spec, normalisation_stats, normalise
 from .train import select_device
 
-__all__ = ["Predictor", "TYPICAL_PERIOD_A", "cpu_has_fast_bf16"]
+__all__ = ["CPU_BF16_ENV", "Predictor", "TYPICAL_PERIOD_A", "cpu_bf16_choice", "cpu_has_fast_bf16", "use_bf16"]
 
 #: Images with more pixels than this are processed in strips of STRIP_PX rows (bounded memory).
 STRIP_MIN_PIXELS = 2048 * 2048
@@ -37,6 +37,43 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+#: Environment variable that overrides bf16 on the CPU: ``on`` (``1``, ``true``), ``off``
+#: (``0``, ``false``) or ``auto`` (the default: on where :func:`cpu_has_fast_bf16`).  The GUI's
+#: Model > CPU arithmetic setting does the same for the app.
+CPU_BF16_ENV = "ATOMLENS_CPU_BF16"
+_CHOICES = {"on": "on", "1": "on", "true": "on", "yes": "on", "bf16": "on",
+            "off": "off", "0": "off", "false": "off", "no": "off", "fp32": "off", "auto": "auto", "": "auto"}
+
+
+def cpu_bf16_choice(value=None) -> str:
+    """``"on"``, ``"off"`` or ``"auto"`` from `value` (a bool, one of those words, or None for
+    the :data:`CPU_BF16_ENV` environment variable, unset meaning ``auto``).
+
+    Raises ValueError for a word it does not know, naming the accepted ones."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    src = "the setting"
+    if value is None:
+        import os
+
+        value, src = os.environ.get(CPU_BF16_ENV, "auto"), CPU_BF16_ENV
+    key = str(value).strip().lower()
+    if key not in _CHOICES:
+        raise ValueError(f"{src}={value!r} is not a CPU bf16 choice; use on, off or auto")
+    return _CHOICES[key]
+
+
+def use_bf16(device: str, cpu_bf16=None) -> bool:
+    """Whether inference on `device` runs under bf16 autocast: always on CUDA; on the CPU as
+    :func:`cpu_bf16_choice` says (``auto``: where the CPU has native bf16)."""
+    if device == "cuda":
+        return True
+    if device != "cpu":
+        return False
+    choice = cpu_bf16_choice(cpu_bf16)
+    return choice == "on" or (choice == "auto" and cpu_has_fast_bf16())
 
 
 def _as_tensor(a: np.ndarray) -> torch.Tensor:
@@ -87,7 +124,7 @@ class Predictor:
     logit_shift = None
 
     def __init__(self, bundle="stem-haadf", device: str = "auto", tile: int = 512, overlap: int = 48,
-                 tta: bool = False, single_view: bool = False):
+                 tta: bool = False, single_view: bool = False, cpu_bf16=None):
         self.tta = bool(tta)
         self.single_view = bool(single_view)
         self.path = resolve_bundle(bundle)
@@ -98,7 +135,7 @@ class Predictor:
         self.px_size_A = float(self.card["px_size_A"])
         self.valid_px_A = tuple(self.card["valid_px_size_A"])
         self.tile, self.overlap = int(tile), int(overlap)
-        self.bf16 = self.device == "cuda" or (self.device == "cpu" and cpu_has_fast_bf16())
+        self.bf16 = use_bf16(self.device, cpu_bf16)
         if self.device == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
         self._set_logit_shift()
@@ -260,7 +297,7 @@ class Predictor:
             prob = F.interpolate(torch.from_numpy(prob)[None], size=(h, w), mode="bilinear",
                                  align_corners=False)[0].numpy()
         info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
-                "device": self.device, "model": self.card["name"], "tta": self.tta,
+                "device": self.device, "bf16": self.bf16, "model": self.card["name"], "tta": self.tta,
                 "views": len(self.views)}
         return prob, info
 
@@ -306,7 +343,7 @@ class Predictor:
         if progress:
             progress(1.0, "done")
         info = {"px_size_A": px_A, "model_px_size_A": self.px_size_A, "scale": s, "notes": notes,
-                "device": self.device, "model": self.card["name"], "min_distance_px": max(2.0, 1.0 / px_A),
+                "device": self.device, "bf16": self.bf16, "model": self.card["name"], "min_distance_px": max(2.0, 1.0 / px_A),
                 "on_device": True, "tta": self.tta, "views": len(self.views)}
         return atoms, prob, info
 

@@ -274,7 +274,7 @@ class ModelPredictor(Predictor):
     trained), with `card` giving its classes and pixel size."""
 
     def __init__(self, model, card: dict, device: str = "cpu", tile: int = 512, overlap: int = 48):
-        from .infer import cpu_has_fast_bf16
+        from .infer import use_bf16
 
         self.path = None
         self.device = device
@@ -284,7 +284,7 @@ class ModelPredictor(Predictor):
         self.px_size_A = float(card["px_size_A"])
         self.valid_px_A = tuple(card.get("valid_px_size_A", (0.0, math.inf)))
         self.tile, self.overlap = int(tile), int(overlap)
-        self.bf16 = device == "cuda" or (device == "cpu" and cpu_has_fast_bf16())
+        self.bf16 = use_bf16(device)
 
 
 def _prf(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
