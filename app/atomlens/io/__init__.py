@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cleaning import clean_nonfinite, complex_to_real, to_grey
+from .cleaning import clean_nonfinite, complex_to_real, float32_plan, to_float32, to_grey, value_range
 from .formats import ALL_EXTENSIONS, FORMATS, file_dialog_filter
 from .micrograph import LoadError, LoadWarning, Micrograph
 
@@ -36,7 +36,7 @@ MAX_IMAGE_PIXELS = 2**30
 LAZY_STACK_BYTES = 1 * 2**30
 
 
-def load(path, channel: str | None = None, *, lazy: bool | None = None) -> Micrograph:
+def load(path, channel: str | None = None, *, lazy: bool | None = None, keep_on_disk: bool = False) -> Micrograph:
     """Load an image or image stack with its calibration.
 
     Parameters
@@ -50,6 +50,11 @@ def load(path, channel: str | None = None, *, lazy: bool | None = None) -> Micro
     lazy : bool, optional
         Force (or forbid) lazy reading through HyperSpy.  By default files over 256 MB
         are opened lazily, and stacks over 1 GiB stay lazy.
+    keep_on_disk : bool
+        Leave the values on disk whatever the shape (a memory-mapped ``.npy``, a lazy
+        HyperSpy file): they are checked block by block, never held in memory at once, and
+        :meth:`Micrograph.frame` reads and converts a frame when asked.  ``atomlens info``
+        uses it.  ``data`` may then be in the file's own dtype (see ``value_transform``).
 
     Returns
     -------
@@ -80,19 +85,28 @@ def load(path, channel: str | None = None, *, lazy: bool | None = None) -> Micro
             f"{path.name}: unsupported file type {path.suffix or '(no extension)'!r}. "
             f"AtomLens opens {kinds}."
         )
-    if ext == "sxm":
-        from .sxm import read_sxm
+    if keep_on_disk and lazy is None:
+        lazy = True
+    try:
+        if ext == "sxm":
+            from .sxm import read_sxm
 
-        mg = read_sxm(path, channel)
-    elif ext == "npy":
-        mg = _read_npy(path)
-    elif ext in ("hdf5", "h5"):
-        mg = _read_hdf5(path, channel, lazy)
-    else:
-        from .hyperspy_reader import read_with_hyperspy
+            mg = read_sxm(path, channel)
+        elif ext == "npy":
+            mg = _read_npy(path)
+        elif ext in ("hdf5", "h5"):
+            mg = _read_hdf5(path, channel, lazy)
+        else:
+            from .hyperspy_reader import read_with_hyperspy
 
-        mg = read_with_hyperspy(path, channel, lazy=lazy)
-    return _finalise(mg)
+            mg = read_with_hyperspy(path, channel, lazy=lazy)
+        return _finalise(mg, keep_on_disk=keep_on_disk)
+    except (LoadError, MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader's surprise is still a file that cannot be read
+        msg = (str(exc) or type(exc).__name__).splitlines()[0][:300]
+        raise LoadError(f"{path.name}: the file could not be read; it may be damaged or not a "
+                        f"{path.suffix or 'supported'} file ({type(exc).__name__}: {msg}).") from exc
 
 
 def _read_hdf5(path: Path, channel, lazy) -> Micrograph:
@@ -106,35 +120,104 @@ def _read_hdf5(path: Path, channel, lazy) -> Micrograph:
 
 
 def _read_npy(path: Path) -> Micrograph:
+    """Memory-map a ``.npy`` after checking its header: never unpickled, never read whole."""
+    from numpy.lib import format as npformat
+
     try:
-        data = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
+        with open(path, "rb") as fh:
+            try:
+                version = npformat.read_magic(fh)
+            except ValueError:
+                raise LoadError(f"{path.name}: not a NumPy .npy file (it does not start with NumPy's "
+                                "signature); it may be another kind of file renamed.") from None
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _fortran, dtype = read_header(fh)
+            offset = fh.tell()
+    except LoadError:
+        raise
+    except OSError as exc:
+        raise LoadError(f"{path.name}: cannot be read ({exc.strerror or exc}).") from exc
+    except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad headers
+        raise LoadError(f"{path.name}: the .npy header is damaged ({str(exc).splitlines()[0][:200]}).") from exc
+    if dtype.hasobject:
         raise LoadError(
             f"{path.name}: this .npy holds Python objects, which AtomLens does not unpickle "
             "for safety; save a plain numeric array instead."
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - numpy raises several types for bad headers
-        raise LoadError(f"{path.name}: not a valid .npy file or truncated ({exc}).") from exc
-    return Micrograph(data=data, path=path, channel=None, channels=[])
+        )
+    need = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    have = path.stat().st_size
+    if have < need:
+        raise LoadError(f"{path.name}: the file is truncated: its header announces {dtype} data of shape "
+                        f"{tuple(shape)} ({need - offset:,} bytes) but it holds {max(have - offset, 0):,}.")
+    try:
+        data = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise LoadError(f"{path.name}: not a valid .npy file ({str(exc).splitlines()[0][:200]}).") from exc
+    mg = Micrograph(data=data, path=path, channel=None, channels=[])
+    mg._npy_file = (path, offset)  # where the raw values lie, for block-wise scans
+    return mg
 
 
-def _finalise(mg: Micrograph) -> Micrograph:
-    """Check shape and dtype, convert to float32, clean non-finite values; warn on repairs."""
+def _range_of(data, file=None) -> tuple[int, object, object]:
+    """:func:`value_range` for ndarrays, memory maps (read from `file`) and dask arrays."""
+    if not hasattr(data, "compute"):
+        return value_range(data, file)
+    import dask
+    import dask.array as da
+
+    if data.dtype.kind in "iub":
+        lo, hi = dask.compute(data.min(), data.max())
+        return int(data.size), int(lo), int(hi)
+    d64 = data.astype(np.float64)
+    fin = da.isfinite(d64)
+    n, lo, hi = dask.compute(fin.sum(), da.where(fin, d64, np.inf).min(), da.where(fin, d64, -np.inf).max())
+    return (int(n), float(lo), float(hi)) if n else (0, None, None)
+
+
+def _nonfinite_note(n_bad: int, size: int) -> str:
+    return (f"{n_bad} NaN/infinite value{'s' if n_bad != 1 else ''} "
+            f"({100 * n_bad / size:.2g} %) replaced by the mean intensity")
+
+
+def _record_plan(mg: Micrograph, dtype, plan) -> None:
+    """Keep the float32 conversion in the Micrograph, its metadata and its notes."""
+    if plan is None:
+        return
+    offset, scale = plan
+    mg.value_transform = plan
+    mg.metadata["AtomLens"] = {**mg.metadata.get("AtomLens", {}), "original_dtype": str(dtype),
+                               "value_offset": offset, "value_scale": scale,
+                               "float32_values": "(raw - value_offset) / value_scale"}
+    what = []
+    if offset:
+        what.append(f"{offset:.10g} subtracted")
+    if scale != 1.0:
+        what.append(f"divided by 2^{int(np.log2(scale))}")
+    mg.notes.append(f"{dtype} values {' and '.join(what)} before conversion to float32, to keep the contrast")
+
+
+def _finalise(mg: Micrograph, keep_on_disk: bool = False) -> Micrograph:
+    """Check shape and dtype, convert to float32 (keeping the contrast of wide types), clean
+    non-finite values; warn on repairs."""
     name = mg.path.name if mg.path else "data"
     data = mg.data
+    npy_file = getattr(mg, "_npy_file", None)
     repairs: list[str] = []
-    if data.dtype.kind in "OSUVM" or data.dtype.names:
+    if data.dtype.kind in "OSUVMm" or data.dtype.names:
         raise LoadError(f"{name}: the data are not numbers ({data.dtype}); cannot show them.")
     if data.size == 0:
         raise LoadError(f"{name}: the image is empty (shape {tuple(data.shape)}).")
     if data.dtype.kind == "c":
         data = complex_to_real(data)
+        npy_file = None
         repairs.append("complex data: showing the modulus |z|")
     if data.ndim == 3 and data.shape[-1] in (3, 4) and min(data.shape[:2]) >= MIN_SIDE_PX:
         data = to_grey(data)
+        npy_file = None
         repairs.append("colour (RGB) image converted to grey levels")
     if data.ndim == 4 and data.shape[-1] in (3, 4):
         data = to_grey(data)
+        npy_file = None
         repairs.append("colour (RGB) frames converted to grey levels")
     if data.ndim < 2:
         raise LoadError(f"{name}: a {data.ndim}D signal of shape {tuple(data.shape)} is not an image.")
@@ -154,29 +237,46 @@ def _finalise(mg: Micrograph) -> Micrograph:
             f"{name}: one frame is {w} x {h} px, more than AtomLens handles at once "
             f"({MAX_IMAGE_PIXELS:,} px); crop or bin it first."
         )
+    dtype = data.dtype
+    wide = dtype.kind in "iu" and dtype.itemsize >= 4 or dtype.kind == "f" and dtype.itemsize >= 8
     float_bytes = data.size * 4
-    stays_lazy = data.ndim == 3 and float_bytes > LAZY_STACK_BYTES
-    if stays_lazy:
+    big_stack = data.ndim == 3 and float_bytes > LAZY_STACK_BYTES
+    on_disk = isinstance(data, np.memmap) or hasattr(data, "compute")
+    if big_stack or (keep_on_disk and on_disk):
+        if big_stack:  # frames are read on demand: the first one sets the conversion
+            first = data[0].compute() if hasattr(data, "compute") else np.asarray(data[0])
+            n, lo, hi = value_range(first) if wide else (None, None, None)
+            mg.notes.append(f"large stack ({float_bytes / 2**30:.1f} GiB as float32): frames are read on demand")
+        else:  # keep_on_disk: every value is checked, block by block
+            n, lo, hi = _range_of(data, npy_file if isinstance(data, np.memmap) else None)
+            if n == 0:
+                raise LoadError(f"{name}: every value is NaN or infinite; there is no image.")
+            if dtype.kind in "fc" and n < data.size:
+                repairs.append(_nonfinite_note(data.size - n, data.size))
+        plan = float32_plan(dtype, lo, hi) if wide else None
+        _record_plan(mg, dtype, plan)
         if hasattr(data, "compute"):
-            data = data.astype(np.float32)
-        mg.notes.append(
-            f"large stack ({float_bytes / 2**30:.1f} GiB as float32): frames are read on demand"
-        )
+            data = data.map_blocks(to_float32, plan, dtype=np.float32) if plan else data.astype(np.float32)
     else:
         if hasattr(data, "compute"):
             data = data.compute()
-        data = np.asarray(data)
-        data = data.astype(np.float32, copy=data.dtype != np.float32 or isinstance(data, np.memmap))
-        data = np.ascontiguousarray(data)
+        plan = None
+        if wide:
+            n, lo, hi = value_range(data)
+            if n == 0:
+                raise LoadError(f"{name}: every value is NaN or infinite; there is no image.")
+            plan = float32_plan(dtype, lo, hi)
+            _record_plan(mg, dtype, plan)
+        if plan is None and isinstance(data, np.memmap):
+            data = np.array(data, dtype=np.float32, order="C")  # a copy: the file may change or go
+        else:
+            data = to_float32(data, plan)
         if not np.isfinite(data).all():
             try:
                 data, n_bad = clean_nonfinite(data)
             except ValueError:
                 raise LoadError(f"{name}: every value is NaN or infinite; there is no image.") from None
-            repairs.append(
-                f"{n_bad} NaN/infinite value{'s' if n_bad != 1 else ''} "
-                f"({100 * n_bad / data.size:.2g} %) replaced by the mean intensity"
-            )
+            repairs.append(_nonfinite_note(n_bad, data.size))
     mg.data = data
     if mg.mode is None and mg.path is not None:
         from .modes import mode_from_text

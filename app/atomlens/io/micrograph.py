@@ -56,6 +56,15 @@ class Micrograph:
         Units of the intensity values (``m`` for STM height, ``A`` for current, ``counts``...).
     notes : list of str
         Human-readable remarks about what the loader repaired or assumed.
+    value_transform : (offset, scale) or None
+        What the loader did to the file's values to keep their contrast in float32:
+        ``data = (raw - offset) / scale`` (see :func:`atomlens.io.cleaning.float32_plan`);
+        None for a plain cast.  Also recorded in ``metadata["AtomLens"]``.
+    assumed : dict
+        What was not in the file's metadata but assumed (see
+        :func:`atomlens.io.filename_hints.apply_filename_hints`): ``"mode"`` / ``"px_size"`` ->
+        a sentence saying where it came from (e.g. the file name).  Setting the pixel size by
+        hand removes ``"px_size"``.
     """
 
     data: Any
@@ -70,6 +79,8 @@ class Micrograph:
     units_original: str | None = None
     value_units: str | None = None
     notes: list[str] = dataclasses.field(default_factory=list)
+    value_transform: tuple | None = None
+    assumed: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if self.px_size_nm is not None and self.px_size_y_nm is None:
@@ -120,6 +131,10 @@ class Micrograph:
             arr = self.data[index]
         if hasattr(arr, "compute"):  # dask
             arr = arr.compute()
+        if np.asarray(arr).dtype != np.float32:  # a stack kept on disk in the file's own type
+            from .cleaning import to_float32
+
+            arr = to_float32(arr, self.value_transform)
         arr = np.ascontiguousarray(arr, dtype=np.float32)
         if not np.isfinite(arr).all():
             from .cleaning import clean_nonfinite
@@ -136,6 +151,7 @@ class Micrograph:
                 raise ValueError(f"pixel size must be a positive number of nm, got {px_size_nm!r}")
         self.px_size_nm = px_size_nm
         self.px_size_y_nm = px_size_nm if px_size_y_nm is None else float(px_size_y_nm)
+        self.assumed.pop("px_size", None)
         self.notes.append(
             "pixel size set by the user" if px_size_nm is not None else "calibration cleared"
         )

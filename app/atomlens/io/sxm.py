@@ -18,6 +18,7 @@ at the bottom of the frame, so it is flipped vertically to put row 0 at the top.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +48,45 @@ def parse_sxm_header(raw: bytes) -> dict[str, str]:
     return header
 
 
+#: A scan may hold at most this many pixels (as atomlens.io.MAX_IMAGE_PIXELS).
+_MAX_PIXELS = 2**30
+
+
 def _floats(text: str, n: int, what: str, path) -> list[float]:
+    """The first `n` numbers of a header value; LoadError unless they are all finite numbers."""
     try:
-        vals = [float(v) for v in text.split()]
+        vals = [float(v) for v in text.split()[:n]]
     except ValueError:
         vals = []
-    if len(vals) < n:
-        raise LoadError(f"{path}: the Nanonis header has an unreadable {what} ({text!r}).")
-    return vals[:n]
+    if len(vals) < n or not all(math.isfinite(v) for v in vals):
+        raise LoadError(f"{path.name}: the Nanonis header has an unreadable {what} ({text[:80]!r}).")
+    return vals
+
+
+def _optional_floats(header, key: str, n: int, default: list[float], path, notes: list[str]) -> list[float]:
+    """Like :func:`_floats` for entries the image can do without: unreadable -> `default` and a note."""
+    if key not in header:
+        return default
+    try:
+        return _floats(header[key], n, key, path)
+    except LoadError:
+        notes.append(f"unreadable {key} {header[key][:40]!r} in the Nanonis header; ignored")
+        return default
+
+
+def _scan_pixels(text: str, path) -> tuple[int, int]:
+    """(cols, rows) of ``SCAN_PIXELS``: whole, positive and of a plausible size."""
+    cols, rows = _floats(text, 2, "SCAN_PIXELS", path)
+    if cols != int(cols) or rows != int(rows):
+        raise LoadError(f"{path.name}: the Nanonis header gives a scan of {cols:g} x {rows:g} pixels, "
+                        "which is not a whole number.")
+    cols, rows = int(cols), int(rows)
+    if rows < 1 or cols < 1:
+        raise LoadError(f"{path.name}: the Nanonis header gives an empty scan ({cols} x {rows} px).")
+    if rows * cols > _MAX_PIXELS:
+        raise LoadError(f"{path.name}: the Nanonis header gives an implausible scan of {cols} x {rows} px "
+                        "(damaged header?).")
+    return cols, rows
 
 
 def _data_info(text: str) -> list[dict[str, str]]:
@@ -123,13 +155,12 @@ def read_sxm(path, channel: str | None = None) -> Micrograph:
     """
     path = Path(path)
     header, start, raw = _read_header(path)
-    cols, rows = (int(v) for v in _floats(header.get("SCAN_PIXELS", ""), 2, "SCAN_PIXELS", path))
-    if rows < 1 or cols < 1:
-        raise LoadError(f"{path}: the Nanonis header gives an empty scan ({cols} x {rows} px).")
-    range_m = _floats(header.get("SCAN_RANGE", ""), 2, "SCAN_RANGE", path)
-    offset_m = (
-        _floats(header["SCAN_OFFSET"], 2, "SCAN_OFFSET", path) if "SCAN_OFFSET" in header else [0, 0]
-    )
+    notes: list[str] = []
+    cols, rows = _scan_pixels(header.get("SCAN_PIXELS", ""), path)
+    if "SCAN_RANGE" not in header:
+        notes.append("no SCAN_RANGE in the Nanonis header")
+    range_m = _optional_floats(header, "SCAN_RANGE", 2, [math.nan, math.nan], path, notes)
+    offset_m = _optional_floats(header, "SCAN_OFFSET", 2, [0.0, 0.0], path, notes)
     fmt = header.get("SCANIT_TYPE", "FLOAT MSBFIRST").split()
     if fmt and fmt[0].upper() != "FLOAT":
         raise LoadError(f"{path}: Nanonis data type {fmt[0]!r} is not supported (only FLOAT).")
@@ -155,20 +186,21 @@ def read_sxm(path, channel: str | None = None) -> Micrograph:
     if scan_dir == "up":
         img = img[::-1, :]
     img = np.ascontiguousarray(img)
-    notes = []
     n_nan = int((~np.isfinite(img)).sum())
     if n_nan:
         notes.append(f"{n_nan} unscanned (NaN) pixels: the scan was stopped before the end")
     px_x = range_m[0] * 1e9 / cols
     px_y = range_m[1] * 1e9 / rows
-    angle = header.get("SCAN_ANGLE", "0").split()
-    if angle and float(angle[0]) != 0:
-        notes.append(f"scan frame rotated by {float(angle[0]):g} degrees (not undone)")
+    (angle,) = _optional_floats(header, "SCAN_ANGLE", 1, [0.0], path, notes) if header.get("SCAN_ANGLE") else (0.0,)
+    if angle != 0:
+        notes.append(f"scan frame rotated by {angle:g} degrees (not undone)")
     # frame centre is SCAN_OFFSET; pixel (0,0) centre is half a pixel in from the top-left corner
     offset_nm = (
         offset_m[0] * 1e9 - range_m[0] * 1e9 / 2 + px_x / 2,
         offset_m[1] * 1e9 - range_m[1] * 1e9 / 2 + px_y / 2,
     )
+    if not all(math.isfinite(v) for v in offset_nm):
+        offset_nm = (0.0, 0.0)
     meta = {"Nanonis": dict(header)}
     return Micrograph(
         data=img,
