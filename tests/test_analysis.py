@@ -180,14 +180,21 @@ def test_find_atoms_refine_modes_and_classes():
 
 
 def test_find_atoms_duplicate_suppression():
-    # one flat-topped blob: without smoothing its plateau is split into several peaks...
+    # one flat-topped blob is one atom at its centre even without smoothing or merging (the
+    # plateau's pixels are exactly equal maxima; skimage's peak_local_max returns its corners)
     p = np.zeros((2, 30, 30))
     p[1, 10:14, 8:22] = 1.0
     p[0] = 1 - p[1]
+    flat = find_atoms(p, min_distance_px=2, sigma_px=0, merge_px=0)
+    assert len(flat) == 1 and abs(flat.x[0] - 14.5) < 1e-6 and abs(flat.y[0] - 11.5) < 1e-6
+    # two bumps on the blob are split into two peaks...
+    p[1, 10:14, 8:22] = 0.8
+    p[1, 11:13, 10] = p[1, 11:13, 19] = 1.0
+    p[0] = 1 - p[1]
     split = find_atoms(p, min_distance_px=2, sigma_px=0, merge_px=0)
-    assert len(split) > 1
+    assert len(split) == 2
     # ...which duplicate suppression merges back into one atom at the blob's centre
-    merged = find_atoms(p, min_distance_px=2, sigma_px=0, merge_px=8)
+    merged = find_atoms(p, min_distance_px=2, sigma_px=0, merge_px=10)
     assert len(merged) == 1
     assert abs(merged.x[0] - 14.5) < 1e-6 and abs(merged.y[0] - 11.5) < 1e-6
     # and two real atoms farther apart than the merge distance stay two

@@ -108,8 +108,7 @@ def test_tta_averages_the_eight_views_so_rotating_the_image_rotates_the_maps(tin
     img = np.random.default_rng(4).normal(size=(64, 64)).astype(np.float32)
     px_nm = Predictor(path, "cpu").px_size_A / 10  # no resampling
     for tta in (False, True):
-        pred = Predictor(path, "cpu", tta=tta)
-        pred.bf16 = False  # exact float32 arithmetic for the comparison
+        pred = Predictor(path, "cpu", tta=tta, cpu_bf16=False)  # exact float32 arithmetic
         p0, info = pred.probabilities(img, px_nm)
         assert info["tta"] is tta and p0.shape == (4, 64, 64)
         pr, _ = pred.probabilities(np.ascontiguousarray(np.rot90(img)), px_nm)
@@ -405,7 +404,9 @@ def test_normalisation_is_recorded_inherited_and_applied(tmp_path):
 
     train({**SMALL_RECIPE, "normalisation": "clip-robust", "steps": 2}, tmp_path / "r", log=lambda m: None)
     assert read_card(tmp_path / "r")["normalisation"]["method"] == "clip-robust"
-    pred = Predictor(tmp_path / "r", "cpu", single_view=True)
+    # fp32 on every CPU: with bf16 autocast (the default on CPUs with native bf16) the maps
+    # differ from the fp32 reference by up to ~2e-3
+    pred = Predictor(tmp_path / "r", "cpu", single_view=True, cpu_bf16=False)
     assert pred.norm == "clip-robust"
     img = _lattice(True)
     prob, info = pred.probabilities(img, 0.02)
@@ -416,7 +417,7 @@ def test_normalisation_is_recorded_inherited_and_applied(tmp_path):
     np.testing.assert_allclose(prob, direct.numpy(), atol=1e-4)
     assert info["views"] == 1
     # by default the maps are the mean over the image and its half turn (each mapped back)
-    prob2, info2 = Predictor(tmp_path / "r", "cpu").probabilities(img, 0.02)
+    prob2, info2 = Predictor(tmp_path / "r", "cpu", cpu_bf16=False).probabilities(img, 0.02)
     np.testing.assert_allclose(prob2, ((direct + turned) / 2).numpy(), atol=1e-4)
     assert info2["views"] == 2 and np.abs(prob2 - prob).max() > 1e-3  # the untrained net is not symmetric
     from atomlens.nn.data import TTA_VIEWS
@@ -497,3 +498,32 @@ def test_cam_localisation_training_moves_the_map_onto_the_defect(tmp_path):
     assert 0.0 <= plain["val_cam_within_1A"] <= 1.0
     assert loc["val_cam_within_1A"] >= plain["val_cam_within_1A"] + 0.25
     assert read_card(tmp_path / "loc")["recipe"]["cam_localisation"]["weight"] == 1.0
+
+
+def test_cpu_bf16_follows_the_environment_and_the_argument(tiny_bundle, monkeypatch):
+    """bf16 autocast on the CPU: ATOMLENS_CPU_BF16=on/off/auto, or the cpu_bf16 argument (the
+    GUI setting), decides; auto means CPUs with native bf16.  Forced on, the maps stay within
+    bf16 rounding of fp32 ones on any CPU; a word it does not know is a clear error."""
+    from atomlens.nn import infer
+    from atomlens.nn.infer import CPU_BF16_ENV, Predictor, cpu_bf16_choice, use_bf16
+
+    path, _ = tiny_bundle
+    img = np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32)
+    px_nm = Predictor(path, "cpu").px_size_A / 10
+    for native in (False, True):
+        monkeypatch.setattr(infer, "cpu_has_fast_bf16", lambda native=native: native)
+        monkeypatch.delenv(CPU_BF16_ENV, raising=False)
+        assert use_bf16("cpu") is native and use_bf16("cuda") is True
+        for word, want in (("on", True), ("1", True), ("off", False), ("FP32", False), ("auto", native)):
+            monkeypatch.setenv(CPU_BF16_ENV, word)
+            assert Predictor(path, "cpu").bf16 is want
+        assert Predictor(path, "cpu", cpu_bf16=True).bf16 and not Predictor(path, "cpu", cpu_bf16="off").bf16
+    monkeypatch.setenv(CPU_BF16_ENV, "sometimes")
+    with pytest.raises(ValueError, match="ATOMLENS_CPU_BF16='sometimes'.*on, off or auto"):
+        cpu_bf16_choice()
+    monkeypatch.delenv(CPU_BF16_ENV)
+    p32, i32 = Predictor(path, "cpu", cpu_bf16=False).probabilities(img, px_nm)
+    p16, i16 = Predictor(path, "cpu", cpu_bf16=True).probabilities(img, px_nm)
+    assert i32["bf16"] is False and i16["bf16"] is True
+    err = np.abs(p16 - p32).max()
+    assert 0 < err < 0.03  # bf16 keeps 8 bits of mantissa: it differs, but only by rounding

@@ -26,7 +26,8 @@ from ..fileio import atomic_write_text
 from ..sim.atoms import CLASSES
 from .refine import refine_gaussian
 
-__all__ = ["CLASSES", "AtomList", "PointTable", "names_to_indices", "find_atoms", "write_text_atomic"]
+__all__ = ["CLASSES", "AtomList", "PointTable", "names_to_indices", "find_atoms", "one_peak_per_plateau",
+           "write_text_atomic"]
 
 #: Atoms split off a shared blob are located by the centroid of f above this fraction of
 #: their peak (the upper part of the blob, little affected by the neighbour's tail).
@@ -201,6 +202,50 @@ class AtomList(PointTable):
                 "score": self.score.tolist(), "class_names": list(self.class_names)}
 
 
+def one_peak_per_plateau(values: np.ndarray, pk: np.ndarray) -> np.ndarray:
+    """Local maxima `pk` ((n, 2) row, col) of the 2D map `values` with one per flat plateau.
+
+    Pixels that equal the maximum of their 3 x 3 neighbourhood and touch (8-connected) have
+    exactly the same value: they form a plateau, which arises wherever a column is centred
+    between pixels or a probability saturates.  Every peak on a plateau of more than one pixel
+    is replaced by one pixel for the whole plateau, the member nearest the plateau's centroid
+    (ties: the first in row-major order); peaks elsewhere are left as they are, in their order.
+    """
+    pk = np.asarray(pk, np.int64).reshape(-1, 2)
+    if len(pk) == 0:
+        return pk
+    v = np.asarray(values)
+    vmin = v[pk[:, 0], pk[:, 1]].min()
+    flat = (v == ndimage.maximum_filter(v, size=3, mode="nearest")) & (v >= vmin)
+    lab, _ = ndimage.label(flat, structure=np.ones((3, 3)))
+    pl = lab[pk[:, 0], pk[:, 1]]
+    size = np.bincount(lab.ravel())
+    multi = size[pl] > 1
+    if not multi.any():
+        return pk
+    ids = np.unique(pl[multi])
+    rr, cc = np.nonzero(np.isin(lab, ids))
+    ll = lab[rr, cc]
+    n = int(lab.max()) + 1
+    cnt = np.bincount(ll, minlength=n).astype(np.float64)
+    my = np.bincount(ll, weights=rr, minlength=n) / np.maximum(cnt, 1)
+    mx = np.bincount(ll, weights=cc, minlength=n) / np.maximum(cnt, 1)
+    d = (rr - my[ll]) ** 2 + (cc - mx[ll]) ** 2
+    order = np.lexsort((rr * v.shape[1] + cc, d, ll))
+    first = np.ones(len(order), bool)
+    first[1:] = ll[order][1:] != ll[order][:-1]
+    rep = np.zeros((n, 2), np.int64)
+    rep[ll[order][first]] = np.stack([rr[order][first], cc[order][first]], 1)
+    out, seen = [], set()
+    for i in range(len(pk)):  # keep the peaks' order; a plateau appears where its first peak was
+        if not multi[i]:
+            out.append(pk[i])
+        elif pl[i] not in seen:
+            seen.add(pl[i])
+            out.append(rep[pl[i]])
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
 def _auto_scale(comp: np.ndarray, n_comp: int) -> float:
     """Median equivalent diameter (px) of the connected components of the thresholded map."""
     if n_comp == 0:
@@ -346,12 +391,7 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
     # 1 Å = md) lies inside it and is higher than the dimmer column's own peak.
     pk = peak_local_max(s, min_distance=1, footprint=np.ones((3, 3), bool),
                         labels=mask.astype(np.uint8), exclude_border=False)
-    if len(pk):  # one peak per flat plateau of equal maxima
-        pmask = np.zeros((H, W), bool)
-        pmask[pk[:, 0], pk[:, 1]] = True
-        plab, n_pl = ndimage.label(pmask, structure=np.ones((3, 3)))
-        _, first = np.unique(plab[pk[:, 0], pk[:, 1]], return_index=True)
-        pk = pk[np.sort(first)]
+    pk = one_peak_per_plateau(s, pk)
     pk = _distinct_peaks(pk, s, comp, md, MIN_DIP if min_dip is None else float(min_dip))
     pk_comp = comp[pk[:, 0], pk[:, 1]] if len(pk) else np.zeros(0, np.int64)
     n_per = np.bincount(pk_comp, minlength=n_comp + 1)

@@ -7,7 +7,8 @@ import dataclasses
 import numpy as np
 from skimage.feature import peak_local_max
 
-from .atoms import PointTable, names_to_indices, read_table_csv, table_to_csv_text, write_text_atomic
+from .atoms import (PointTable, names_to_indices, one_peak_per_plateau, read_table_csv, table_to_csv_text,
+                    write_text_atomic)
 
 __all__ = ["DefectList", "defects_from_cam", "DEFECT_TYPES"]
 
@@ -114,6 +115,7 @@ def defects_from_cam(cam, type_names=DEFECT_TYPES, *, threshold_rel: float = 0.5
             pk = peak_local_max(cam[k], min_distance=max(1, int(min_distance_px)),
                                 threshold_abs=threshold_rel * m, exclude_border=False)
             pk = pk[cam[k][pk[:, 0], pk[:, 1]] > threshold_rel * m] if threshold_rel > 0 else pk
+            pk = one_peak_per_plateau(cam[k], pk)  # a flat top is one defect, not one per corner
             xs.append(pk[:, 1].astype(np.float64))
             ys.append(pk[:, 0].astype(np.float64))
             ts.append(np.full(len(pk), k, np.int64))

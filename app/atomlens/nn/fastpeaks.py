@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-__all__ = ["find_atoms_tensor"]
+__all__ = ["find_atoms_tensor", "local_maxima_tensor"]
 
 
 def _gauss_kernel(sigma: float, device) -> torch.Tensor:
@@ -27,6 +27,63 @@ def _gauss_kernel(sigma: float, device) -> torch.Tensor:
     x = torch.arange(-r, r + 1, dtype=torch.float32, device=device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     return k / k.sum()
+
+
+#: Bound on the label-spreading steps of :func:`local_maxima_tensor` (a plateau up to this many
+#: windows across collapses to one maximum; a wider one keeps maxima a window apart).
+MAX_PLATEAU_STEPS = 64
+
+
+@torch.no_grad()
+def local_maxima_tensor(v: torch.Tensor, size: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Tie-safe non-maximum suppression: a bool mask (shape of `v`, (1, 1, H, W)) of the
+    maxima of `v` over `size` x `size` windows, one pixel per group of equal maxima.
+
+    A plain ``v == max_pool2d(v)`` keeps every pixel of a plateau: two neighbouring pixels with
+    exactly the same value (a column centred between two pixels, bf16 arithmetic, a saturated
+    probability) would give two atoms.  Maxima within one window of each other are equal by
+    construction; they form a group (transitively, so a plateau of any shape is one group) that
+    gives one maximum.  Exact: the group's smallest pixel index is spread over it by min-pooling (float64 indices, exact to 2^53 pixels), no ramp is
+    added to the values.  The group is represented by its member nearest its centroid (the
+    first such in row-major order), so the centroid and class windows that follow sit on the
+    middle of a flat top.  Only pixels where `mask` is true are considered (without one a flat
+    background would be a single image-wide plateau).
+    """
+    pad = size // 2
+    cand = v == F.max_pool2d(v, size, stride=1, padding=pad)
+    if mask is not None:
+        cand &= mask
+    if not bool(cand.any()):
+        return cand
+    H, W = v.shape[-2:]
+    idx = torch.arange(H * W, device=v.device, dtype=torch.float64).view(v.shape)
+    big = torch.full_like(idx, float(H * W))
+    lab = torch.where(cand, idx, big)
+    for _ in range(MAX_PLATEAU_STEPS):
+        low = torch.where(cand, -F.max_pool2d(-lab, size, stride=1, padding=pad), big)
+        if torch.equal(low, lab):
+            break
+        lab = low
+    else:  # a plateau too wide to join up: its maxima stay at least a window apart
+        return cand & (lab == idx)
+    if bool((lab == idx).sum() == cand.sum()):  # no ties: every maximum is its own group
+        return cand
+    # each group's member nearest the group's centroid (ties: the first), so the window
+    # statistics that follow are centred on a flat top, not taken from its corner
+    ys, xs = torch.nonzero(cand[0, 0], as_tuple=True)
+    member = ys.to(torch.float64) * W + xs
+    _, grp = torch.unique(lab[0, 0, ys, xs], return_inverse=True)
+    n = int(grp.max()) + 1
+    cnt = torch.bincount(grp, minlength=n).to(torch.float64)
+    my = torch.bincount(grp, weights=ys.to(torch.float64), minlength=n) / cnt
+    mx = torch.bincount(grp, weights=xs.to(torch.float64), minlength=n) / cnt
+    d = (ys - my[grp]) ** 2 + (xs - mx[grp]) ** 2
+    dmin = torch.full((n,), math.inf, dtype=torch.float64, device=v.device).scatter_reduce(0, grp, d, "amin")
+    pick = torch.where(d == dmin[grp], member, torch.full_like(member, float(H * W)))
+    first = torch.full((n,), float(H * W), dtype=torch.float64, device=v.device).scatter_reduce(0, grp, pick, "amin")
+    out = torch.zeros(H * W, dtype=torch.bool, device=v.device)
+    out[first.long()] = True
+    return out.view(v.shape)
 
 
 @torch.no_grad()
@@ -62,10 +119,7 @@ def find_atoms_tensor(prob: torch.Tensor, *, threshold: float = 0.5, min_distanc
     fs = F.conv2d(F.pad(f, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
     fs = F.conv2d(F.pad(fs, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
     nms = 2 * max(1, int(round(min_distance_px / 2))) + 1
-    # a tiny ramp breaks ties on plateaus, so one plateau gives one maximum
-    ramp = torch.arange(H * W, device=p.device, dtype=torch.float32).view(1, 1, H, W) * (1e-7 / (H * W))
-    fsr = fs + ramp
-    peak = (fsr == F.max_pool2d(fsr, nms, stride=1, padding=nms // 2)) & (f > threshold)
+    peak = local_maxima_tensor(fs, nms, f > threshold)
     ys, xs = torch.nonzero(peak[0, 0], as_tuple=True)
     if ys.numel() == 0:
         z = np.zeros(0)
