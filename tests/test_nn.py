@@ -504,14 +504,14 @@ def test_cpu_bf16_follows_the_environment_and_the_argument(tiny_bundle, monkeypa
     """bf16 autocast on the CPU: ATOMLENS_CPU_BF16=on/off/auto, or the cpu_bf16 argument (the
     GUI setting), decides; auto means CPUs with native bf16.  Forced on, the maps stay within
     bf16 rounding of fp32 ones on any CPU; a word it does not know is a clear error."""
-    from atomlens.nn import infer
+    from atomlens.nn import precision
     from atomlens.nn.infer import CPU_BF16_ENV, Predictor, cpu_bf16_choice, use_bf16
 
     path, _ = tiny_bundle
     img = np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32)
     px_nm = Predictor(path, "cpu").px_size_A / 10
     for native in (False, True):
-        monkeypatch.setattr(infer, "cpu_has_fast_bf16", lambda native=native: native)
+        monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda native=native: native)
         monkeypatch.delenv(CPU_BF16_ENV, raising=False)
         assert use_bf16("cpu") is native and use_bf16("cuda") is True
         for word, want in (("on", True), ("1", True), ("off", False), ("FP32", False), ("auto", native)):

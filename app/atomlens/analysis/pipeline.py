@@ -136,7 +136,8 @@ class AnalysisResult:
         return {
             "format": RESULT_FORMAT,
             "model": self.info.get("model"), "cam_model": self.info.get("cam_model"),
-            "device": self.info.get("device"), "px_size_A_used": self.info.get("px_size_A"),
+            "device": self.info.get("device"), "bf16": bool(self.info.get("bf16", False)),
+            "px_size_A_used": self.info.get("px_size_A"),
             "tta": bool(self.info.get("tta", False)), "views": self.info.get("views"),
             "notes": list(self.info.get("notes", [])),
             "threshold": self.threshold, "refine": self.refine, "material": self.material,

@@ -132,7 +132,7 @@ class AnalysisController(QtCore.QObject):
         mg = self.micrograph
         if mg is None:
             return
-        self.dock.set_px_size_nm(mg.px_size_nm)
+        self.dock.set_px_size_nm(mg.px_size_nm, (getattr(mg, "assumed", None) or {}).get("px_size"))
         if self.results:
             self.dock.set_status("Pixel size changed: run again (F5) to analyse at the new scale.")
 
@@ -276,7 +276,8 @@ class AnalysisController(QtCore.QObject):
         if shown:
             self.overlays.set_result(result, result.info.get("colours"))
             self.resultChanged.emit(result)
-        self.dock.set_device_used(result.info.get("device"))
+        dev = result.info.get("device")
+        self.dock.set_device_used(f"{dev} (bf16)" if dev == "cpu" and result.info.get("bf16") else dev)
         self.dock.set_notes(list(result.info.get("notes", [])))
         guessed = [n for n in result.info.get("notes", []) if n.startswith("no calibration")]
         if guessed:

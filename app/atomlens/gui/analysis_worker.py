@@ -106,15 +106,21 @@ class AnalysisWorker(QtCore.QObject):
         if req is not None:
             req.cancel.set()
 
+    #: bf16 autocast on the CPU: "auto", "on" or "off" (Model > CPU arithmetic; None: the
+    #: ATOMLENS_CPU_BF16 environment variable decides).  Set from the GUI thread; a predictor
+    #: is cached per choice, so a change takes effect at the next run.
+    cpu_bf16: str | None = None
+
     def predictor(self, model: str, device: str):
         """The cached Predictor of `model` on `device` (loaded on first use)."""
-        key = (str(model), str(device))
+        choice = self.cpu_bf16
+        key = (str(model), str(device), choice)
         if key not in self.predictors:
             _preload_torch_libraries()
             from atomlens.nn.infer import Predictor
 
             _tune_torch_threads()
-            self.predictors[key] = Predictor(model, device=device)
+            self.predictors[key] = Predictor(model, device=device, cpu_bf16=choice)
             if not self._probed:  # torch is imported now: report the devices once
                 self.probe_devices()
                 _freeze_gc()
@@ -366,6 +372,11 @@ class AnalysisRunner(QtCore.QObject):
 
     def probe_devices(self) -> None:
         self._probe.emit()
+
+    def set_cpu_bf16(self, choice: str | None) -> None:
+        """Model > CPU arithmetic: "auto", "on" (bf16) or "off" (fp32); None follows the
+        ATOMLENS_CPU_BF16 environment variable.  Used from the next run on."""
+        self.worker.cpu_bf16 = choice
 
     def submit(self, req: AnalysisRequest) -> AnalysisRequest:
         self._next_id += 1

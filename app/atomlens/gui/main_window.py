@@ -84,6 +84,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.analysis.resultChanged.connect(self.resultChanged)
         self.results = ResultsController(self)
         self.annotate = AnnotateController(self)
+        self.results.follow_annotations(self.annotate)  # the dock and exports show the corrections
         self._training = self._retrain_dialog = self._model_dialog = None
 
         self.loader = BackgroundLoader(self)
@@ -181,6 +182,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_retrain = m_model.addAction("&Retrain…", self.open_retrain)
         self.act_retrain.setStatusTip("Fine-tune a model on simulations and your corrected atoms")
         self.act_models = m_model.addAction("&Manage models…", self.open_model_manager)
+        m_model.addSeparator()
+        self._build_cpu_arithmetic_menu(m_model)
 
         self.view_menu = mb.addMenu("&View")
         for dock in (self.analysis_dock, self.layers_dock, self.results.dock, self.info_dock):
@@ -216,6 +219,7 @@ class MainWindow(QtWidgets.QMainWindow):
         state = self.settings.value("window/state")
         if state is not None:
             self.restoreState(state)
+        self.annotate.sync_toolbar()  # the saved state may show it: Annotate mode alone does
         try:  # the analysis settings (threshold, refinement, models picked per imaging mode...)
             self.analysis_dock.restore_state(json.loads(str(self.settings.value("analysis/settings", "{}"))))
         except ValueError:
@@ -276,6 +280,43 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.open_file(path)
 
+    #: Model > CPU arithmetic: (setting value, menu text, tooltip)
+    CPU_ARITHMETIC = (
+        ("auto", "&Automatic", "bf16 where the CPU has native bf16 (AVX512-BF16, AMX), else fp32"),
+        ("on", "&bf16 (faster)", "bf16 autocast on the CPU: about as accurate on our test images, faster on "
+                                "CPUs with native bf16, slower elsewhere"),
+        ("off", "&fp32 (exact)", "full float32 arithmetic on the CPU: the same maps on every CPU"),
+    )
+
+    def _build_cpu_arithmetic_menu(self, menu) -> None:
+        """Model > CPU arithmetic, kept in the settings; unset, the ATOMLENS_CPU_BF16
+        environment variable (or Automatic) is shown and used.  CUDA always runs bf16."""
+        from atomlens.nn.precision import cpu_bf16_choice
+
+        sub = menu.addMenu("CPU &arithmetic")
+        sub.setToolTipsVisible(True)
+        self.cpu_arithmetic_group = QtWidgets.QActionGroup(self)
+        stored = self.settings.value("analysis/cpu_bf16", None)
+        try:
+            current = cpu_bf16_choice(stored)
+        except ValueError:  # a bad environment variable or a damaged setting
+            current = "auto"
+        for key, text, tip in self.CPU_ARITHMETIC:
+            act = sub.addAction(text)
+            act.setCheckable(True)
+            act.setData(key)
+            act.setToolTip(tip)
+            act.setChecked(key == current)
+            self.cpu_arithmetic_group.addAction(act)
+        self.cpu_arithmetic_group.triggered.connect(self._cpu_arithmetic_chosen)
+        self.analysis.runner.set_cpu_bf16(current if stored is not None else None)
+
+    def _cpu_arithmetic_chosen(self, act) -> None:
+        key = str(act.data())
+        self.settings.setValue("analysis/cpu_bf16", key)
+        self.analysis.runner.set_cpu_bf16(key)
+        self.statusBar().showMessage(f"CPU arithmetic: {act.text().replace('&', '')} (from the next run)", 5000)
+
     def _fill_recent_menu(self) -> None:
         menu = self.recent_menu
         menu.clear()
@@ -310,6 +351,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_loaded(self, result: LoadResult) -> None:
         self._end_busy()
         mg = result.micrograph
+        from ..io.filename_hints import apply_filename_hints
+
+        apply_filename_hints(mg)  # a mode / pixel size the file lacks, from its name (mg.assumed, mg.notes)
         old = self.micrograph
         keep = (old is not None and old.path is not None and mg.path is not None
                 and Path(old.path) == Path(mg.path) and old.shape == mg.shape)

@@ -15,65 +15,21 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .data import TTA_VIEWS, dihedral_unview, dihedral_view, normalisation_spec, normalisation_stats, normalise
+from .data import (TTA_VIEWS, dihedral_unview, dihedral_view, inverse_scale, normalisation_spec,
+                   normalisation_stats, normalise)
+from .precision import CPU_BF16_ENV, cpu_bf16_choice, cpu_has_fast_bf16, use_bf16
 from .train import select_device
 
 __all__ = ["CPU_BF16_ENV", "Predictor", "TYPICAL_PERIOD_A", "cpu_bf16_choice", "cpu_has_fast_bf16", "use_bf16"]
 
-#: Images with more pixels than this are processed in strips of STRIP_PX rows (bounded memory).
+#: Images with more pixels than this are processed in tiles of STRIP_PX x STRIP_PX pixels
+#: (memory bounded by the tile, whatever the image's shape).
 STRIP_MIN_PIXELS = 2048 * 2048
 STRIP_PX = 1024
 
 #: For an uncalibrated image, the strongest lattice period is assumed to be this long (Å):
 #: the {100} spacing of graphene is 2.13 Å, of MoS2 2.74 Å; perovskites [001] show 3.9/2.76 Å.
 TYPICAL_PERIOD_A = 2.5
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 dot products (AVX512-BF16 or AMX); elsewhere bf16 is
-    emulated and slower than fp32 (measured 4x slower on an AVX2-only EPYC)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-#: Environment variable that overrides bf16 on the CPU: ``on`` (``1``, ``true``), ``off``
-#: (``0``, ``false``) or ``auto`` (the default: on where :func:`cpu_has_fast_bf16`).  The GUI's
-#: Model > CPU arithmetic setting does the same for the app.
-CPU_BF16_ENV = "ATOMLENS_CPU_BF16"
-_CHOICES = {"on": "on", "1": "on", "true": "on", "yes": "on", "bf16": "on",
-            "off": "off", "0": "off", "false": "off", "no": "off", "fp32": "off", "auto": "auto", "": "auto"}
-
-
-def cpu_bf16_choice(value=None) -> str:
-    """``"on"``, ``"off"`` or ``"auto"`` from `value` (a bool, one of those words, or None for
-    the :data:`CPU_BF16_ENV` environment variable, unset meaning ``auto``).
-
-    Raises ValueError for a word it does not know, naming the accepted ones."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    src = "the setting"
-    if value is None:
-        import os
-
-        value, src = os.environ.get(CPU_BF16_ENV, "auto"), CPU_BF16_ENV
-    key = str(value).strip().lower()
-    if key not in _CHOICES:
-        raise ValueError(f"{src}={value!r} is not a CPU bf16 choice; use on, off or auto")
-    return _CHOICES[key]
-
-
-def use_bf16(device: str, cpu_bf16=None) -> bool:
-    """Whether inference on `device` runs under bf16 autocast: always on CUDA; on the CPU as
-    :func:`cpu_bf16_choice` says (``auto``: where the CPU has native bf16)."""
-    if device == "cuda":
-        return True
-    if device != "cpu":
-        return False
-    choice = cpu_bf16_choice(cpu_bf16)
-    return choice == "on" or (choice == "auto" and cpu_has_fast_bf16())
 
 
 def _as_tensor(a: np.ndarray) -> torch.Tensor:
@@ -322,13 +278,13 @@ class Predictor:
         h, w = img.shape
         s = px_A / self.px_size_A
         stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
-        lo, hi, m, sd = stats
+        lo, hi, m, _sd = stats
         t = _as_tensor(img).to(self.device)[None, None]
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
         if (hs, ws) != (h, w):
             t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
                               **({} if s < 1 else {"align_corners": False}))
-        x = (t.clamp(lo, hi) - m) / (sd if sd > 1e-12 else 1.0)
+        x = (t.clamp(lo, hi) - m) * inverse_scale(stats)
         prob_s = self._forward(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)[0]
         min_d_model = max(2.0, 1.0 / self.px_size_A)
         xs, ys, cls, score = find_atoms_tensor(prob_s, threshold=threshold, min_distance_px=min_d_model,
@@ -368,12 +324,13 @@ class Predictor:
         table (:func:`atomlens.nn.fastpeaks.find_atoms_tensor`); `keep_prob=False` then
         skips copying the probability maps back (None is returned in their place).
 
-        Images taller than `strip_px` (when also larger than STRIP_MIN_PIXELS) are processed
-        in horizontal strips with an overlap of at least 8 Å, each normalised like the whole
-        image; each strip keeps the atoms whose centres lie in its own rows.  Memory then
-        grows with the strip, not the image, and probabilities are not returned (None).
+        Images larger than STRIP_MIN_PIXELS are processed in `strip_px` x `strip_px` tiles
+        (both axes) with margins of at least 8 Å, each normalised like the whole image; each
+        tile keeps the atoms whose centres lie in its own pixels.  Memory then grows with the
+        tile, not the image, and probabilities are not returned (None); ``info["tiles"]``
+        counts the tiles, ``info["strips"]`` their rows.
         """
-        from ..analysis.atoms import AtomList, find_atoms
+        from ..analysis.atoms import find_atoms
 
         img = np.asarray(image, np.float32)
         h, w = img.shape
@@ -383,37 +340,67 @@ class Predictor:
             fast = self.device == "cuda" and self.task != "cam" and refine in ("centroid", "none")
         if fast and h * w <= STRIP_MIN_PIXELS:
             return self._detect_on_device(img, px_A, notes, threshold, refine, keep_prob, progress)
-        if h * w <= STRIP_MIN_PIXELS or h <= strip_px:
+        if h * w <= STRIP_MIN_PIXELS:
             prob, info = self.probabilities(img, progress=progress, cancel=cancel, _scale=(px_A, notes, None))
             atoms = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
                                image=img, class_names=self.classes)
             info["min_distance_px"] = min_d
             return atoms, prob, info
+        return self._detect_tiled(img, px_A, notes, min_d, threshold, refine, progress, cancel, max(16, int(strip_px)))
+
+    def _detect_tiled(self, img, px_A, notes, min_d, threshold, refine, progress, cancel, side):
+        """detect() of a large image in `side` x `side` tiles (both axes), each with a margin of
+        at least 8 Å and normalised like the whole image; each tile keeps the atoms whose
+        centres lie in its own pixels.  Memory is bounded by the tile, whatever the image's shape."""
+        from ..analysis.atoms import AtomList, find_atoms
+
+        h, w = img.shape
         pad = int(math.ceil(max(64, 8.0 / px_A)))
-        found = AtomList(np.zeros(0), np.zeros(0), np.zeros(0, int), np.zeros(0), self.classes)
-        starts = list(range(0, h, strip_px))
-        # one normalisation for all strips: the median of the strips' own statistics, taken
-        # at the model's pixel size as in training
+        ys, xs = list(range(0, h, side)), list(range(0, w, side))
+        tiles = [(y0, x0) for y0 in ys for x0 in xs]
+        # one normalisation for all tiles: the median of the tiles' own statistics, taken at
+        # the model's pixel size as in training
         s = px_A / self.px_size_A
-        per = np.array([normalisation_stats(self._resample(img[y0:y0 + strip_px], s), self.norm) for y0 in starts])
+        per = np.array([normalisation_stats(self._resample(img[y0:y0 + side, x0:x0 + side], s), self.norm)
+                        for y0, x0 in tiles])
         scale = (px_A, notes, tuple(float(v) for v in np.median(per, axis=0)))
-        info = {}
-        for k, y0 in enumerate(starts):
-            y1 = min(h, y0 + strip_px)
-            a, b = max(0, y0 - pad), min(h, y1 + pad)
+        parts, info = [], {}
+        for k, (y0, x0) in enumerate(tiles):
+            y1, x1 = min(h, y0 + side), min(w, x0 + side)
+            a, b, c, d = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
 
             def part(frac, msg, k=k):
                 if progress:
-                    progress((k + frac) / len(starts), f"strip {k + 1}/{len(starts)}: {msg}")
+                    progress((k + frac) / len(tiles), f"tile {k + 1}/{len(tiles)}: {msg}")
 
-            prob, info = self.probabilities(img[a:b], progress=part, cancel=cancel, _scale=scale)
+            prob, info = self.probabilities(img[a:b, c:d], progress=part, cancel=cancel, _scale=scale)
             got = find_atoms(prob, threshold=threshold, min_distance_px=min_d, refine=refine,
-                             image=img[a:b], class_names=self.classes)
+                             image=img[a:b, c:d], class_names=self.classes)
             del prob
-            got.y = got.y + a
-            own = (got.y >= y0 - 0.5) & (got.y < y1 - 0.5) if y1 < h else got.y >= y0 - 0.5
-            found = found.concat(got.subset(own))
-        info["strips"] = len(starts)
+            got.y, got.x = got.y + a, got.x + c
+            own = ((got.y >= y0 - 0.5) & ((got.y < y1 - 0.5) | (y1 == h))
+                   & (got.x >= x0 - 0.5) & ((got.x < x1 - 0.5) | (x1 == w)))
+            parts.append(got.subset(own))
+        found = AtomList(*(np.concatenate([getattr(g, f) for g in parts]) for f in ("x", "y", "cls", "score")),
+                         self.classes)
+        found = _drop_seam_twins(found, np.repeat(np.arange(len(parts)), [len(g) for g in parts]), 0.5 * min_d)
+        info["strips"], info["tiles"] = len(ys), len(tiles)
         info["min_distance_px"] = min_d
         return found, None, info
+
+
+def _drop_seam_twins(atoms, tile, r):
+    """`atoms` without the weaker of each pair closer than `r` found by two different tiles
+    (one column next to a seam, seen by both tiles a hair to either side of it)."""
+    if len(atoms) < 2:
+        return atoms
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(atoms.xy).query_pairs(r, output_type="ndarray")
+    pairs = pairs[tile[pairs[:, 0]] != tile[pairs[:, 1]]]
+    if not len(pairs):
+        return atoms
+    keep = np.ones(len(atoms), bool)
+    keep[np.where(atoms.score[pairs[:, 0]] >= atoms.score[pairs[:, 1]], pairs[:, 1], pairs[:, 0])] = False
+    return atoms.subset(keep)
 
