@@ -120,7 +120,8 @@ def test_run_finds_the_known_atoms_and_draws_them(qtbot, window, sim, sim_file):
     assert dock.run_button.isEnabled() and not dock.cancel_button.isEnabled()
     assert not win.act_cancel.isEnabled() and win.act_run.isEnabled()
     assert dock.status.text().startswith(f"Done: {len(res.atoms)} atoms")
-    assert dock.device_used.text() == "used: cpu" and dock.progress.value() == 1000
+    used = "used: cpu (bf16)" if res.info["bf16"] else "used: cpu"  # bf16: CPUs with native bf16
+    assert dock.device_used.text() == used and dock.progress.value() == 1000
     assert progress and progress[-1][0] == 1.0 and any("tile" in m for _, m in progress)
     # legend and layers dock list the classes with their counts
     legend = [label.text for _, label in win.overlays.atoms_view.legend.items]
