@@ -20,7 +20,8 @@ from ..io.formats import ALL_EXTENSIONS
 from .atoms import check_edge_margin
 from .pipeline import analyse_image, write_results
 
-__all__ = ["SUMMARY_NAME", "default_model", "iter_micrograph_files", "process_paths", "write_summary"]
+__all__ = ["SUMMARY_NAME", "default_model", "iter_micrograph_files", "process_paths", "write_summary",
+           "analysis_error_message"]
 
 SUMMARY_NAME = "batch_summary.csv"
 #: Files we write ourselves that carry a readable extension: never taken as input.
@@ -32,6 +33,18 @@ def default_model(mode) -> str:
     from ..cli import _default_model
 
     return _default_model(mode)
+
+
+def analysis_error_message(exc: Exception, calibrated: bool) -> str:
+    """A readable message for a ValueError raised while analysing an image (a bad image, not a
+    bad model).  The lattice period of an uncalibrated image that is flat or tiny cannot be
+    measured: older versions of the period estimate returned NaN, which surfaced as "cannot
+    convert float NaN to integer"; that is said in words here."""
+    text = str(exc) or type(exc).__name__
+    if not calibrated and "nan" in text.lower() and "period" not in text.lower():
+        return ("no lattice period can be measured in this uncalibrated image (it is flat, too small or "
+                "shows no lattice), so its pixel size is unknown; give the pixel size (--px-size-nm)")
+    return text
 
 
 def iter_micrograph_files(folder, recursive: bool = False) -> list[Path]:
@@ -136,7 +149,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
     -------
     list of dict
         One row per file: ``path``, ``status`` (``ok``, ``error`` or ``skipped``),
-        ``message``, ``n_atoms``, ``counts`` (class -> number), ``n_defects``, ``model``,
+        ``failure`` (for errors: ``input`` when the file cannot be read or analysed, ``model``
+        when the model cannot be loaded or run on the chosen device), ``message``, ``n_atoms``, ``counts`` (class -> number), ``n_defects``, ``model``,
         ``outputs`` (paths written) and ``seconds``.  The same rows are written to
         ``out_dir/batch_summary.csv``.
     """
@@ -171,7 +185,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         return cache[name]
 
     for i, path in enumerate(paths):
-        row = {"path": str(path), "status": "ok", "message": "", "n_atoms": 0, "counts": {},
+        row = {"path": str(path), "status": "ok", "failure": "", "message": "", "n_atoms": 0, "counts": {},
                "n_defects": None, "model": "", "outputs": [], "seconds": 0.0}
         rows.append(row)
         if cancel is not None and cancel.is_set():
@@ -186,8 +200,11 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                 mg = load(path)
             name = default_model(mg.mode) if model in (None, "", "auto") else model
             row["model"] = name
-            pred = get_predictor(name)
-            cam_pred = get_predictor("defect-cam") if cam else None
+            try:
+                pred = get_predictor(name)
+                cam_pred = get_predictor("defect-cam") if cam else None
+            except Exception as exc:  # noqa: BLE001 - the model fails this file, not the batch
+                raise _ModelFailure(exc) from exc
             stem = _unique_stem(path, used)
             px = float(px_size_nm) if px_size_nm is not None else mg.px_size_nm
             idx = range(mg.n_frames) if (frames == "all" and mg.is_stack) else [0]
@@ -195,10 +212,13 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
             for j, f in enumerate(idx):
                 span = 1.0 / (len(idx) * max(n, 1))
                 sub = _part(progress, (i + j / len(idx)) / max(n, 1), span, f"{path.name} ({i + 1}/{n})")
-                res = analyse_image(mg.frame(f if mg.is_stack else 0), pred, px_size_nm=px,
-                                    offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
-                                    cam_predictor=cam_pred, frame=f, material=material,
-                                    edge_margin_px=edge_margin_px, progress=sub)
+                try:
+                    res = analyse_image(mg.frame(f if mg.is_stack else 0), pred, px_size_nm=px,
+                                        offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
+                                        cam_predictor=cam_pred, frame=f, material=material,
+                                        edge_margin_px=edge_margin_px, progress=sub)
+                except ValueError as exc:
+                    raise LoadError(f"{path.name}: {analysis_error_message(exc, px is not None)}") from exc
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
                 row["n_atoms"] += len(res.atoms)
@@ -214,10 +234,14 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                 msg += f", {row['n_defects']} defects"
             log(msg)
         except LoadError as exc:
-            row.update(status="error", message=str(exc))
+            row.update(status="error", failure="input", message=str(exc))
             log(f"error: {exc}")
+        except _ModelFailure as exc:
+            row.update(status="error", failure="model",
+                       message=f"model {row['model']} cannot be used: {exc.__cause__}")
+            log(f"error: {path.name}: {row['message']}")
         except Exception as exc:  # noqa: BLE001 - one bad file never aborts the batch
-            row.update(status="error", message=f"{type(exc).__name__}: {exc}")
+            row.update(status="error", failure="input", message=f"{type(exc).__name__}: {exc}")
             log(f"error: {path.name}: {row['message']}")
         row["seconds"] = round(time.perf_counter() - t0, 3)
     if progress:
@@ -225,6 +249,10 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         progress(1.0, f"{done} of {n} files processed")
     write_summary(rows, out / SUMMARY_NAME)
     return rows
+
+
+class _ModelFailure(Exception):
+    """The model (or the device it was asked for) failed, not the file: see ``__cause__``."""
 
 
 def write_summary(rows: list[dict], path) -> None:

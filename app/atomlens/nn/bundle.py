@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..fileio import atomic_write_bytes, atomic_write_with, sha256_file, user_data_dir
 
 __all__ = ["BundleError", "save_bundle", "load_bundle", "read_card", "list_bundles", "resolve_bundle",
            "user_models_dir", "bundled_models_dir", "sha256_file", "CARD_REQUIRED", "rename_bundle",
-           "export_bundle", "import_bundle", "delete_bundle", "is_user_bundle", "write_card"]
+           "export_bundle", "import_bundle", "delete_bundle", "is_user_bundle", "write_card", "check_card"]
 
 CARD_REQUIRED = ("name", "version", "task", "architecture", "classes", "px_size_A", "valid_px_size_A",
                  "mode", "normalisation", "weights_sha256")
@@ -30,6 +32,105 @@ CARD_REQUIRED = ("name", "version", "task", "architecture", "classes", "px_size_
 
 class BundleError(Exception):
     """A model bundle is missing, incomplete, damaged or incompatible (readable message)."""
+
+
+TASKS = ("segmentation", "cam")
+#: Optional card entries that must be JSON objects when present.
+_CARD_DICTS = ("recipe", "training", "validation", "parent", "calibration", "colours", "cam_thresholds",
+               "selection")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _card_problems(card) -> list[str]:
+    """What is wrong with a card's entries (empty when nothing is): every entry AtomLens reads."""
+    if not isinstance(card, dict):
+        return [f"card.json holds a {type(card).__name__}, not an object of entries"]
+    bad = []
+    missing = [k for k in CARD_REQUIRED if k not in card]
+    if missing:
+        bad.append(f"card.json lacks {', '.join(missing)}")
+    for key in ("name", "mode"):
+        if key in card and not (isinstance(card[key], str) and card[key].strip()):
+            bad.append(f"{key} must be a non-empty text, not {card[key]!r}")
+    if "version" in card and not (isinstance(card["version"], str) and card["version"].strip() or _number(card["version"])):
+        bad.append(f"version must be a text or a number, not {card['version']!r}")
+    if "task" in card and card["task"] not in TASKS:
+        bad.append(f"task must be one of {', '.join(TASKS)}, not {card['task']!r}")
+    arch = card.get("architecture")
+    if "architecture" in card:
+        if not (isinstance(arch, dict) and isinstance(arch.get("name"), str)
+                and isinstance(arch.get("params", {}), dict)):
+            bad.append(f"architecture must be {{\"name\": ..., \"params\": {{...}}}}, not {str(arch)[:80]!r}")
+        else:
+            for k, v in arch.get("params", {}).items():
+                vals = v if isinstance(v, list) else [v]
+                if not vals or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in vals):
+                    bad.append(f"architecture parameter {k!r} must be a positive whole number (or a list of them), "
+                               f"not {v!r}")
+    classes = card.get("classes")
+    if "classes" in card:
+        if not (isinstance(classes, list) and len(classes) >= 2
+                and all(isinstance(c, str) and c.strip() for c in classes)):
+            bad.append(f"classes must be a list of at least two names, not {str(classes)[:80]!r}")
+        elif len(set(classes)) != len(classes):
+            bad.append(f"classes has repeated names ({', '.join(classes)})")
+    px = card.get("px_size_A")
+    if "px_size_A" in card and not (_number(px) and px > 0):
+        bad.append(f"px_size_A must be a positive number of Å, not {px!r}")
+    rng = card.get("valid_px_size_A")
+    if "valid_px_size_A" in card:
+        if not (isinstance(rng, list) and len(rng) == 2 and all(_number(x) and x > 0 for x in rng)
+                and rng[0] <= rng[1]):
+            bad.append(f"valid_px_size_A must be [lowest, highest], two positive numbers of Å, not {rng!r}")
+    norm = card.get("normalisation")
+    if "normalisation" in card and norm is not None:
+        if not isinstance(norm, (str, dict)):
+            bad.append(f"normalisation must be a method name or an object, not {norm!r}")
+        elif isinstance(norm, dict) and "clip_percentiles" in norm:
+            cp = norm["clip_percentiles"]
+            if not (isinstance(cp, list) and len(cp) == 2 and all(_number(x) for x in cp) and 0 <= cp[0] < cp[1] <= 100):
+                bad.append(f"normalisation clip_percentiles must be [low, high] within 0-100, not {cp!r}")
+    sha = card.get("weights_sha256")
+    if "weights_sha256" in card and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
+        bad.append(f"weights_sha256 must be 64 hexadecimal digits, not {str(sha)[:80]!r}")
+    wb = card.get("weights_bytes")
+    if "weights_bytes" in card and not (isinstance(wb, int) and not isinstance(wb, bool) and wb > 0):
+        bad.append(f"weights_bytes must be a positive whole number, not {wb!r}")
+    for key in _CARD_DICTS:
+        if card.get(key) is not None and not isinstance(card[key], dict):
+            bad.append(f"{key} must be an object, not {str(card[key])[:80]!r}")
+    if isinstance(card.get("colours"), dict):
+        if not all(isinstance(c, str) for c in card["colours"].values()):
+            bad.append("colours must map class names to colour names such as '#50c8ff'")
+    if isinstance(card.get("cam_thresholds"), dict):
+        if not all(_number(t) and 0 < t < 1 for t in card["cam_thresholds"].values()):
+            bad.append("cam_thresholds must be numbers between 0 and 1 (exclusive)")
+    if card.get("seed") is not None and not (isinstance(card["seed"], int) and not isinstance(card["seed"], bool)):
+        bad.append(f"seed must be a whole number, not {card['seed']!r}")
+    if card.get("annotated_images") is not None and not (
+            isinstance(card["annotated_images"], list) and all(isinstance(a, dict) for a in card["annotated_images"])):
+        bad.append("annotated_images must be a list of objects")
+    if not any(m.startswith("normalisation") for m in bad) and "normalisation" in card:
+        from .norm import normalisation_spec
+
+        try:
+            normalisation_spec(norm)
+        except ValueError as exc:
+            bad.append(f"{exc} (the model may need a newer AtomLens)")
+    return bad
+
+
+def check_card(card, where) -> dict:
+    """`card` if every entry AtomLens reads is present and usable, else BundleError naming
+    `where` (the user's file or folder) and each problem."""
+    bad = _card_problems(card)
+    if bad:
+        raise BundleError(f"{where}: not a usable model card: " + "; ".join(bad))
+    return card
 
 
 
@@ -63,32 +164,57 @@ def save_bundle(model, card: dict, out_dir) -> Path:
     return out
 
 
-def read_card(path) -> dict:
-    """The card of the bundle at `path` (a folder), checked for the required entries."""
+def read_card(path, *, label=None) -> dict:
+    """The card of the bundle at `path` (a folder), with every entry checked
+    (:func:`check_card`).  Messages name `label` (default: `path`)."""
     p = Path(path)
+    where = label or p
     if not (p / "card.json").is_file():
-        raise BundleError(f"{p}: not a model bundle (no card.json)")
+        raise BundleError(f"{where}: not a model bundle (no card.json)")
     try:
         card = json.loads((p / "card.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise BundleError(f"{p}: card.json cannot be read ({exc})") from exc
-    missing = [k for k in CARD_REQUIRED if k not in card]
-    if missing:
-        raise BundleError(f"{p}: card.json lacks {', '.join(missing)}")
-    from .norm import normalisation_spec
+        raise BundleError(f"{where}: card.json cannot be read ({exc})") from exc
+    return check_card(card, where)
 
+
+def _check_outputs(model, card, where) -> None:
+    """The network takes one-channel images and gives one output per class of the card."""
+    import torch
+
+    params = card["architecture"].get("params", {})
+    side = min(256, max(32, 2 ** (int(params.get("depth", 3)) + 1)))
     try:
-        normalisation_spec(card.get("normalisation"))
-    except ValueError as exc:
-        raise BundleError(f"{p}: {exc} (the model may need a newer AtomLens)") from exc
-    return card
+        with torch.inference_mode():
+            x = torch.zeros(1, 1, side, side)
+            if card["task"] == "cam":
+                if not hasattr(model, "cam"):
+                    raise BundleError(f"{where}: the card's task is 'cam' but its {card['architecture']['name']} "
+                                      "network has no class activation maps")
+                n_out = model.cam(x)[0].shape[-1]
+            else:
+                out = model(x)
+                if out.ndim != 4:
+                    raise BundleError(f"{where}: the card's task is 'segmentation' but its "
+                                      f"{card['architecture']['name']} network gives no maps")
+                n_out = out.shape[1]
+    except BundleError:
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise BundleError(f"{where}: the network in the card cannot run on one-channel images "
+                          f"({str(exc).splitlines()[0][:200]})") from exc
+    if n_out != len(card["classes"]):
+        raise BundleError(f"{where}: the card lists {len(card['classes'])} classes but the network gives "
+                          f"{n_out} outputs")
 
 
-def load_bundle(path, device: str = "cpu"):
+def load_bundle(path, device: str = "cpu", *, label=None):
     """(model in eval mode on `device`, card) of the bundle at `path`.
 
-    Raises BundleError when the card or weights are missing, the weights' sha256 does not
-    match the card (damaged or replaced file), or they do not fit the architecture.
+    Raises BundleError when the card or weights are missing, an entry of the card is
+    unusable, the weights' sha256 does not match the card (damaged or replaced file), they
+    do not fit the architecture, or the network's outputs do not match the card's classes.
+    Messages name `label` (default: `path`).
     """
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
@@ -96,23 +222,29 @@ def load_bundle(path, device: str = "cpu"):
     from .models import build_model
 
     p = Path(path)
-    card = read_card(p)
+    where = label or p
+    card = read_card(p, label=label)
     wfile = p / "weights.safetensors"
     if not wfile.is_file():
-        raise BundleError(f"{p}: weights.safetensors is missing")
+        raise BundleError(f"{where}: weights.safetensors is missing")
     blob = wfile.read_bytes()
+    if "weights_bytes" in card and len(blob) != card["weights_bytes"]:
+        raise BundleError(f"{where}: weights.safetensors holds {len(blob)} bytes, the card says "
+                          f"{card['weights_bytes']} (damaged or replaced file)")
     if hashlib.sha256(blob).hexdigest() != card["weights_sha256"]:
-        raise BundleError(f"{p}: weights.safetensors is damaged or was replaced (sha256 does not match the card)")
+        raise BundleError(f"{where}: weights.safetensors is damaged or was replaced (sha256 does not match the card)")
     try:
         state = st_load(blob)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        raise BundleError(f"{p}: weights.safetensors cannot be read ({exc})") from exc
+        raise BundleError(f"{where}: weights.safetensors cannot be read ({exc})") from exc
     try:
         model = build_model(card["architecture"])
         model.load_state_dict(state, strict=True)
     except (ValueError, RuntimeError, TypeError) as exc:
-        raise BundleError(f"{p}: the weights do not fit the architecture in the card ({str(exc)[:300]})") from exc
-    return model.to(device).eval(), card
+        raise BundleError(f"{where}: the weights do not fit the architecture in the card ({str(exc)[:300]})") from exc
+    model.eval()
+    _check_outputs(model, card, where)
+    return model.to(device), card
 
 
 def list_bundles() -> list[tuple[str, Path, str]]:
@@ -301,8 +433,16 @@ def _unpack_zip(src: Path, into: Path) -> Path:
         for info, rel in members:
             if rel.parent != root:
                 continue  # only the bundle's own top-level files
-            with zf.open(info) as fin, open(into / rel.name, "wb") as fout:
-                shutil.copyfileobj(fin, fout)
+            try:
+                with zf.open(info) as fin, open(into / rel.name, "wb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, NotImplementedError,
+                    RuntimeError, ValueError) as exc:  # lying sizes, bad CRC, unknown compression, encryption
+                raise BundleError(f"{src}: the zip is damaged: entry {info.filename!r} cannot be unpacked "
+                                  f"({str(exc) or type(exc).__name__})") from exc
+            if (into / rel.name).stat().st_size != info.file_size:
+                raise BundleError(f"{src}: the zip is damaged: entry {info.filename!r} does not hold the "
+                                  f"{info.file_size} bytes it announces")
     return into
 
 
@@ -331,8 +471,8 @@ def import_bundle(src) -> Path:
             stem = src.stem
         else:
             raise BundleError(f"{src}: no such file or folder")
-        load_bundle(work)  # card complete, sha256 matches, weights fit the architecture
-        card = read_card(work)
+        load_bundle(work, label=src)  # card usable, sha256 matches, weights fit the architecture
+        card = read_card(work, label=src)
         try:
             name = _check_name(card.get("name") or stem)
         except BundleError:
