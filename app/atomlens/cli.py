@@ -26,18 +26,30 @@ from . import __version__  # noqa: E402
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
 
 SUBCOMMANDS = ("info", "simulate", "train", "detect", "batch", "gui")
+#: One line per sub-command, for ``atomlens --help``.
+SUBCOMMAND_HELP = {
+    "info": "print what AtomLens reads from micrograph files (size, calibration, mode, notes)",
+    "simulate": "write a labelled, simulated data set (HDF5 shards, manifest, gallery)",
+    "train": "train or fine-tune a model bundle on simulated (and annotated) images",
+    "detect": "find and class atom columns in micrographs; write <stem>.atoms.csv per file",
+    "batch": "run detect on every micrograph of a folder; write batch_summary.csv",
+    "gui": "start the desktop application (the default with no command)",
+}
 
 
 def _gui_parser() -> argparse.ArgumentParser:
     from .samples import SAMPLES
 
+    commands = "\n".join(f"  {name:<10} {SUBCOMMAND_HELP[name]}" for name in SUBCOMMANDS)
     p = argparse.ArgumentParser(
         prog="atomlens",
+        usage="atomlens [COMMAND] ... | atomlens [FILE ...] [options]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Find, class and correct atom columns in STEM and STM images. "
         "With no command, starts the desktop application.",
-        epilog="Commands: 'atomlens info FILE' prints what AtomLens reads from a file; "
-        "'atomlens simulate' writes a simulated data set. "
-        "Run 'atomlens COMMAND --help' for its options.",
+        epilog=f"commands:\n{commands}\n\nRun 'atomlens COMMAND --help' for a command's options.\n"
+        "Exit codes: 0 success, 1 model or device error, 2 bad options or config, "
+        "3 an input file cannot be read or analysed.",
     )
     p.add_argument("files", nargs="*", help="micrographs to open")
     p.add_argument("--sample", choices=[s.key for s in SAMPLES], help="open a bundled sample image")
@@ -56,15 +68,15 @@ def _info_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_or_report(path, channel=None):
+def _load_or_report(path, channel=None, keep_on_disk=False):
     """The Micrograph at `path`, or None after printing the LoadError to stderr.  LoadWarnings
-    are not printed: their text is in ``mg.notes``."""
+    are not printed: their text is in ``mg.notes``.  `keep_on_disk`: see :func:`atomlens.io.load`."""
     from .io import LoadError, LoadWarning, load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
         try:
-            return load(path, channel=channel)
+            return load(path, channel=channel, keep_on_disk=keep_on_disk)
         except LoadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return None
@@ -75,7 +87,7 @@ def cmd_info(argv: list[str]) -> int:
     args = _info_parser().parse_args(argv)
     status = EXIT_OK
     for f in args.files:
-        mg = _load_or_report(f, args.channel)
+        mg = _load_or_report(f, args.channel, keep_on_disk=True)  # checks values, never holds them all
         if mg is None:
             status = EXIT_BAD_INPUT
             continue
@@ -280,10 +292,14 @@ def cmd_detect(argv: list[str]) -> int:
     args = _detect_parser().parse_args(argv)
     from pathlib import Path
 
+    from .analysis.batch import analysis_error_message
     from .analysis.pipeline import analyse_image, write_results
     from .nn.bundle import BundleError
 
     if _bad_analysis_options(args):
+        return EXIT_USAGE
+    if args.frame != "all" and not args.frame.lstrip("-").isdigit():
+        print(f"error: --frame must be a frame index or 'all', not {args.frame!r}", file=sys.stderr)
         return EXIT_USAGE
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -308,8 +324,8 @@ def cmd_detect(argv: list[str]) -> int:
         try:
             pred = predictor(model)
             cam_pred = predictor("defect-cam") if args.cam else None
-        except (BundleError, RuntimeError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+        except (BundleError, RuntimeError, OSError) as exc:  # a bad bundle, or no such device
+            print(f"error: model {model}: {exc}", file=sys.stderr)
             return EXIT_ERROR
         for f in frames:
             stem = Path(path).stem + (f"_f{f:04d}" if mg.is_stack else "")
@@ -323,8 +339,12 @@ def cmd_detect(argv: list[str]) -> int:
                 res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
                                     threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
                                     material=args.material, edge_margin_px=args.edge_margin_px)
-            except (ValueError, MemoryError) as exc:
-                print(f"error: {path}: {exc}", file=sys.stderr)
+            except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
+                print(f"error: {path}: {analysis_error_message(exc, px_nm is not None)}", file=sys.stderr)
+                status = EXIT_BAD_INPUT
+                continue
+            except MemoryError:
+                print(f"error: {path}: not enough memory to analyse this image", file=sys.stderr)
                 status = EXIT_ERROR
                 continue
             for note in res.info["notes"]:
@@ -389,6 +409,8 @@ def cmd_batch(argv: list[str]) -> int:
     bar.close()
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{ok} of {len(rows)} files processed; summary in {args.out}/{SUMMARY_NAME}")
+    if any(r.get("failure") == "model" for r in rows):
+        return EXIT_ERROR  # the model or device failed: no file can be analysed with it
     return EXIT_OK if ok == len(rows) else EXIT_BAD_INPUT
 
 
