@@ -156,6 +156,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         row.addWidget(self.px_unit)
         form.addRow("Pixel size:", row)
         self.px_notice = QtWidgets.QLabel()
+        self.px_notice.setTextFormat(QtCore.Qt.RichText)  # escaped text: shown as typed
         self.px_notice.setWordWrap(True)
         self.px_notice.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; border: 1px solid #e0c060;"
                                      " border-radius: 4px; padding: 3px; }")
@@ -212,6 +213,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.status.setWordWrap(True)
         form.addRow(self.status)
         self.notes = QtWidgets.QLabel()
+        self.notes.setTextFormat(QtCore.Qt.RichText)  # escaped notes (one alone looked like plain text)
         self.notes.setWordWrap(True)
         self.notes.setStyleSheet("color: #a05a00;")
         self.notes.hide()

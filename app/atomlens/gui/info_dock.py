@@ -97,6 +97,7 @@ class InfoDock(QtWidgets.QDockWidget):
         lay.addWidget(self.calibration_notice)
 
         self.summary_label = QtWidgets.QLabel("No image open.")
+        self.summary_label.setTextFormat(QtCore.Qt.RichText)  # an escaped table
         self.summary_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         self.summary_label.setWordWrap(True)
         lay.addWidget(self.summary_label)
@@ -112,6 +113,7 @@ class InfoDock(QtWidgets.QDockWidget):
         lay.addWidget(self.channel_row)
 
         self.notes_label = QtWidgets.QLabel()
+        self.notes_label.setTextFormat(QtCore.Qt.RichText)  # escaped notes (one alone looked like plain text)
         self.notes_label.setWordWrap(True)
         self.notes_label.setStyleSheet("color: #a05a00;")
         self.notes_label.hide()
