@@ -31,8 +31,11 @@ def _rows(path):
 
 
 def test_detect_writes_atom_tables(bundle, real_data, tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "out"
-    rc = main(["detect", str(real_data / "G-Si-2nm.hdf5"), str(real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg"),
+    shutil.copyfile(real_data / "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg", tmp_path / "wse2.jpg")  # no scan size in its name
+    rc = main(["detect", str(real_data / "G-Si-2nm.hdf5"), str(tmp_path / "wse2.jpg"),
                "--out", str(out), "--model", str(bundle), "--device", "cpu", "--threshold", "0.3"])
     assert rc == EXIT_OK
     cal = _rows(out / "G-Si-2nm.atoms.csv")
@@ -41,7 +44,7 @@ def test_detect_writes_atom_tables(bundle, real_data, tmp_path, capsys):
         assert 0 <= float(x) <= 255 and 0 <= float(y) <= 255
         assert cls in ("atom", "dopant", "vacancy") and 0 <= float(score) <= 1
         assert float(xnm) == pytest.approx(float(x) * 2 / 256, abs=1e-4)  # 2 nm over 256 px
-    uncal = _rows(out / "WSe2-SL445_211118_-1.4V_5x5_Z_021.atoms.csv")
+    uncal = _rows(out / "wse2.atoms.csv")
     assert all(r[4] == "" and r[5] == "" for r in uncal[1:])  # no calibration: nm left empty
     err = capsys.readouterr().err
     assert "no calibration" in err  # the assumed scale is reported

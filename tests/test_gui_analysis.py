@@ -814,12 +814,12 @@ def test_analysis_settings_are_kept_between_sessions(qtbot, tmp_path, boxes):
     dock.tta_check.setChecked(True)
     dock.device_combo.setCurrentIndex(dock.device_combo.findData("cpu"))
     stem = dock.model_path()
-    dock._chosen["STEM"] = stem
+    dock._chosen["HAADF/ADF"] = stem
     win.close()  # saves
     again = make_window(qtbot, tmp_path)
     d2 = again.analysis_dock
     assert d2.threshold() == 0.7 and d2.refine() == "gaussian" and d2.tta() and d2.device() == "cpu"
-    assert d2.state()["models"].get("STEM") == stem
+    assert d2.state()["models_by_mode"].get("HAADF/ADF") == stem  # the model memory: tests/test_model_memory_hints.py
     again.settings.setValue("analysis/settings", "{not json")  # damaged: defaults, no crash
     again.settings.sync()
     third = make_window(qtbot, tmp_path)

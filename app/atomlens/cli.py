@@ -318,6 +318,10 @@ def cmd_detect(argv: list[str]) -> int:
         if mg is None:
             status = EXIT_BAD_INPUT
             continue
+        from .io.filename_hints import apply_filename_hints, assumption_notes
+
+        apply_filename_hints(mg)  # a mode / pixel size the file lacks, from its name ('..._5x5_Z_021.jpg')
+        assumed = assumption_notes(mg, px_size_given=args.px_size_nm is not None, model_given=bool(args.model))
         frames = range(mg.n_frames) if args.frame == "all" else [int(args.frame)]
         px_nm = args.px_size_nm or mg.px_size_nm
         model = args.model or _default_model(mg.mode)
@@ -347,6 +351,7 @@ def cmd_detect(argv: list[str]) -> int:
                 print(f"error: {path}: not enough memory to analyse this image", file=sys.stderr)
                 status = EXIT_ERROR
                 continue
+            res.info["notes"] = assumed + res.info["notes"]  # also in the JSON summary's notes
             for note in res.info["notes"]:
                 print(f"note: {Path(path).name}: {note}", file=sys.stderr)
             write_results(res, out, stem, json_summary=args.json)

@@ -13,13 +13,25 @@ from PyQt5 import QtCore, QtWidgets, sip
 
 from ..analysis.material import MATERIALS
 
-__all__ = ["AnalysisDock", "default_model_name", "material_combo", "REFINE_MODES", "STM_MODES"]
+__all__ = ["AnalysisDock", "default_model_name", "material_combo", "mode_group", "REFINE_MODES", "STM_MODES",
+           "MODE_GROUPS"]
 
 #: Refinement modes offered (value, label).
 REFINE_MODES = (("centroid", "Centroid"), ("gaussian", "Gaussian fit"), ("none", "None (peak pixel)"))
 #: Imaging modes analysed with the STM model by default.
 STM_MODES = ("STM", "SPM", "AFM")
 PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
+#: Imaging modes that share a remembered model (upper-case mode -> group).  Dark-field modes show
+#: atoms bright (Z contrast), bright-field ones dark; differential phase contrast and scanning
+#: probes are kinds of their own.  A mode not listed is a group of its own.
+MODE_GROUPS = {"HAADF": "HAADF/ADF", "ADF": "HAADF/ADF", "MAADF": "HAADF/ADF", "LAADF": "HAADF/ADF",
+               "DF": "HAADF/ADF", "STEM": "HAADF/ADF", "ABF": "ABF/BF", "BF": "ABF/BF", "IDPC": "iDPC/DPC",
+               "DPC": "iDPC/DPC", "TEM": "TEM", "STM": "STM", "SPM": "STM", "AFM": "AFM"}
+#: The lattice period an uncalibrated image is assumed to have (atomlens.nn.infer.TYPICAL_PERIOD_A,
+#: which imports torch: the tests check that the two agree).
+LATTICE_PERIOD_A = 2.5
+_STYLE_ASSUMED = ("QLabel { background: #fff3cd; color: #5c4400; border: 1px solid #e0c060; border-radius: 4px;"
+                  " padding: 3px; }")
 
 
 def edge_margin_spin(value: float = 0.0) -> QtWidgets.QDoubleSpinBox:
@@ -62,8 +74,23 @@ def default_model_name(mode, available) -> str | None:
     return names[0] if names else None
 
 
-def _family(mode) -> str:
-    return "stm" if (mode or "").upper() in STM_MODES else "stem"
+def mode_group(mode) -> str | None:
+    """The group of imaging `mode` whose images share a remembered model (see :data:`MODE_GROUPS`);
+    None for an image with no mode: a model picked for one is not remembered for the next."""
+    m = str(mode or "").strip()
+    return MODE_GROUPS.get(m.upper(), m.upper()) if m else None
+
+
+def _migrated_models(old: dict, card_mode) -> dict:
+    """Model memory {group: path} from the format before per-mode memory ({"stm"|"stem": path},
+    one remembered model for all STEM images and one for all scanning-probe images).  Each model
+    goes to the group of its own imaging mode (`card_mode(path)`), so that an STM model picked on
+    an image without a mode, which was then used for every STEM image, is kept for STM only."""
+    out = {}
+    for family, path in old.items():
+        group = mode_group(card_mode(path)) or ("STM" if str(family).lower() == "stm" else "HAADF/ADF")
+        out.setdefault(group, path)
+    return out
 
 
 class _PopupCombo(QtWidgets.QComboBox):
@@ -101,7 +128,9 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.setObjectName("AnalysisDock")
         self._mode = None
         self._has_image = False
-        self._chosen: dict = {}  # imaging-mode family -> model path the user picked
+        self._chosen: dict = {}  # imaging-mode group (mode_group) -> model path the user picked
+        self._assumed: dict = {}  # the open image's assumptions (Micrograph.assumed)
+        self._picked_here = False  # a model was picked by hand for this image
         self.cam_path: str | None = None
         self.bundles: list = []  # (name, path, origin, card or None)
         body = QtWidgets.QWidget()
@@ -118,6 +147,11 @@ class AnalysisDock(QtWidgets.QDockWidget):
         row.addWidget(self.model_combo, 1)
         row.addWidget(refresh)
         form.addRow("Model:", row)
+        self.model_reason = QtWidgets.QLabel()  # why this model: default, remembered, assumed mode
+        self.model_reason.setTextFormat(QtCore.Qt.RichText)
+        self.model_reason.setWordWrap(True)
+        self.model_reason.hide()
+        form.addRow(self.model_reason)
         self.cam_check = QtWidgets.QCheckBox("Defect heatmaps (CAM)")
         form.addRow("", self.cam_check)
         self.tta_check = QtWidgets.QCheckBox("Average 8 views")
@@ -274,19 +308,81 @@ class AnalysisDock(QtWidgets.QDockWidget):
         else:
             self._select_default()
 
+    def _default_path(self, mode) -> str | None:
+        names = [b[0] for b in self.bundles if b[3] is not None and b[3].get("task") == "segmentation"]
+        name = default_model_name(mode, names)
+        paths = [b[1] for b in self.bundles if b[0] == name]
+        return paths[-1] if paths else None  # a user model shadows the bundled one of the same name
+
     def _select_default(self) -> None:
-        chosen = self._chosen.get(_family(self._mode))
+        """Pick the model for the open image's mode: the one remembered for its group, else the default."""
+        self._picked_here = False
+        chosen = self._chosen.get(mode_group(self._mode))
         if chosen and self.model_combo.findData(chosen) >= 0:
             self.model_combo.setCurrentIndex(self.model_combo.findData(chosen))
-            return
-        names = [b[0] for b in self.bundles if b[3] is not None and b[3].get("task") == "segmentation"]
-        name = default_model_name(self._mode, names)
-        paths = [b[1] for b in self.bundles if b[0] == name]
-        if paths:  # a user model shadows the bundled one of the same name
-            self.model_combo.setCurrentIndex(self.model_combo.findData(paths[-1]))
+        else:
+            path = self._default_path(self._mode)
+            if path is not None:
+                self.model_combo.setCurrentIndex(self.model_combo.findData(path))
+        self._show_reason()
 
     def _on_model_picked(self, _index: int) -> None:
-        self._chosen[_family(self._mode)] = self.model_path()
+        """The user picked a model: remember it for this image's mode group (none: this image only)."""
+        group = mode_group(self._mode)
+        self._picked_here = True
+        if group is not None:
+            path = self.model_path()
+            if path == self._default_path(self._mode):
+                self._chosen.pop(group, None)  # back to the default: nothing to remember
+            else:
+                self._chosen[group] = path
+        self._show_reason()
+
+    def _card_mode(self, path) -> str | None:
+        """The imaging mode of the bundle at `path` (its card), or None."""
+        for _name, p, _origin, card in self.bundles:
+            if p == path and card is not None:
+                return card.get("mode")
+        from pathlib import Path
+
+        from atomlens.nn.bundle import BundleError, read_card
+
+        try:
+            return read_card(Path(path)).get("mode")
+        except (BundleError, OSError, ValueError):
+            return None
+
+    def model_reason_text(self) -> tuple[str, bool]:
+        """(why this model is chosen, whether it rests on an assumption about the image)."""
+        path = self.model_path()
+        if not self._has_image or path is None:
+            return "", False
+        group = mode_group(self._mode)
+        name = self.model_combo.currentText()
+        if group is None:
+            if self._picked_here:
+                return (f"No imaging mode in the file: {name} picked for this image only "
+                        "(not remembered for other images)."), True
+            assumed = self._card_mode(path) or "HAADF"
+            return (f"No imaging mode in the file: {assumed} assumed ({name}). Pick another model if "
+                    "this is another kind of image."), True
+        images = f"{group} images"
+        if self._chosen.get(group) == path:
+            why = f"{'picked by hand, ' if self._picked_here else ''}remembered for {images}"
+        elif path == self._default_path(self._mode):
+            why = f"default for {images}"
+        else:
+            why = f"picked by hand for this image (the default for {images} is not installed)"
+        from_name = self._assumed.get("mode")
+        if from_name:
+            return f"{from_name[0].upper()}{from_name[1:]}: {why}. Pick another model to override.", True
+        return f"{name}: {why}.", False
+
+    def _show_reason(self) -> None:
+        text, assumed = self.model_reason_text()
+        self.model_reason.setText(html.escape(text, quote=False))
+        self.model_reason.setStyleSheet(_STYLE_ASSUMED if assumed else "color: gray;")
+        self.model_reason.setVisible(bool(text))
 
     def select_model(self, path) -> bool:
         """Choose the bundle at `path` in the picker (as if the user picked it), looking for new
@@ -332,10 +428,12 @@ class AnalysisDock(QtWidgets.QDockWidget):
 
     # ---------------------------------------------------------------- pixel size
     def set_image(self, mg) -> None:
-        """Adopt the calibration, mode and frame count of the micrograph `mg` (None: none open)."""
+        """Adopt the calibration, mode, assumptions (``mg.assumed``) and frame count of the
+        micrograph `mg` (None: none open), and choose the model for its imaging mode."""
         self._mode = None if mg is None else mg.mode
         self._has_image = mg is not None
-        self.set_px_size_nm(None if mg is None else mg.px_size_nm)
+        self._assumed = dict(getattr(mg, "assumed", None) or {})
+        self.set_px_size_nm(None if mg is None else mg.px_size_nm, self._assumed.get("px_size"))
         self.run_all_button.setVisible(mg is not None and mg.is_stack)
         self._select_default()
         self.set_notes([])
@@ -344,21 +442,30 @@ class AnalysisDock(QtWidgets.QDockWidget):
                         else "Open an image, then press Run (F5).")
         self.progress.setValue(0)
 
-    def set_px_size_nm(self, px_size_nm) -> None:
-        """Show `px_size_nm` (None: "estimate", with the uncalibrated notice)."""
+    def set_px_size_nm(self, px_size_nm, assumed: str | None = None) -> None:
+        """Show `px_size_nm` (None: "estimate", with the uncalibrated notice); `assumed`: where a
+        pixel size the file does not give came from (shown as an assumption to override)."""
         self._px_nm = None if px_size_nm is None else float(px_size_nm)
+        if assumed is None:
+            self._assumed.pop("px_size", None)
+        else:
+            self._assumed["px_size"] = assumed
         self.px_spin.blockSignals(True)
         self.px_spin.setValue(0.0 if px_size_nm is None else px_size_nm / PX_UNITS[self._px_unit])
         self.px_spin.blockSignals(False)
         self._value_shown = self.px_spin.value()
         if px_size_nm is None and self._has_image:
             self.set_px_notice("This image has no pixel size: the scale will be estimated from the "
-                               "lattice. Enter the pixel size for reliable results.")
+                               f"lattice, its period taken as {LATTICE_PERIOD_A:g} Å. Enter the pixel size "
+                               "for reliable results.")
+        elif assumed and self._has_image:
+            self.set_px_notice(f"{assumed[0].upper()}{assumed[1:]}: an assumption. Enter the pixel size "
+                               "to override.")
         else:
             self.set_px_notice(None)
 
     def set_px_notice(self, text: str | None) -> None:
-        self.px_notice.setText(html.escape(text or ""))
+        self.px_notice.setText(html.escape(text or "", quote=False))
         self.px_notice.setVisible(bool(text))
 
     def px_size_nm(self) -> float | None:
@@ -369,7 +476,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         nm = self._px_nm
         self._px_unit = unit
         self.px_spin.setDecimals(5 if unit == "nm/px" else 3)
-        self.set_px_size_nm(nm)
+        self.set_px_size_nm(nm, self._assumed.get("px_size"))
 
     def _on_px_edited(self) -> None:
         v = self.px_spin.value()
@@ -420,7 +527,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         return {"threshold": self.threshold(), "refine": self.refine(), "edge_margin_px": self.edge_margin(),
                 "cam": self.cam_check.isChecked(),
                 "tta": self.tta(), "device": dev if dev in ("auto", "cpu") else "auto",
-                "models": {k: v for k, v in self._chosen.items() if v}}
+                "models_by_mode": {k: v for k, v in self._chosen.items() if v}}
 
     def restore_state(self, state: dict) -> None:
         """Apply :meth:`state`'s output; unknown, damaged or stale entries are ignored."""
@@ -441,7 +548,10 @@ class AnalysisDock(QtWidgets.QDockWidget):
             i = self.device_combo.findData(state.get("device"))
             if i >= 0:
                 self.device_combo.setCurrentIndex(i)
-            models = state.get("models") or {}
+            models = state.get("models_by_mode")
+            if models is None and isinstance(state.get("models"), dict):  # settings written before the per-mode memory
+                models = _migrated_models({str(k): str(v) for k, v in state["models"].items() if v},
+                                          self._card_mode)
             if isinstance(models, dict):  # only models that still exist (one may have been deleted)
                 self._chosen.update({str(k): str(v) for k, v in models.items() if v and Path(str(v)).is_dir()})
                 self._select_default()

@@ -112,6 +112,13 @@ class InfoDock(QtWidgets.QDockWidget):
         self.channel_row.hide()
         lay.addWidget(self.channel_row)
 
+        self.name_hints_label = QtWidgets.QLabel()  # what the file name says (atomlens.io.filename_hints)
+        self.name_hints_label.setTextFormat(QtCore.Qt.RichText)
+        self.name_hints_label.setWordWrap(True)
+        self.name_hints_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.name_hints_label.hide()
+        lay.addWidget(self.name_hints_label)
+
         self.notes_label = QtWidgets.QLabel()
         self.notes_label.setTextFormat(QtCore.Qt.RichText)  # escaped notes (one alone looked like plain text)
         self.notes_label.setWordWrap(True)
@@ -140,6 +147,7 @@ class InfoDock(QtWidgets.QDockWidget):
         else:
             self.channel_row.hide()
         self.set_notes(list(mg.notes) + [w for w in (warnings or []) if w not in mg.notes])
+        self.set_name_hints(mg)
         fill_metadata_tree(self.tree, mg.metadata or {})
 
     def update_summary(self, mg) -> None:
@@ -148,6 +156,18 @@ class InfoDock(QtWidgets.QDockWidget):
             for k, v in mg.summary().items())
         self.summary_label.setText(f"<table>{rows}</table>")
         self.calibration_notice.setVisible(not mg.calibrated)
+
+    def set_name_hints(self, mg) -> None:
+        """List what the file name of `mg` says (scan size, bias, setpoint, mode), used or not."""
+        hints = []
+        if mg.path is not None:
+            from atomlens.io.filename_hints import hints_from_name
+
+            hints = hints_from_name(mg.path.name, mode=mg.mode, shape=mg.shape).hints
+        self.name_hints = [h.describe() for h in hints]
+        said = html.escape("; ".join(self.name_hints), quote=False)
+        self.name_hints_label.setText(f"<b>The file name says</b>: {said}")
+        self.name_hints_label.setVisible(bool(hints))
 
     def set_notes(self, notes: list[str]) -> None:
         self.notes = list(notes)
