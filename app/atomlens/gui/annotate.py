@@ -53,11 +53,13 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
     (index into ``ann.class_names``), ``act_toggle``, ``act_export``, ``act_undo``, ``act_redo``,
     ``act_types`` ("Edit defect types…").
 
-    Signals: ``saved(str)`` with the sidecar path after each save, ``activeChanged(bool)``.
+    Signals: ``saved(str)`` with the sidecar path after each save, ``activeChanged(bool)``,
+    ``annotationsChanged()`` after each edit, undo or redo and when ``ann`` is set or dropped.
     """
 
     saved = QtCore.pyqtSignal(str)
     activeChanged = QtCore.pyqtSignal(bool)
+    annotationsChanged = QtCore.pyqtSignal()
 
     def __init__(self, window):
         super().__init__(window)
@@ -292,6 +294,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.view.set_annotations(ann, colours or None)
         self._fill_combos()
         self._update_enabled()
+        self.annotationsChanged.emit()
         return True
 
     def _on_image_loaded(self, *_) -> None:
@@ -314,6 +317,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.view.set_annotations(None)
         self.undo_stack.clear()
         self._update_enabled()
+        self.annotationsChanged.emit()
 
     def shutdown(self) -> None:
         """Window closing: save now."""
@@ -323,6 +327,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
     # ================================================================= saving
     def _on_edited(self, *_) -> None:
         self.view.refresh()
+        self.annotationsChanged.emit()
         if self.ann is not None and self.hovered is not None and self.hovered >= len(self.ann):
             self.hovered = None
         self.view.set_hover(self.hovered)

@@ -23,16 +23,20 @@ class AtomTableModel(QtCore.QAbstractTableModel):
     """The atoms of one result, sortable by any column and filterable by class.
 
     Columns: ``#`` (the index into ``result.atoms``), ``class``, ``score``, ``x px``,
-    ``y px``, ``x nm``, ``y nm`` (the nm columns are empty for an uncalibrated image).  Cells
-    are formatted on demand, so setting 20,000 atoms costs nothing until rows are shown.
+    ``y px``, ``x nm``, ``y nm`` (the nm columns are empty for an uncalibrated image),
+    ``origin`` (``predicted``, or for atoms corrected in Annotate mode ``relabelled``,
+    ``moved``, ``added``).  Cells are formatted on demand, so setting 20,000 atoms costs
+    nothing until rows are shown.
     """
 
-    COLUMNS = ("#", "class", "score", "x px", "y px", "x nm", "y nm")
+    COLUMNS = ("#", "class", "score", "x px", "y px", "x nm", "y nm", "origin")
+    ORIGIN_COLUMN = 7
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self._atoms = None
         self._xnm = self._ynm = None
+        self._origin = None  # (n,) str per atom, or None: all predicted
         self._view = np.zeros(0, np.int64)  # atom index of each row
         self._row = np.zeros(0, np.int64)  # row of each atom (-1: filtered out)
         self._brushes: dict = {}
@@ -40,10 +44,13 @@ class AtomTableModel(QtCore.QAbstractTableModel):
         self._sort = (-1, QtCore.Qt.AscendingOrder)
 
     # ------------------------------------------------------------------ content
-    def set_atoms(self, atoms, px_size_nm=None, offset_nm=(0.0, 0.0), class_colours=None) -> None:
-        """Show `atoms` (an AtomList, or None for an empty table); keeps sort and filter."""
+    def set_atoms(self, atoms, px_size_nm=None, offset_nm=(0.0, 0.0), class_colours=None, origin=None) -> None:
+        """Show `atoms` (an AtomList, or None for an empty table); keeps sort and filter.
+        `origin`: (n,) origin of each atom (None: all ``predicted``)."""
         self.beginResetModel()
         self._atoms = atoms if atoms is not None and len(atoms) else None
+        self._origin = (None if origin is None or self._atoms is None
+                        else np.asarray([str(o) for o in origin], dtype=str))
         if self._atoms is None or px_size_nm is None:
             self._xnm = self._ynm = None
         else:
@@ -78,12 +85,21 @@ class AtomTableModel(QtCore.QAbstractTableModel):
     def _n(self) -> int:
         return 0 if self._atoms is None else len(self._atoms)
 
+    def origin(self, i: int) -> str:
+        """Origin of atom `i` (``predicted`` unless corrected)."""
+        return "predicted" if self._origin is None else str(self._origin[i])
+
     def _keys(self, column: int) -> np.ndarray:
-        """Numeric sort keys of `column` for all atoms (classes by name, alphabetically)."""
+        """Numeric sort keys of `column` for all atoms (classes and origins by name)."""
         a = self._atoms
         if column == 1:
             names = np.array(a.class_names, dtype=str)
             return np.argsort(np.argsort(names, kind="stable"), kind="stable")[a.cls]
+        if column == self.ORIGIN_COLUMN:
+            if self._origin is None:
+                return np.zeros(len(a))
+            _, inv = np.unique(self._origin, return_inverse=True)
+            return inv.astype(np.float64)
         if column in (5, 6) and self._xnm is not None:
             return self._xnm if column == 5 else self._ynm
         return {2: a.score, 3: a.x, 4: a.y, 5: a.x, 6: a.y}.get(column, np.arange(len(a)))
@@ -138,6 +154,8 @@ class AtomTableModel(QtCore.QAbstractTableModel):
                 return str(i)
             if c == 1:
                 return a.class_names[int(a.cls[i])]
+            if c == self.ORIGIN_COLUMN:
+                return self.origin(i)
             if c == 2:
                 return f"{a.score[i]:.3f}"
             if c in (3, 4):
@@ -148,6 +166,8 @@ class AtomTableModel(QtCore.QAbstractTableModel):
                 return i
             if c == 1:
                 return a.class_names[int(a.cls[i])]
+            if c == self.ORIGIN_COLUMN:
+                return self.origin(i)
             if c in (5, 6) and self._xnm is not None:
                 return float((self._xnm if c == 5 else self._ynm)[i])
             return float({2: a.score, 3: a.x, 4: a.y, 5: a.x, 6: a.y}[c][i])
@@ -155,6 +175,6 @@ class AtomTableModel(QtCore.QAbstractTableModel):
             return i
         if role == QtCore.Qt.ForegroundRole and c == 1:
             return self._brushes.get(a.class_names[int(a.cls[i])])
-        if role == QtCore.Qt.TextAlignmentRole and c != 1:
+        if role == QtCore.Qt.TextAlignmentRole and c not in (1, self.ORIGIN_COLUMN):
             return int(QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter)
         return None

@@ -5,17 +5,28 @@ Kept out of ``main_window.py`` so that each piece stays small: this controller o
 JSON as ``atomlens detect`` writes them, a HyperSpy file with markers, PNG/SVG snapshots at
 full resolution) and File > Process folder….  A click on an atom in the image selects it
 in the table and lists its neighbours; a click on a table row centres and rings the atom.
+
+What is shown and exported is what the user sees: once the atoms have been corrected in
+Annotate mode (:meth:`ResultsController.follow_annotations`), the dock, the atoms and defects
+layers, the exports and the snapshots follow the corrected atoms
+(:func:`atomlens.io.export.corrected_result`), after every edit, undo and redo.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
+from ..io.export import corrections_of
 from .results_dock import ResultsDock
 
-__all__ = ["ResultsController"]
+__all__ = ["REFRESH_MS", "ResultsController"]
+
+#: The dock and layers follow an edit in Annotate mode this long after it (ms); a refresh takes
+#: about 0.15 s for 20,000 atoms, so a burst of edits is shown once, when it pauses.
+REFRESH_MS = 60
 
 
 class ResultsController(QtCore.QObject):
@@ -48,6 +59,32 @@ class ResultsController(QtCore.QObject):
         self.act_batch.setStatusTip("Find atoms in every micrograph of a folder; one CSV per file")
         self.act_batch.triggered.connect(self.process_folder)
         self._batch_dialog = None
+        self._annotate = None
+        self._ann_seen = None  # the annotations last shown
+        self._raw = None  # the analysis result of the displayed frame
+        self._shown = None  # what the dock shows: _raw, or _raw with the annotations' corrections
+        self._overlays_corrected = False  # the atoms/defects layers hold the corrected atoms
+        # edits in quick succession (keys pressed on atom after atom) refresh the dock once
+        self._refresh_timer = QtCore.QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(REFRESH_MS)
+        self._refresh_timer.timeout.connect(self.refresh)
+
+    def follow_annotations(self, annotate) -> None:
+        """Show and export the corrections of `annotate` (the window's
+        :class:`~atomlens.gui.annotate.AnnotateController`): refreshed :data:`REFRESH_MS` after
+        its ``annotationsChanged`` signal (at once when the annotations are set or dropped;
+        :attr:`result` is always up to date)."""
+        self._annotate = annotate
+        annotate.annotationsChanged.connect(self._on_annotations_changed)
+
+    def _on_annotations_changed(self) -> None:
+        ann = self._ann()
+        if ann is not self._ann_seen:  # annotations set or dropped: at once
+            self._ann_seen = ann
+            self.refresh()
+        else:
+            self._refresh_timer.start()
 
     # ------------------------------------------------------------------ menus
     def fill_file_menu(self, menu: QtWidgets.QMenu) -> None:
@@ -58,14 +95,57 @@ class ResultsController(QtCore.QObject):
 
     @property
     def result(self):
-        return self.w.analysis.current_result() if hasattr(self.w, "analysis") else None
+        """The result the user sees: the displayed frame's analysis with the corrections made in
+        Annotate mode (the analysis result itself when there are none); what is exported."""
+        if self._refresh_timer.isActive():
+            self.refresh()
+        return self._shown
+
+    @property
+    def raw_result(self):
+        """The displayed frame's analysis result as the network found it."""
+        return self._raw
+
+    def _ann(self):
+        return getattr(self._annotate, "ann", None)
 
     def _on_result(self, result) -> None:
-        self.dock.set_result(result, self.w.micrograph)
-        if result is not None and result.info.get("colours"):
-            self.dock.set_class_colours(result.info["colours"])
+        before, self._raw = self._raw, result
+        self._overlays_corrected = False  # the analysis controller has just shown `result`
+        self.refresh()
+        if before is not None and corrections_of(self._shown) is not None:
+            self.w.statusBar().showMessage("The results and exports show your corrected atoms (Annotate mode), "
+                                           "not this new detection", 10000)
         for act in self.actions.values():
             act.setEnabled(result is not None)
+
+    def refresh(self) -> None:
+        """Show the displayed result with the current corrections in the dock and the layers."""
+        from ..io.export import corrected_result
+
+        self._refresh_timer.stop()
+        raw = self._raw
+        try:
+            shown = corrected_result(raw, self._ann())
+        except Exception as exc:  # noqa: BLE001 - never lose the dock over a bad annotation
+            self.w.statusBar().showMessage(f"Could not apply the annotations to the results: {exc}", 8000)
+            shown = raw
+        self._shown = shown
+        self.dock.set_result(shown, self.w.micrograph)
+        if shown is not None and shown.info.get("colours"):
+            self.dock.set_class_colours(shown.info["colours"])
+        ov = self.w.overlays
+        corrected = corrections_of(shown) is not None
+        if corrected or self._overlays_corrected:
+            src = shown if corrected else raw
+            colours = src.info.get("colours") if src is not None else None
+            if src is None:
+                ov.atoms.set_atoms(None)
+                ov.defects.set_defects(None)
+            else:
+                ov.atoms.set_atoms(src.atoms, colours, src.px_size_nm, src.offset_nm, src.info.get("median_nn_px"))
+                ov.defects.set_defects(src.defects)
+            self._overlays_corrected = corrected
 
     def _centre_defect(self, i: int) -> None:
         r = self.result
@@ -129,24 +209,53 @@ class ResultsController(QtCore.QObject):
         return bool(path) and self.result is not None and self._run_export(
             "HyperSpy file", lambda p: to_hspy(self.result, self.w.micrograph, p, class_colours=colours), path)
 
+    def _annotating(self):
+        """The annotations drawn on screen (Annotate mode), or None."""
+        a = self._annotate
+        return a.ann if a is not None and a.active else None
+
     def snapshot_spec(self, scale: int = 1):
         """What is on screen, as a :class:`~atomlens.gui.snapshot.SnapshotSpec` at the image's
-        own resolution (times `scale`)."""
-        from .layers import marker_size
+        own resolution (times `scale`).  In Annotate mode: the annotated atoms as drawn there
+        (the user's as filled diamonds, the network's as rings) and the defects in their
+        type's colour, boxes as boxes."""
+        from .layers import class_colours, marker_size
         from .snapshot import SnapshotSpec
 
         iv, ov, r = self.w.image_view, self.w.overlays, self.result
         lut = iv.histogram.item.gradient.getLookupTable(256, alpha=False)
         cam = ov.cam.current_map() if ov.cam.visible and not ov.cam.is_empty() else None
-        atoms = r.atoms if (r is not None and ov.atoms.visible) else None
+        ann = self._annotating()
+        card = dict(r.info.get("colours") or {}) if r is not None else {}
+        extra = {}
+        if ann is not None:
+            atoms = ann.to_atom_list()
+            colours = class_colours(ann.class_names[1:], card or None)
+            extra = {"atom_user": ann.user_mask(),
+                     "defect_colours": {t["name"]: t["colour"] for t in ann.defect_types},
+                     "defect_boxes": [None if d.get("w") is None or d.get("h") is None else (d["w"], d["h"])
+                                      for d in ann.defects]}
+            defects = self._ann_defects(ann)
+        else:
+            atoms = r.atoms if (r is not None and ov.atoms.visible) else None
+            colours = card or SnapshotSpec.__dataclass_fields__["class_colours"].default_factory()
+            defects = r.defects if (r is not None and ov.defects.visible) else None
         return SnapshotSpec(
-            image=iv.current_frame(), levels=iv.levels(), lut=lut, atoms=atoms,
-            class_colours=dict(r.info.get("colours") or {}) if r is not None and r.info.get("colours") else
-            SnapshotSpec.__dataclass_fields__["class_colours"].default_factory(),
-            marker_radius_px=0.5 * marker_size(r.atoms.xy) if atoms is not None and len(atoms) else 3.0,
+            image=iv.current_frame(), levels=iv.levels(), lut=lut, atoms=atoms, class_colours=colours,
+            marker_radius_px=0.5 * marker_size(atoms.xy) if atoms is not None and len(atoms) else 3.0,
             heatmap=cam, heatmap_lut=ov.cam.lut() if cam is not None else None, heatmap_opacity=ov.cam.opacity,
-            defects=r.defects if (r is not None and ov.defects.visible) else None,
-            px_size_nm=self.w.micrograph.px_size_nm if self.w.micrograph is not None else None, scale=scale)
+            defects=defects, px_size_nm=self.w.micrograph.px_size_nm if self.w.micrograph is not None else None,
+            scale=scale, **extra)
+
+    @staticmethod
+    def _ann_defects(ann):
+        """The annotations' defects as a DefectList (type names in their order)."""
+        from ..analysis.cam import DefectList
+
+        names = [d["type"] for d in ann.defects]
+        return DefectList([d["x"] for d in ann.defects], [d["y"] for d in ann.defects],
+                          np.array(names, dtype=object) if names else np.zeros(0, np.int64), 1.0,
+                          tuple(dict.fromkeys([t["name"] for t in ann.defect_types] + names)))
 
     def export_snapshot(self, kind: str = "png", path=None) -> bool:
         from .snapshot import render_png, render_svg

@@ -4,6 +4,11 @@ Signals: ``atomActivated(int)`` and ``defectActivated(int)`` with the index into
 ``result.atoms`` / ``result.defects`` when the user picks a row (or a point of the
 distortion plot); ``neighboursShown(int, object)`` with the atom index and an int array of
 its first-shell neighbours whenever :meth:`ResultsDock.show_neighbours` lists them.
+
+A result corrected in Annotate mode (:func:`atomlens.io.export.corrected_result`) is shown as
+corrected: its counts, table (with each atom's origin) and histogram, and a line saying what
+the user changed.  The counts label is rich text (its names escaped once, so they read as
+typed).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from ..analysis.lattice import nearest_neighbour_distances
 from ..analysis.strain import first_shell, local_distortion
-from ..io.export import DEFAULT_CLASS_COLOURS
+from ..io.export import DEFAULT_CLASS_COLOURS, ORIGINS, corrections_of
 from .atom_table import AtomTableModel
 
 __all__ = ["ResultsDock"]
@@ -70,6 +75,7 @@ class ResultsDock(QtWidgets.QDockWidget):
         lay = QtWidgets.QVBoxLayout(body)
         lay.setContentsMargins(6, 6, 6, 6)
         self.counts_label = QtWidgets.QLabel("No analysis yet.")
+        self.counts_label.setTextFormat(QtCore.Qt.RichText)  # built as HTML: names are escaped once
         self.counts_label.setWordWrap(True)
         self.counts_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         lay.addWidget(self.counts_label)
@@ -178,7 +184,9 @@ class ResultsDock(QtWidgets.QDockWidget):
         atoms = result.atoms if result is not None else None
         px = result.px_size_nm if result is not None else None
         off = result.offset_nm if result is not None else (0.0, 0.0)
-        self.atom_model.set_atoms(atoms, px, off, self.class_colours)
+        corr = corrections_of(result)
+        self.atom_model.set_atoms(atoms, px, off, self.class_colours,
+                                  origin=corr["origin"] if corr is not None else None)
         current = self.class_filter.currentText()
         self.class_filter.blockSignals(True)
         self.class_filter.clear()
@@ -271,6 +279,17 @@ class ResultsDock(QtWidgets.QDockWidget):
         text = f"<b>{len(r.atoms)}</b> atoms: " + " &nbsp; ".join(parts)
         if r.defects is not None:
             text += f"<br><b>{len(r.defects)}</b> defects"
+        corr = corrections_of(r)
+        if corr is not None:
+            origin = np.asarray(corr["origin"], dtype=object)
+            done = [f"{int(np.sum(origin == o))} {o}" for o in ORIGINS[1:] if np.any(origin == o)]
+            if corr["deleted"]:
+                done.append(f"{corr['deleted']} deleted")
+            d_origin = np.asarray(corr["defect_origin"], dtype=object)
+            n_def = int(np.sum(d_origin != "predicted")) + corr["deleted_defects"]
+            if n_def:
+                done.append(f"{n_def} defect{'s' if n_def != 1 else ''} changed")
+            text += "<br><i>With your corrections: " + html.escape(", ".join(done) or "none") + "</i>"
         if r.px_size_nm is None:
             text += "<br><i>Uncalibrated: distances in px.</i>"
         self.counts_label.setText(text)

@@ -4,7 +4,9 @@
 optional heatmap, atoms, defects, calibration); :func:`render_png` paints it with QPainter
 at ``scale`` x the image's own resolution and :func:`render_svg` writes an SVG with the image
 (and heatmap) embedded as a PNG and the atoms, defect labels and scale bar as vector
-elements (one ``<circle>`` per atom, grouped per class).  Both write atomically.
+elements (one ``<circle>`` per atom, grouped per class; atoms the user placed or changed in
+Annotate mode as filled diamonds, ``<polygon>``, as that mode draws them).  Both write
+atomically.
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ class SnapshotSpec:
     heatmap_levels : (lo, hi) or None (the heatmap's finite min and max)
     defects : DefectList or None
         Drawn as a square and a text label with the defect type.
+    atom_user : (n,) bool array or None
+        Annotate mode's look: True atoms (placed or changed by the user) are drawn as filled
+        diamonds with a thicker outline, the others as rings.  None: all rings.
+    defect_colours : dict or None
+        Defect type -> ``'#rrggbb'`` (None: all in :data:`DEFECT_COLOUR`).
+    defect_boxes : list or None
+        Per defect, ``(w, h)`` px of a box defect (drawn as that box) or None for a point.
     px_size_nm : float or None
         Calibration: with it a scale bar is drawn bottom-right.
     scale : int
@@ -68,6 +77,9 @@ class SnapshotSpec:
     defects: object = None
     px_size_nm: float | None = None
     scale: int = 1
+    atom_user: np.ndarray | None = None
+    defect_colours: dict | None = None
+    defect_boxes: list | None = None
 
     def __post_init__(self):
         self.image = np.asarray(self.image, dtype=np.float32)
@@ -81,6 +93,14 @@ class SnapshotSpec:
         self.scale = int(self.scale)
         if self.heatmap is not None and np.shape(self.heatmap) != self.image.shape:
             raise ValueError(f"heatmap shape {np.shape(self.heatmap)} differs from the image's {self.image.shape}")
+        n_atoms = 0 if self.atoms is None else len(self.atoms)
+        if self.atom_user is not None:
+            self.atom_user = np.asarray(self.atom_user, bool).reshape(-1)
+            if len(self.atom_user) != n_atoms:
+                raise ValueError(f"atom_user has {len(self.atom_user)} flags for {n_atoms} atoms")
+        n_def = 0 if self.defects is None else len(self.defects)
+        if self.defect_boxes is not None and len(self.defect_boxes) != n_def:
+            raise ValueError(f"defect_boxes has {len(self.defect_boxes)} entries for {n_def} defects")
 
     @property
     def size(self) -> tuple[int, int]:
@@ -160,14 +180,44 @@ def _font_px(spec) -> float:
 
 
 def _markers(spec):
-    """[(x_out, y_out, colour)] of the atoms, in output pixels (pixel centres at +0.5)."""
+    """[(x_out, y_out, colour, class name, user)] of the atoms, in output pixels (pixel centres
+    at +0.5); `user` True for an atom drawn as a filled diamond (:attr:`SnapshotSpec.atom_user`)."""
     a = spec.atoms
     if a is None or len(a) == 0:
         return []
     names = a.names()
     s = spec.scale
-    return [((a.x[i] + 0.5) * s, (a.y[i] + 0.5) * s, spec.class_colours.get(names[i], "#ffffff"), names[i])
-            for i in range(len(a))]
+    user = spec.atom_user if spec.atom_user is not None else np.zeros(len(a), bool)
+    return [((a.x[i] + 0.5) * s, (a.y[i] + 0.5) * s, spec.class_colours.get(names[i], "#ffffff"), names[i],
+             bool(user[i])) for i in range(len(a))]
+
+
+def _defect_marks(spec, half: float):
+    """[(kind, x, y, w, h, colour, name)] of the defects in output pixels: kind "box" (the
+    defect's box) or "point" (a square of side 2 `half` about it)."""
+    d = spec.defects
+    if d is None or len(d) == 0:
+        return []
+    s = spec.scale
+    out = []
+    for k, (x, y, name) in enumerate(zip(d.x, d.y, d.names())):
+        colour = (spec.defect_colours or {}).get(name, DEFECT_COLOUR)
+        box = spec.defect_boxes[k] if spec.defect_boxes is not None else None
+        cx, cy = (x + 0.5) * s, (y + 0.5) * s
+        if box is not None:
+            w, h = float(box[0]) * s, float(box[1]) * s
+            out.append(("box", cx - w / 2, cy - h / 2, w, h, colour, name))
+        else:
+            out.append(("point", cx - half, cy - half, 2 * half, 2 * half, colour, name))
+    return out
+
+
+#: Opacity of the fill of the user's atoms (as Annotate mode draws them).
+USER_FILL_ALPHA = 150
+
+
+def _diamond(x: float, y: float, r: float) -> list:
+    return [(x, y - r), (x + r, y), (x, y + r), (x - r, y)]
 
 
 def render_qimage(spec: SnapshotSpec) -> QtGui.QImage:
@@ -185,21 +235,24 @@ def render_qimage(spec: SnapshotSpec) -> QtGui.QImage:
         r = spec.marker_radius_px * s
         pen_w = max(1.0, 0.25 * r)
         p.setBrush(QtCore.Qt.NoBrush)
-        for x, y, colour, _ in _markers(spec):
-            p.setPen(QtGui.QPen(QtGui.QColor(colour), pen_w))
-            p.drawEllipse(QtCore.QPointF(x, y), r, r)
+        for x, y, colour, _, user in _markers(spec):
+            if user:
+                fill = QtGui.QColor(colour)
+                fill.setAlpha(USER_FILL_ALPHA)
+                p.setPen(QtGui.QPen(QtGui.QColor(colour), 2 * pen_w))
+                p.setBrush(fill)
+                p.drawPolygon(QtGui.QPolygonF([QtCore.QPointF(*q) for q in _diamond(x, y, r)]))
+                p.setBrush(QtCore.Qt.NoBrush)
+            else:
+                p.setPen(QtGui.QPen(QtGui.QColor(colour), pen_w))
+                p.drawEllipse(QtCore.QPointF(x, y), r, r)
         font = QtGui.QFont()
         font.setPixelSize(round(_font_px(spec)))
         p.setFont(font)
-        d = spec.defects
-        if d is not None and len(d):
-            half = 1.5 * r
-            pen = QtGui.QPen(QtGui.QColor(DEFECT_COLOUR), pen_w)
-            for x, y, name in zip(d.x, d.y, d.names()):
-                cx, cy = (x + 0.5) * s, (y + 0.5) * s
-                p.setPen(pen)
-                p.drawRect(QtCore.QRectF(cx - half, cy - half, 2 * half, 2 * half))
-                p.drawText(QtCore.QPointF(cx + half + 2, cy - half), name)
+        for _kind, x, y, w, h, colour, name in _defect_marks(spec, 1.5 * r):
+            p.setPen(QtGui.QPen(QtGui.QColor(colour), pen_w))
+            p.drawRect(QtCore.QRectF(x, y, w, h))
+            p.drawText(QtCore.QPointF(x + w + 2, y), name)
         bar = scale_bar_geometry(spec)
         if bar is not None:
             _, label, (bx, by, bw, bh) = bar
@@ -255,22 +308,29 @@ def render_svg(spec: SnapshotSpec, path) -> None:
            (f'<image x="0" y="0" width="{W}" height="{H}" preserveAspectRatio="none" '
             f'style="image-rendering:pixelated" xlink:href="data:image/png;base64,{png}"/>')]
     groups: dict = {}
-    for x, y, colour, name in _markers(spec):
-        groups.setdefault((name, colour), []).append(f'<circle cx="{x:.2f}" cy="{y:.2f}" r="{r:.2f}"/>')
-    for (name, colour), circles in groups.items():
-        out.append(f'<g class={quoteattr("atoms " + name)} fill="none" stroke="{colour}" stroke-width="{sw:.2f}">')
-        out += circles
+    for x, y, colour, name, user in _markers(spec):
+        if user:
+            pts = " ".join(f"{qx:.2f},{qy:.2f}" for qx, qy in _diamond(x, y, r))
+            groups.setdefault((name, colour, True), []).append(f'<polygon points="{pts}"/>')
+        else:
+            groups.setdefault((name, colour, False), []).append(f'<circle cx="{x:.2f}" cy="{y:.2f}" r="{r:.2f}"/>')
+    for (name, colour, user), shapes in groups.items():
+        if user:
+            out.append(f'<g class={quoteattr("atoms user " + name)} fill="{colour}" '
+                       f'fill-opacity="{USER_FILL_ALPHA / 255:.3f}" stroke="{colour}" stroke-width="{2 * sw:.2f}">')
+        else:
+            out.append(f'<g class={quoteattr("atoms " + name)} fill="none" stroke="{colour}" '
+                       f'stroke-width="{sw:.2f}">')
+        out += shapes
         out.append("</g>")
-    d = spec.defects
+    marks = _defect_marks(spec, 1.5 * r)
     fpx = _font_px(spec)
-    if d is not None and len(d):
-        half = 1.5 * r
-        out.append(f'<g class="defects" fill="none" stroke="{DEFECT_COLOUR}" stroke-width="{sw:.2f}" '
+    if marks:
+        out.append(f'<g class="defects" fill="none" stroke-width="{sw:.2f}" '
                    f'font-size="{fpx:.1f}" font-family="sans-serif">')
-        for x, y, name in zip(d.x, d.y, d.names()):
-            cx, cy = (x + 0.5) * s, (y + 0.5) * s
-            out.append(f'<rect x="{cx - half:.2f}" y="{cy - half:.2f}" width="{2 * half:.2f}" height="{2 * half:.2f}"/>')
-            out.append(f'<text x="{cx + half + 2:.2f}" y="{cy - half:.2f}" fill="{DEFECT_COLOUR}" '
+        for _kind, x, y, w, h, colour, name in marks:
+            out.append(f'<rect x="{x:.2f}" y="{y:.2f}" width="{w:.2f}" height="{h:.2f}" stroke="{colour}"/>')
+            out.append(f'<text x="{x + w + 2:.2f}" y="{y:.2f}" fill="{colour}" '
                        f'stroke="none">{escape(name)}</text>')
         out.append("</g>")
     bar = scale_bar_geometry(spec)
