@@ -384,7 +384,7 @@ def test_cuda_failure_falls_back_to_the_cpu(qtbot, window, sim_file, monkeypatch
     res = run_and_wait(qtbot, win)
     assert res.info["device"] == "cpu" and res.info["cuda_fallback"] and res.info["requested_device"] == "cuda"
     assert any("ran on the CPU instead" in n for n in res.info["notes"])
-    assert dock.device_used.text() == "used: cpu"
+    assert dock.device_used.text() == ("used: cpu (bf16)" if res.info["bf16"] else "used: cpu")
     assert not dock.notes.isHidden() and "CPU instead" in dock.notes.text()
     assert len(res.atoms) > 100
 

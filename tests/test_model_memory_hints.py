@@ -209,16 +209,20 @@ def test_a_model_picked_for_an_image_without_mode_does_not_leak(qtbot, user_mode
     qtbot.addWidget(dock)
     dock.set_image(_mg(None, "scan.jpg"))
     assert dock.model_combo.currentText() == "stem-haadf"
-    assert dock.model_reason.text().startswith("No imaging mode in the file: HAADF assumed (stem-haadf)")
+    _pick(dock, "stm-topo")
+    dock.set_image(_mg(None, "Acquisition_18.emd"))
+    assert dock.model_combo.currentText() == "stem-haadf"  # no leak
+    assert dock.state()["models_by_mode"] == {}
+    # and the dock says what it assumed, and that a pick there is for that image only
+    assert dock.model_reason.text() == ("No imaging mode in the file: HAADF assumed (stem-haadf). Pick another "
+                                        "model if this is another kind of image.")
     assert "#fff3cd" in dock.model_reason.styleSheet()  # shown as an assumption
     _pick(dock, "stm-topo")
-    assert "stm-topo picked for this image only (not remembered" in dock.model_reason.text()
-    dock.set_image(_mg(None, "Acquisition_18.emd"))
-    assert dock.model_combo.currentText() == "stem-haadf"
-    assert dock.model_reason.text().startswith("No imaging mode in the file: HAADF assumed")
+    assert dock.model_reason.text() == ("No imaging mode in the file: stm-topo picked for this image only "
+                                        "(not remembered for other images).")
     dock.set_image(_mg("HAADF"))
     assert dock.model_combo.currentText() == "stem-haadf" and "#fff3cd" not in dock.model_reason.styleSheet()
-    assert dock.state()["models_by_mode"] == {}
+    assert dock.model_reason.text() == "stem-haadf: default for HAADF/ADF images."
 
 
 def test_memory_is_kept_in_the_settings_and_the_old_value_migrated(qtbot, tmp_path, user_models, boxes):
