@@ -12,9 +12,23 @@ An :class:`AnnotatedImage` is one real image with its corrected atoms (an
 * :class:`MixedStream` draws each training sample from the annotated images with probability
   ``real_fraction`` and from the simulation otherwise.
 
-Every atom in the annotations counts as true (the user corrected the whole prediction; see
-:mod:`atomlens.analysis.annotations`).  An uncalibrated image is given a pixel size from its
-lattice period, as inference does (:meth:`atomlens.nn.infer.Predictor.choose_scale`).
+For *training*, every atom in the annotations counts as true (the user is expected to have
+corrected the whole prediction; see :mod:`atomlens.analysis.annotations`).  For *scoring*
+(:func:`evaluate_on_annotations`) only the atoms the user vouched for count, so that a model is
+never scored against its own uncorrected predictions:
+
+* an atom is **confirmed** (:func:`confirmed_mask`) when the user placed, moved or re-classed
+  it (``source == "user"``) or marked it reviewed (``reviewed``); these are the only true
+  atoms of the score (the sidecar records no reviewed regions and no deleted atoms, so these
+  per-atom flags are all it offers);
+* the user's labels are **authoritative** within :func:`authority_radius_px` (1.5 lattice
+  spacings) of a confirmed atom: a prediction there that matches no annotated atom is a false
+  one (the user, working there, would have kept an atom where there is one);
+* a prediction matched to an annotated atom that is not confirmed, or lying away from every
+  confirmed atom, is left out: unreviewed predictions neither reward nor punish a model.
+
+An uncalibrated image is given a pixel size from its lattice period, as inference does
+(:meth:`atomlens.nn.infer.Predictor.choose_scale`).
 """
 
 from __future__ import annotations
@@ -36,8 +50,14 @@ from ..analysis.pipeline import needs_inversion
 from .data import normalise
 from .infer import TYPICAL_PERIOD_A, Predictor
 
-__all__ = ["AnnotatedImage", "RealPatches", "MixedStream", "ModelPredictor", "evaluate_on_annotations",
-           "holdout_row", "load_real_items"]
+__all__ = ["AnnotatedImage", "RealPatches", "MixedStream", "ModelPredictor", "authority_radius_px",
+           "confirmed_mask", "count_confirmed", "evaluate_on_annotations", "holdout_row", "load_real_items"]
+
+
+def confirmed_mask(ann: Annotations) -> np.ndarray:
+    """(n,) bool: the atoms whose label the user vouched for, those placed, moved or
+    re-classed by the user (``source == "user"``) or marked reviewed."""
+    return (np.asarray(ann.source, object) == "user") | np.asarray(ann.reviewed, bool)
 
 
 def holdout_row(height: int, holdout: float) -> int:
@@ -288,30 +308,58 @@ class ModelPredictor(Predictor):
 
 
 def _prf(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
-    precision = tp / n_pred if n_pred else (1.0 if n_true == 0 else 0.0)
-    recall = tp / n_true if n_true else (1.0 if n_pred == 0 else 0.0)
-    f1 = 1.0 if n_pred == n_true == 0 else (2.0 * tp / (n_pred + n_true))
+    """(precision, recall, F1); NaN where nothing was counted (no score is not a perfect one)."""
+    nan = float("nan")
+    precision = tp / n_pred if n_pred else nan
+    recall = tp / n_true if n_true else nan
+    f1 = 2.0 * tp / (n_pred + n_true) if n_pred + n_true else nan
     return float(precision), float(recall), float(f1)
 
 
-def _score_region(pxy, pcls, txy, tcls, y0: float, r: float, n_classes: int) -> dict:
-    """Counts for points in rows >= y0 (a row's pixels span y +- 0.5).
+def authority_radius_px(item: AnnotatedImage) -> float:
+    """How far (px) from a confirmed atom the user's labels are taken as complete: 1.5 lattice
+    spacings (the median nearest-neighbour distance of the annotated atoms, or the typical
+    period :data:`~atomlens.nn.infer.TYPICAL_PERIOD_A` with fewer than two atoms), so the
+    neighbourhood the user looked at when placing or checking the atom, out past its nearest
+    neighbours; at least twice the match radius.  A prediction within it that matches no
+    annotated atom is a false one."""
+    from ..analysis.lattice import median_nn_distance
 
-    Points just above the strip take part in the matching, so that an atom on the border is
-    neither missed nor doubled: a true atom counts when it lies in the strip; a prediction
-    counts as a true positive when it is matched to a counted true atom and as a false one
-    when it lies in the strip and is matched to nothing."""
+    d = median_nn_distance(np.stack([item.ann.x, item.ann.y], 1)) if len(item.ann) > 1 else math.inf
+    if not math.isfinite(d):
+        d = TYPICAL_PERIOD_A / item.px_size_A()
+    return float(max(1.5 * d, 2.0 * item.match_radius_px()))
+
+
+def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float, n_classes: int) -> dict:
+    """Counts for points in rows >= y0 (a row's pixels span y +- 0.5), on the confirmed atoms.
+
+    Predictions are matched one to one with all annotated atoms (`conf` marks the confirmed
+    ones), and points just above the strip take part in the matching, so that an atom on the
+    border is neither missed nor doubled.  A confirmed atom in the strip is a true atom; a
+    prediction is a true positive when matched to one, a false one when it lies in the strip,
+    matches no annotated atom and lies within `r_zone` of a confirmed atom; any other
+    prediction (matched to an unconfirmed atom, or away from every confirmed one) is left out."""
     lim = y0 - 0.5
+    conf = np.asarray(conf, bool)
     ip, it, _ = match_points(pxy, txy, r)
-    t_in = txy[:, 1] >= lim
+    t_in = (txy[:, 1] >= lim) & conf
     p_in = pxy[:, 1] >= lim
     matched_p = np.zeros(len(pxy), bool)
     matched_p[ip] = True
-    fp = ~matched_p & p_in
+    near = np.zeros(len(pxy), bool)
+    if conf.any() and len(pxy):
+        from scipy.spatial import cKDTree
+
+        dist, _ = cKDTree(txy[conf]).query(pxy, k=1, distance_upper_bound=float(r_zone))
+        near = np.isfinite(dist)
+    fp = ~matched_p & p_in & near
     counted = t_in[it]
     ip, it = ip[counted], it[counted]
     tp = len(ip)
     out = {"tp": tp, "n_true": int(t_in.sum()), "n_pred": tp + int(fp.sum()),
+           "n_left_out": int((p_in & ~fp).sum()) - tp, "n_unconfirmed": int(((txy[:, 1] >= lim) & ~conf).sum()),
+           "n_images": int(t_in.any()),
            "same_class": int(np.sum(pcls[ip] == tcls[it])), "per": np.zeros((n_classes, 3), np.int64)}
     for c in range(1, n_classes):
         out["per"][c] = (int(np.sum((pcls[ip] == c) & (tcls[it] == c))),
@@ -319,9 +367,28 @@ def _score_region(pxy, pcls, txy, tcls, y0: float, r: float, n_classes: int) -> 
     return out
 
 
+_COUNTS = ("tp", "n_true", "n_pred", "n_left_out", "n_unconfirmed", "n_images", "same_class")
+
+
+def count_confirmed(items, region: str = "holdout", holdout: float = 0.2) -> tuple[int, int]:
+    """(N, M): the confirmed atoms (:func:`confirmed_mask`) that a score on `region` of `items`
+    counts, and the number of images holding them (no model needed)."""
+    n = m = 0
+    for item in items:
+        y0 = holdout_row(item.image.shape[0], holdout) if region == "holdout" else 0
+        k = int((confirmed_mask(item.ann) & (item.ann.y >= y0 - 0.5)).sum())
+        n, m = n + k, m + (k > 0)
+    return n, m
+
+
 def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", holdout: float = 0.2,
                             threshold: float = 0.5) -> dict:
-    """Precision, recall and F1 of a model on the user's annotated atoms.
+    """Precision, recall and F1 of a model on the atoms the user corrected or confirmed.
+
+    Only confirmed atoms (:func:`confirmed_mask`) are true atoms, and predictions count only
+    where the user's labels are authoritative (see the module notes): a model is not scored
+    against annotated atoms that are its own (or another model's) untouched predictions.
+    Images with no confirmed atom in `region` are not run.
 
     Parameters
     ----------
@@ -340,17 +407,23 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
     -------
     dict
         ``precision, recall, f1`` (class-agnostic one-to-one matching within 0.5 Å, or 2 px
-        for uncalibrated images), ``n_true, n_pred, tp``, ``class_accuracy`` (matched pairs
-        with the right class; NaN with no match) and ``per_class {name: f1}`` (a prediction
-        is right only with the right class), summed over all images.
+        for uncalibrated images; NaN when there is no confirmed atom to score on), ``n_true``
+        (N, the confirmed atoms scored on), ``n_images`` (M, the images holding them),
+        ``n_pred, tp``, ``n_left_out`` (predictions neither rewarded nor punished),
+        ``n_unconfirmed`` (annotated atoms in the region that are not confirmed),
+        ``class_accuracy`` (matched pairs with the right class; NaN with no match) and
+        ``per_class {name: f1}`` (a prediction is right only with the right class), summed
+        over all images.
     """
     if region not in ("all", "holdout"):
         raise ValueError(f"region must be 'all' or 'holdout', not {region!r}")
     pred = bundle_or_predictor
     if not hasattr(pred, "detect"):
         pred = Predictor(bundle_or_predictor, "auto")
-    names = None
-    tot = None
+    if not items:
+        raise ValueError("no annotated images to evaluate on")
+    names = tuple(items[0].ann.class_names)
+    tot = {k: 0 for k in _COUNTS} | {"per": np.zeros((len(names), 3), np.int64)}
     for item in items:
         h = item.image.shape[0]
         px_A = item.px_size_A()
@@ -360,11 +433,13 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
             if y0 >= h:
                 raise ValueError("region='holdout' needs holdout > 0")
             a = max(0, y0 - int(math.ceil(max(32.0, 8.0 / px_A))))  # >= 8 Å of context above the strip
+        conf = confirmed_mask(item.ann)
+        if not (conf & (item.ann.y >= y0 - 0.5)).any():  # nothing the user vouched for here
+            tot["n_unconfirmed"] += int((item.ann.y >= y0 - 0.5).sum())
+            continue
         img = item.image_for(getattr(pred, "card", {}).get("mode"))
         atoms, _, _ = pred.detect(img[a:], px_A / 10.0, threshold=threshold)
         cn = tuple(item.ann.class_names)
-        if names is None:
-            names = cn
         # bring predicted and true classes onto one list of names
         rp, names = names_to_indices(list(atoms.class_names), names)
         rt, names = names_to_indices(list(cn), names)
@@ -372,16 +447,12 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
         pcls = rp[atoms.cls] if len(atoms) else np.zeros(0, np.int64)
         txy = np.stack([item.ann.x, item.ann.y], 1) if len(item.ann) else np.zeros((0, 2))
         tcls = rt[item.ann.cls] if len(item.ann) else np.zeros(0, np.int64)
-        s = _score_region(pxy, pcls, txy, tcls, y0, item.match_radius_px(), len(names))
-        if tot is None:
-            tot = s
-        else:
-            per = np.zeros((len(names), 3), np.int64)
-            per[:len(tot["per"])] += tot["per"]
-            per[:len(s["per"])] += s["per"]
-            tot = {k: tot[k] + s[k] for k in ("tp", "n_true", "n_pred", "same_class")} | {"per": per}
-    if tot is None:
-        raise ValueError("no annotated images to evaluate on")
+        s = _score_region(pxy, pcls, txy, tcls, conf, y0, item.match_radius_px(), authority_radius_px(item),
+                          len(names))
+        per = np.zeros((len(names), 3), np.int64)
+        per[:len(tot["per"])] += tot["per"]
+        per[:len(s["per"])] += s["per"]
+        tot = {k: tot[k] + s[k] for k in _COUNTS} | {"per": per}
     p, r, f = _prf(tot["tp"], tot["n_pred"], tot["n_true"])
     per_class = {}
     for c in range(1, len(names)):
@@ -389,6 +460,7 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
         if npc or ntc:
             per_class[names[c]] = _prf(tpc, npc, ntc)[2]
     return {"precision": p, "recall": r, "f1": f, "n_true": int(tot["n_true"]), "n_pred": int(tot["n_pred"]),
-            "tp": int(tot["tp"]),
+            "tp": int(tot["tp"]), "n_images": int(tot["n_images"]), "n_left_out": int(tot["n_left_out"]),
+            "n_unconfirmed": int(tot["n_unconfirmed"]),
             "class_accuracy": tot["same_class"] / tot["tp"] if tot["tp"] else float("nan"),
             "per_class": per_class}

@@ -20,12 +20,17 @@ as :func:`atomlens.analysis.annotations.export_training_pair` writes them; or in
 ``real_fraction`` (default 0.3: the chance that a training sample is a window of an annotated
 image rather than a simulation), ``real_holdout`` (default 0.2: a strip at the bottom of each
 annotated image is never trained on; validation adds ``user_precision``, ``user_recall`` and
-``user_f1`` measured on it), ``select_by`` ("auto" | "val_f1" | "val_class_f1" | "user_f1" |
-"mean_f1" | "val_loss": the metric that picks the best checkpoint; "val_class_f1" is the mean of
-the detection F1 and the F1 of each class present, for runs whose aim is dopants and vacancies;
-"auto" is "mean_f1", the mean of the
-simulated and the user F1, when there are held-out annotations, else "val_f1" (segmentation)
-or "val_loss" (CAM)).  When fine-tuning (``init_from``) with annotated images, the parent
+``user_f1`` measured on the atoms the user corrected or confirmed there, and their number
+``user_n_true`` in ``user_n_images`` images, :func:`atomlens.nn.realdata.evaluate_on_annotations`;
+with none the three figures are left out), ``select_by`` ("auto" | "val_f1" | "val_class_f1" |
+"user_f1" | "mean_f1" | "val_loss": the metric that picks the best checkpoint; "val_class_f1" is
+the mean of the detection F1 and the F1 of each class present, for runs whose aim is dopants and
+vacancies; "mean_f1" the mean of the simulated and the user F1; "auto" is "user_f1" when the
+held-out strips hold atoms the user corrected or confirmed (what the user asked the model to
+get right; ties go to the lower simulated validation loss, then to the earlier step), else
+"val_f1" (segmentation) or "val_loss" (CAM)).  The card's ``selection`` and the returned
+metrics' ``selection`` (``{"metric", "step", "why"}``) say which evaluation was kept and why;
+the log ends with it.  When fine-tuning (``init_from``) with annotated images, the parent
 model is evaluated once before the first step (``step`` 0, ``baseline`` true; it is logged,
 not saved).  The card lists the images used under ``annotated_images`` (name, sha256 of the
 image file, number of atoms, weight).
@@ -53,8 +58,7 @@ their sites.
 ``eval_every_s`` (optional): also evaluate when this many seconds of training have passed since
 the last evaluation (live curves at a steady pace whatever the speed of the machine).
 
-The best checkpoint (by validation atom F1 for segmentation, by validation loss for CAM) is
-saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
+The best checkpoint (by ``select_by``) is saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
 ``resume/`` holds the state for ``resume=True``.  Cancelling (or the time limit) stops after
 the current step and keeps the best bundle.
 """
@@ -238,16 +242,19 @@ def _worker_init(_wid):
 
 
 def _user_validation(model, rec, reals, device) -> dict:
-    """user_precision/recall/f1 (and per class) of `model` on the held-out strips of `reals`."""
+    """user_precision/recall/f1 (and per class) of `model` on the atoms the user corrected or
+    confirmed in the held-out strips of `reals` (:func:`~.realdata.evaluate_on_annotations`),
+    with their number ``user_n_true`` and that of the images holding them ``user_n_images``."""
     from .realdata import ModelPredictor, evaluate_on_annotations
 
     card = {"name": rec["name"], "task": "segmentation", "classes": list(CLASSES), "px_size_A": rec["px_size_A"],
             "valid_px_size_A": rec["valid_px_size_A"], "mode": rec["mode"], "normalisation": rec["normalisation"]}
     s = evaluate_on_annotations(ModelPredictor(model, card, device), reals, region="holdout",
                                 holdout=rec["real_holdout"])
-    out = {"user_precision": s["precision"], "user_recall": s["recall"], "user_f1": s["f1"],
-           "user_n_true": s["n_true"]}
-    out.update({f"user_f1_{k}": v for k, v in s["per_class"].items()})
+    out = {"user_n_true": s["n_true"], "user_n_images": s["n_images"]}
+    if s["n_true"]:  # no figures without atoms the user corrected or confirmed (never NaN in the logs)
+        out.update({"user_precision": s["precision"], "user_recall": s["recall"], "user_f1": s["f1"]})
+        out.update({f"user_f1_{k}": v for k, v in s["per_class"].items() if math.isfinite(v)})
     return out
 
 
@@ -294,7 +301,7 @@ def _validate(model, recipe, val, device, reals=None) -> dict:
         out["val_class_f1"] = float(np.mean([out["val_f1"]] + [out[f"val_f1_{k}"] for k, v in per.items() if v]))
     if reals and recipe.get("real_holdout", 0) > 0:
         out.update(_user_validation(model, recipe, reals, device))
-        if "val_f1" in out:
+        if "val_f1" in out and "user_f1" in out:
             out["mean_f1"] = 0.5 * (out["val_f1"] + out["user_f1"])
     model.train()
     return out
@@ -315,7 +322,7 @@ def _cam_peak_hits(r, maps, labels, shape) -> list:
     return hits
 
 
-def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=None) -> dict:
+def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=None, selection=None) -> dict:
     task = recipe["task"]
     card = {
         "name": recipe["name"], "version": recipe["version"], "task": task,
@@ -332,6 +339,8 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=Non
     }
     if reals:
         card["annotated_images"] = [r.card_entry() for r in reals]
+    if selection:
+        card["selection"] = selection
     return card
 
 
@@ -339,18 +348,59 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=Non
 METRICS_EVERY = 25
 
 
-def _select_key(rec, reals) -> str:
+def _select_key(rec, reals, n_user: int = 0) -> str:
+    """The metric that picks the best checkpoint (see the module notes); `n_user` is the
+    number of atoms the user corrected or confirmed in the held-out strips."""
     key = rec.get("select_by") or "auto"
+    held = bool(reals) and rec.get("real_holdout", 0) > 0
     if key == "auto":
         if rec["task"] == "cam":
             return "val_loss"
-        return "mean_f1" if reals and rec.get("real_holdout", 0) > 0 else "val_f1"
-    allowed = {"val_f1", "val_class_f1", "val_loss"} | ({"user_f1", "mean_f1"} if reals and rec.get("real_holdout", 0) > 0 else set())
+        return "user_f1" if held and n_user > 0 else "val_f1"
+    allowed = {"val_f1", "val_class_f1", "val_loss"} | ({"user_f1", "mean_f1"} if held else set())
     if rec["task"] == "cam":
         allowed = {"val_loss"}
     if key not in allowed:
         raise ValueError(f"select_by {key!r} is not available for this recipe; use one of {sorted(allowed)} or 'auto'")
+    if key in ("user_f1", "mean_f1") and n_user == 0:
+        raise ValueError(f"select_by {key!r} needs atoms you corrected or confirmed in the held-out strips of the "
+                         "annotated images, and there are none; use 'auto' or a simulated metric")
     return key
+
+
+def _rank(m: dict, key: str) -> tuple:
+    """What the best checkpoint maximises: the metric (the loss negated); for the user's F1,
+    ties go to the lower simulated validation loss (and then, by strict comparison, to the
+    earlier step)."""
+    if key == "val_loss":
+        return (-float(m["val_loss"]),)
+    if key == "user_f1":
+        return (float(m["user_f1"]), -float(m.get("val_loss", math.inf)))
+    return (float(m[key]),)
+
+
+_METRIC_WORDS = {"val_f1": "the best atom F1 on the simulated validation set",
+                 "val_class_f1": "the best mean of detection and per-class F1 on the simulated validation set",
+                 "val_loss": "the lowest simulated validation loss",
+                 "mean_f1": "the best mean of the simulated F1 and the F1 on your atoms"}
+
+
+def _selection(key: str, best_m: dict, evals: list[dict], n_user: int, m_user: int, why_not_user: str) -> dict:
+    """{"metric", "step", "why"}: which evaluation was kept and why, in words."""
+    step = int(best_m["step"])
+    if key == "user_f1":
+        why = (f"the best F1 on the {n_user} atoms you corrected or confirmed in the held-out strips "
+               f"({m_user} image{'s' if m_user != 1 else ''}): {best_m['user_f1']:.3f}")
+        tied = [int(e["step"]) for e in evals if e is not best_m and e.get("user_f1") == best_m["user_f1"]]
+        if tied:
+            lower = all(e.get("val_loss", math.inf) > best_m.get("val_loss", math.inf)
+                        for e in evals if int(e["step"]) in tied)
+            why += (f", tied with step{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied))}; kept for "
+                    + ("its lower simulated validation loss" if lower else "being the earliest"))
+    else:
+        v = best_m.get(key)
+        why = _METRIC_WORDS.get(key, key) + (f" ({v:.4g})" if isinstance(v, float) else "") + why_not_user
+    return {"metric": key, "step": step, "why": why}
 
 
 def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print,
@@ -421,7 +471,19 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
             raise ValueError(f"real_fraction must be between 0 and 1, got {rec['real_fraction']}")
         if not 0.0 <= rec["real_holdout"] < 1.0:
             raise ValueError(f"real_holdout must be in [0, 1), got {rec['real_holdout']}")
-    metric_key = _select_key(rec, reals)
+    n_user = m_user = 0
+    why_not_user = ""
+    if reals and rec["real_holdout"] > 0:
+        from .realdata import count_confirmed
+
+        n_user, m_user = count_confirmed(reals, "holdout", rec["real_holdout"])
+        if n_user == 0:
+            why_not_user = ("; none of the atoms in the held-out strips was corrected or confirmed by you, so the "
+                            "F1 on your atoms cannot choose")
+    metric_key = _select_key(rec, reals, n_user)
+    if reals:
+        log(f"checkpoint chosen by {metric_key}" + (f" on {n_user} atoms you corrected or confirmed in the held-out "
+                                                    f"strips ({m_user} images)" if n_user else why_not_user))
     opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
     total = max(2, rec["steps"])
     # warm-up: 15 % (5 % when fine-tuning) of the budget
@@ -436,6 +498,10 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         model.load_state_dict(load_file(state_dir / "model.safetensors"))
         opt.load_state_dict(torch.load(state_dir / "optim.pt", weights_only=True))  # our own file
         step, best, bad_evals, elapsed0 = st["step"], st["best"], st["bad_evals"], st["seconds"]
+        if isinstance(best, (int, float)):  # a state saved before ranks were tuples
+            best = (-best,) if metric_key == "val_loss" else (best,)
+        elif best is not None:
+            best = tuple(best)
         sched.update(step, elapsed0)  # the schedule is a function of the budget used, so it goes on from here
         log(f"resumed at step {step}")
     n_types = len(DEFECT_TYPES)
@@ -461,11 +527,11 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                                          prefetch_factor=4 if rec["num_workers"] > 0 else None,
                                          multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
     val = make_validation_set(rec["sim"], rec["val_n"], rec["task"], n_types=n_types)
-    better = (lambda a, b: a < b) if metric_key == "val_loss" else (lambda a, b: a > b)
     use_amp = device == "cuda"
     t0 = time.time() - elapsed0
     logf = open(out / "metrics.jsonl", "a", encoding="utf-8")
     best_metrics = {}
+    evals = []  # the metrics of each evaluation (not the baseline), for the selection's reasons
 
     def emit(m):
         if on_metrics is not None:
@@ -519,9 +585,12 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
                 logf.flush()
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
                 emit(m)
-                if best is None or better(m[metric_key], best):
-                    best, bad_evals, best_metrics = m[metric_key], 0, m
-                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent, reals), out)
+                evals.append(m)
+                rank = _rank(m, metric_key)
+                if best is None or rank > best:
+                    best, bad_evals, best_metrics = rank, 0, m
+                    sel = _selection(metric_key, m, [m], n_user, m_user, why_not_user)
+                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent, reals, sel), out)
                 else:
                     bad_evals += 1
                 _save_resume(state_dir, model, opt, step, best, bad_evals, elapsed)
@@ -537,6 +606,10 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     finally:
         logf.close()
         del loader
+    if best_metrics:
+        sel = _selection(metric_key, best_metrics, evals, n_user, m_user, why_not_user)
+        best_metrics = {**best_metrics, "selection": sel}
+        log(f"kept step {sel['step']}: {sel['why']}")
     n_cal = int(rec.get("calibrate_n", 25) or 0)
     if rec["task"] == "cam" and n_cal > 0 and (out / "card.json").is_file() and not (cancel is not None
                                                                                     and cancel.is_set()):
