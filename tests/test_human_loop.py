@@ -3,7 +3,8 @@
 open a simulated MoS2 image, analyse it with a deliberately weak tiny model (50 training steps on
 graphene only), correct its atoms through real mouse clicks and keys in Annotate mode, retrain
 from the Retrain dialog for a few steps, and check that the new bundle loads, is picked by "Use
-the new model", and finds the corrected atoms better than the weak model did.
+the new model" (no question asked: it is the better one), and finds the corrected atoms better
+than the weak model did, scored on the atoms the user corrected.
 """
 
 from __future__ import annotations
@@ -129,8 +130,17 @@ def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_mod
     _model, card = load_bundle(new_path)  # loads, weights checked against the card
     assert new_path.startswith(str(user_models_dir())) and card["parent"]["name"] == "weak"
     assert card["annotated_images"][0]["n_atoms"] == len(ann)
-    # before / after on the held-back quarter of the corrected atoms, as the dialog shows it
+    # before / after on the held-back quarter, scored only on the atoms the user added, moved or
+    # re-classed there (the untouched predictions are the weak model's own: they do not count)
     before, after = manager.comparison["before"], manager.comparison["after"]
+    strip = ann.y >= 160 - round(160 * 0.25) - 0.5
+    n_mine = int((strip & (ann.source == "user")).sum())
+    assert n_mine and before["n_true"] == after["n_true"] == manager.comparison["n_confirmed"] == n_mine
+    assert f"F1 on {n_mine} atoms you corrected or confirmed" in dlg.compare_caption.text()
+    # the checkpoint kept is the one that did best on those atoms, and the dialog says so
+    assert card["selection"]["metric"] == "user_f1" and best["selection"]["step"] == card["training"]["steps"]
+    assert best["user_f1"] == max(m["user_f1"] for m in manager.history if "user_f1" in m and not m.get("baseline"))
+    assert f"kept step {card['training']['steps']}" in dlg.status_label.text()
     # retraining on the corrections at least halves the errors (1 - F1) on the held-back atoms
     assert 1 - after["f1"] < 0.5 * (1 - before["f1"])
     assert dlg.compare_table.item(2, 1).text() == f"{after['f1']:.3f}"

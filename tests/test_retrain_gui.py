@@ -51,8 +51,13 @@ def messages(monkeypatch):
         seen.append((title, text))
         return QtWidgets.QMessageBox.Ok
 
+    def ask(_parent, title, text, *a, **k):  # "Use the new model?" and the like: answered Yes
+        seen.append((title, text))
+        return QtWidgets.QMessageBox.Yes
+
     monkeypatch.setattr(QtWidgets.QMessageBox, "warning", record)
     monkeypatch.setattr(QtWidgets.QMessageBox, "information", record)
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", ask)
     return seen
 
 

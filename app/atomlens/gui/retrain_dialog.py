@@ -48,6 +48,12 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _fmt(v) -> str:
+    """A score with three decimals, or a dash where there is none (e.g. the precision of a
+    model that found nothing where it is scored)."""
+    return f"{v:.3f}" if _finite(v) else "–"
+
+
 class RetrainDialog(QtWidgets.QDialog):
     """Settings, live curves and the before/after comparison of a fine-tuning run.
 
@@ -62,7 +68,8 @@ class RetrainDialog(QtWidgets.QDialog):
         or folder).
 
     Signals: ``modelChosen(str)`` with the new bundle's folder when the user clicks
-    "Use the new model".
+    "Use the new model" (and, when the new model is worse than the one in use on the atoms the
+    user corrected or confirmed, or no such comparison was possible, confirms it).
     """
 
     modelChosen = QtCore.pyqtSignal(str)
@@ -104,7 +111,7 @@ class RetrainDialog(QtWidgets.QDialog):
         self.compare_caption = QtWidgets.QLabel("Before / after on your corrected atoms: shown when training ends.")
         self.compare_caption.setWordWrap(True)
         self.compare_table = QtWidgets.QTableWidget(4, 2)
-        self.compare_table.setVerticalHeaderLabels(["Precision", "Recall", "F1", "Atoms found / true"])
+        self.compare_table.setVerticalHeaderLabels(["Precision", "Recall", "F1", "Atoms found / yours"])
         self.compare_table.setHorizontalHeaderLabels(["Base model", "New model"])
         self.compare_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
         self.compare_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
@@ -217,7 +224,8 @@ class RetrainDialog(QtWidgets.QDialog):
         except (ValueError, OSError) as exc:
             self._error(str(exc))
             return False
-        job = TrainingJob(s["name"], recipe, out, overrides, reals, str(base_path))
+        job = TrainingJob(s["name"], recipe, out, overrides, reals, str(base_path),
+                          current_model=self.context.get("current_model"))
         for k in self._curve_data:
             self._curve_data[k] = ([], [])
         self._redraw()
@@ -275,8 +283,10 @@ class RetrainDialog(QtWidgets.QDialog):
 
     def _on_finished(self, path: str, best: dict) -> None:
         f1 = best.get("val_f1")
+        sel = best.get("selection") or {}
+        kept = f"; kept step {sel['step']}: {sel['why']}" if sel.get("why") else ""
         self.status_label.setText(f"Saved the new model {Path(path).name}" + (f" (F1 {f1:.3f} on simulations)"
-                                                                             if _finite(f1) else "")
+                                                                             if _finite(f1) else "") + kept
                                   + (". Scoring both models on your atoms…" if self.manager.state == "evaluating"
                                      else "."))
         self.progress_bar.setValue(1000)
@@ -300,27 +310,53 @@ class RetrainDialog(QtWidgets.QDialog):
             return
         where = (f"the held-back bottom {res['holdout']:.0%} of your annotated images (never trained on)"
                  if res.get("region") == "holdout" else "your annotated images (also used for training)")
-        n_true = res.get("after", {}).get("n_true", 0)
-        self.compare_caption.setText(f"<b>Before / after</b> on {where}, {n_true} corrected atoms: base "
-                                     f"<b>{res.get('base', '')}</b>, new <b>{res.get('new', '')}</b>.")
         if not self.manager.is_running() or self.manager.state != "evaluating":
             self.status_label.setText(self.manager.status_text())
+        if not res.get("n_confirmed"):
+            self.compare_table.clearContents()
+            self.compare_caption.setText(
+                f"<b>No comparison is possible</b>: none of the atoms in {where} was corrected or confirmed by "
+                "you. Only atoms you added, moved or re-classed (or marked reviewed) are scored, since the others "
+                "are a model's own predictions.")
+            self._update_buttons()
+            return
+        n, m = res["n_confirmed"], res.get("n_images", 1)
+        cur = ""
+        if isinstance(res.get("current"), dict):
+            cur = (f" The model in use, <b>{res.get('current_name', '')}</b>, scores F1 "
+                   f"{res['current']['f1']:.3f} there.")
+        self.compare_caption.setText(f"<b>Before / after</b>: F1 on {n} atoms you corrected or confirmed "
+                                     f"({m} image{'s' if m != 1 else ''}), in {where}: base "
+                                     f"<b>{res.get('base', '')}</b>, new <b>{res.get('new', '')}</b>.{cur}")
+        ref = res["current"] if isinstance(res.get("current"), dict) else res.get("before", {})
         for col, key in enumerate(("before", "after")):
             r = res.get(key) or {}
-            vals = [f"{r.get('precision', float('nan')):.3f}", f"{r.get('recall', float('nan')):.3f}",
-                    f"{r.get('f1', float('nan')):.3f}", f"{r.get('n_pred', 0)} / {r.get('n_true', 0)}"]
+            vals = [_fmt(r.get("precision")), _fmt(r.get("recall")), _fmt(r.get("f1")),
+                    f"{r.get('n_pred', 0)} / {r.get('n_true', 0)}"]
             for row, text in enumerate(vals):
                 item = QtWidgets.QTableWidgetItem(text)
                 item.setTextAlignment(QtCore.Qt.AlignCenter)
-                if row == 2 and col == 1 and _finite(res.get("before", {}).get("f1")):
-                    better = r.get("f1", 0) >= res["before"]["f1"]
+                if row == 2 and col == 1 and _finite(ref.get("f1")):
+                    better = r.get("f1", 0) >= ref["f1"]
                     item.setForeground(QtGui.QColor("#080" if better else "#c00"))
                 self.compare_table.setItem(row, col, item)
         self._update_buttons()
 
     def _use_model(self) -> None:
-        if self.manager.result_path:
-            self.modelChosen.emit(self.manager.result_path)
+        """Emit modelChosen; when the new model is worse on the user's atoms than the one in
+        use, or no comparison was possible, only after the user confirms it."""
+        path = self.manager.result_path
+        if not path:
+            return
+        warning = self.manager.replace_warning()
+        if warning:
+            answer = QtWidgets.QMessageBox.question(
+                self, "Use the new model?", warning + "\n\nUse the new model anyway?",
+                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+            if answer != QtWidgets.QMessageBox.Yes:
+                self.status_label.setText("Kept the model in use.")
+                return
+        self.modelChosen.emit(path)
 
     def reject(self) -> None:
         """Close; a running training goes on (the main window's status bar follows it)."""

@@ -5,11 +5,18 @@ validation.
 
 from __future__ import annotations
 
+import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
 from .retrain_structure import ispin
 
 __all__ = ["RealImagesGroup"]
+
+
+def _confirmed(ann) -> np.ndarray:
+    """As :func:`atomlens.nn.realdata.confirmed_mask` (placed, moved or re-classed by the user,
+    or marked reviewed), without importing torch when the dialog opens."""
+    return (np.asarray(ann.source, object) == "user") | np.asarray(ann.reviewed, bool)
 
 
 class RealImagesGroup(QtWidgets.QGroupBox):
@@ -52,16 +59,24 @@ class RealImagesGroup(QtWidgets.QGroupBox):
         f.addRow("Share of samples:", row)
         self.holdout_spin = ispin(0, 60, 20, " %")
         self.holdout_spin.setToolTip("A strip at the bottom of each image is never trained on; the F1 on "
-                                     "your atoms is measured there")
+                                     "the atoms you corrected or confirmed there is measured, and chooses "
+                                     "the model that is kept")
         f.addRow("Held back for validation:", self.holdout_spin)
         v.addLayout(f)
+        self.holdout_note = QtWidgets.QLabel()
+        self.holdout_note.setWordWrap(True)
+        self.holdout_note.setStyleSheet("color: #555")
+        v.addWidget(self.holdout_note)
+        self.holdout_spin.valueChanged.connect(self._update_note)
+        self.real_list.itemChanged.connect(self._update_note)
         self._update_enabled()
 
     def _add_row(self, i: int, d: dict) -> None:
         ann = d.get("annotations")
         n = len(ann) if ann is not None else 0
-        n_user = int(ann.user_mask().sum()) if ann is not None and n else 0
-        item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected by you")
+        n_user = int(_confirmed(ann).sum()) if ann is not None and n else 0
+        item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected or "
+                                         "confirmed by you")
         item.setData(QtCore.Qt.UserRole, i)
         item.setFlags(item.flags() | QtCore.Qt.ItemIsUserCheckable)
         item.setCheckState(QtCore.Qt.Checked if n else QtCore.Qt.Unchecked)
@@ -74,6 +89,37 @@ class RealImagesGroup(QtWidgets.QGroupBox):
         self.none_label.setVisible(not has)
         for w in (self.real_list, self.real_slider, self.holdout_spin):
             w.setEnabled(has)
+        self._update_note()
+
+    def held_back_confirmed(self) -> tuple[int, int]:
+        """(N, M): the atoms you corrected or confirmed in the held-back strips of the checked
+        images, and the number of images holding them (what the F1 on your atoms is measured on)."""
+        frac = self.holdout_spin.value() / 100.0
+        n = m = 0
+        for r in range(self.real_list.count()):
+            it = self.real_list.item(r)
+            ann = self.items[it.data(QtCore.Qt.UserRole)].get("annotations")
+            if it.checkState() != QtCore.Qt.Checked or ann is None or not len(ann):
+                continue
+            h = ann.shape[0] if ann.shape is not None else int(np.ceil(ann.y.max() + 1))
+            y0 = int(h - round(h * frac))  # as atomlens.nn.realdata.holdout_row
+            k = int((_confirmed(ann) & (ann.y >= y0 - 0.5)).sum())
+            n, m = n + k, m + (k > 0)
+        return n, m
+
+    def _update_note(self, *_args) -> None:
+        if not self.real_list.count():
+            self.holdout_note.setText("")
+            return
+        if self.holdout_spin.value() == 0:
+            self.holdout_note.setText("Nothing held back: your atoms are scored on the images trained on.")
+            return
+        n, m = self.held_back_confirmed()
+        self.holdout_note.setText(
+            f"The held-back strips hold {n} atoms you corrected or confirmed ({m} image{'s' if m != 1 else ''}): "
+            "the F1 on your atoms is measured on them." if n else
+            "None of the atoms in the held-back strips was corrected or confirmed by you: there will be no "
+            "before/after on your atoms, and the model is chosen on simulations.")
 
     def _ask_pairs(self) -> None:
         paths, _ = QtWidgets.QFileDialog.getOpenFileNames(self, "Add exported training data", "",

@@ -177,7 +177,8 @@ class TrainingJob:
     """One fine-tuning run: `recipe` and `overrides` for :func:`~atomlens.nn.train.train`,
     trained into `out_dir` (a new folder), with `real_images`
     (:class:`~atomlens.nn.realdata.AnnotatedImage`) mixed in.  `base_model` (a bundle
-    folder) is scored against the new model on the images' held-back strips afterwards."""
+    folder) is scored against the new model on the images' held-back strips afterwards, and
+    so is `current_model` (the model in use, a name or folder) when it is another one."""
 
     name: str
     recipe: dict
@@ -185,6 +186,7 @@ class TrainingJob:
     overrides: dict = dataclasses.field(default_factory=dict)
     real_images: list = dataclasses.field(default_factory=list)
     base_model: str | None = None
+    current_model: str | None = None
 
     @property
     def holdout(self) -> float:
@@ -267,21 +269,46 @@ class _Worker(QtCore.QObject):
         self.done.emit()
 
     def _compare(self, out: Path) -> dict:
-        """Precision/recall/F1 of the base and the new model on the user's atoms."""
+        """Precision/recall/F1 of the base and the new model (and of the model in use, when it
+        is neither) on the atoms the user corrected or confirmed; with none of them in the
+        scored region, ``n_confirmed`` is 0 and no model is run."""
         job = self.job
         region = "holdout" if job.holdout > 0 else "all"
         res = {"region": region, "holdout": job.holdout, "base": Path(job.base_model).name, "new": out.name}
         try:
             from ..nn.infer import Predictor
-            from ..nn.realdata import evaluate_on_annotations
+            from ..nn.realdata import count_confirmed, evaluate_on_annotations
 
+            res["n_confirmed"], res["n_images"] = count_confirmed(job.real_images, region, job.holdout)
+            if not res["n_confirmed"]:
+                return res
             device = str(job.overrides.get("device", "auto"))
-            for key, path in (("before", job.base_model), ("after", str(out))):
+            todo = [("before", job.base_model), ("after", str(out))]
+            cur = _other_model(job.current_model, job.base_model)
+            if cur is not None:
+                res["current_name"] = cur.name
+                todo.append(("current", str(cur)))
+            for key, path in todo:
                 res[key] = evaluate_on_annotations(Predictor(path, device), job.real_images, region=region,
                                                    holdout=job.holdout)
         except Exception as exc:  # noqa: BLE001 - shown in the dialog's table instead
             res["error"] = f"{type(exc).__name__}: {exc}"
         return res
+
+
+def _other_model(current, base):
+    """The folder of the model in use when it is a segmentation bundle other than `base`, else None."""
+    if not current:
+        return None
+    try:
+        from ..nn.bundle import read_card, resolve_bundle
+
+        cur = resolve_bundle(current)
+        if cur.resolve() == resolve_bundle(base).resolve() or read_card(cur).get("task") != "segmentation":
+            return None
+        return cur
+    except Exception:  # noqa: BLE001 - a model that cannot be found is not compared
+        return None
 
 
 class TrainingManager(QtCore.QObject):
@@ -293,8 +320,10 @@ class TrainingManager(QtCore.QObject):
     ``train``'s ``on_metrics`` reports: ``{"step", "train_loss"}`` every ~25 steps, the full
     validation metrics at evaluations), logged(str), finished(str bundle_path, dict
     best_metrics), failed(str message), cancelled(str bundle_path_or_empty),
-    comparisonReady(dict) (``{"region", "base", "new", "before": {...}, "after": {...}}`` or
-    with ``"error"``), busyChanged(bool), statusChanged(str).
+    comparisonReady(dict) (``{"region", "holdout", "base", "new", "n_confirmed", "n_images",
+    "before": {...}, "after": {...}}``, with ``"current"`` and ``"current_name"`` when the model
+    in use is neither; without the scores when ``n_confirmed`` is 0; or with ``"error"``),
+    busyChanged(bool), statusChanged(str).
 
     Attributes: ``job`` (the last :class:`TrainingJob`), ``history`` (its metrics dicts),
     ``log_lines``, ``state`` ("idle", "training", "evaluating", "finished", "cancelled",
@@ -410,11 +439,59 @@ class TrainingManager(QtCore.QObject):
             extra = f" (sim F1 {f1:.3f})" if isinstance(f1, (int, float)) else ""
             c = self.comparison or {}
             if isinstance(c.get("before"), dict) and isinstance(c.get("after"), dict):
-                extra = f" (F1 on your atoms {c['before']['f1']:.3f} → {c['after']['f1']:.3f})"
+                extra = (f" (F1 on {c['after']['n_true']} atoms you corrected or confirmed: "
+                         f"{c['before']['f1']:.3f} → {c['after']['f1']:.3f})")
+            elif c and c.get("n_confirmed") == 0:
+                extra += " (no comparison on your atoms: none in the held-back strip was corrected or confirmed)"
+            sel = self.best_metrics.get("selection") or {}
+            if sel.get("step") is not None:
+                extra += f", kept step {sel['step']}" + (" (best on your atoms)" if sel.get("metric") == "user_f1"
+                                                         else " (best on simulations)")
             return f"New model {name} saved{extra}" + (" (cancelled early)" if self.state == "cancelled" else "")
         if self.state == "failed":
             return f"Training {name} failed: {self.error.splitlines()[0] if self.error else ''}"
         return ""
+
+    def replace_warning(self) -> str | None:
+        """Why the new model should not silently replace the one in use, or None.
+
+        None when the new model's F1 on the atoms the user corrected or confirmed is at least
+        that of the model in use (the base model, unless the job named another current one);
+        otherwise a sentence with both figures: the new model is worse there, or no comparison
+        on the user's atoms was possible (then the simulated F1 of both, where known)."""
+        if not self.result_path:
+            return None
+        new = Path(self.result_path).name
+        c = self.comparison or {}
+        ref = c.get("current") if isinstance(c.get("current"), dict) else c.get("before")
+        after = c.get("after")
+        if isinstance(ref, dict) and isinstance(after, dict) and ref.get("n_true"):
+            ref_name = c.get("current_name") or c.get("base", "the current model")
+            a, b = float(after["f1"]), float(ref["f1"])
+            if a >= b:
+                return None
+            return (f"The new model {new} finds your atoms worse than {ref_name}: F1 {a:.3f} against {b:.3f} on "
+                    f"the {after['n_true']} atoms you corrected or confirmed ({c.get('n_images', 1)} image"
+                    f"{'s' if c.get('n_images', 1) != 1 else ''}).")
+        if c.get("error"):
+            why = f"scoring the models on your atoms failed ({c['error']})"
+        elif c.get("n_confirmed") == 0:
+            why = "none of the atoms in the held-back strip was corrected or confirmed by you"
+        elif self.state == "evaluating":
+            why = "the models are still being scored on your atoms"
+        elif not (self.job and self.job.real_images):
+            why = "no corrected images were used"
+        else:
+            why = "the models were not scored on your atoms"
+        text = f"No comparison on your atoms was possible: {why}."
+        base_sim = next((m.get("val_f1") for m in self.history if m.get("baseline")), None)
+        new_sim = self.best_metrics.get("val_f1")
+        if isinstance(new_sim, (int, float)) and math.isfinite(new_sim):
+            text += f" On simulated images: F1 {new_sim:.3f} (new)"
+            if isinstance(base_sim, (int, float)) and math.isfinite(base_sim):
+                text += f" against {base_sim:.3f} ({self.job.base_model and Path(self.job.base_model).name})"
+            text += "."
+        return text
 
     # ------------------------------------------------------------------ worker signals
     def _on_progress(self, frac: float, msg: str) -> None:
