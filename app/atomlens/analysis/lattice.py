@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours",
+__all__ = ["PERIOD_REGION_PX", "estimate_period_px", "radial_power_spectrum", "nearest_neighbour_distances", "neighbours",
            "median_nn_distance", "one_directional_period", "stripes_note", "stripes_ratio", "STRIPE_RATIO"]
 
 #: A Fourier peak this many times stronger than any peak in another direction at the same scale
@@ -55,14 +55,21 @@ def radial_power_spectrum(image, *, pad: int = 2):
     return np.arange(nb) * dq, tot / np.maximum(cnt, 1)
 
 
-def estimate_period_px(image, *, min_period_px: float = 2.0, max_period_frac: float = 0.25) -> float:
+#: The lattice period is estimated from at most this many pixels square at the image's centre:
+#: memory and time stay bounded whatever the image's size or shape (a 1024 x 1024 region holds
+#: hundreds of periods of any atomic lattice the models read).
+PERIOD_REGION_PX = 1024
+
+
+def estimate_period_px(image, *, min_period_px: float = 2.0, max_period_frac: float = 0.25,
+                       region_px: int = PERIOD_REGION_PX) -> float:
     """Dominant lattice period of an image, in px.
 
-    The image is mean-subtracted, Hann-windowed and Fourier transformed (zero-padded x2);
-    the power spectrum is averaged over rings of equal spatial frequency q and the strongest
-    ring is located with parabolic sub-bin refinement.  Frequencies of periods longer than
-    `max_period_frac` of the image (background, slow contrast changes) and shorter than
-    `min_period_px` are ignored.
+    The central region of the image (at most `region_px` x `region_px`) is mean-subtracted,
+    Hann-windowed and Fourier transformed (zero-padded x2); the power spectrum is averaged
+    over rings of equal spatial frequency q and the strongest ring is located with parabolic
+    sub-bin refinement.  Frequencies of periods longer than `max_period_frac` of the region
+    (background, slow contrast changes) and shorter than `min_period_px` are ignored.
 
     Physically the result is the spacing ``d = 1 / q`` of the lattice planes of the strongest
     Fourier peak, *not* the distance between neighbouring columns.  For a hexagonal lattice
@@ -74,26 +81,54 @@ def estimate_period_px(image, *, min_period_px: float = 2.0, max_period_frac: fl
     ----------
     image : (H, W) array
     min_period_px, max_period_frac : float
-        Range of periods searched: ``min_period_px <= d <= max_period_frac * max(H, W)``.
+        Range of periods searched: ``min_period_px <= d <= max_period_frac * L``, L the longer
+        side of the region used.
+    region_px : int
+        Side of the largest central region used (memory: about 150 MB at 1024).
 
     Returns
     -------
     float
-        Period in px (NaN if no peak is found).
+        Period in px.
+
+    Raises
+    ------
+    ValueError
+        When the image is flat (no contrast at its intensity level), holds NaN or infinite
+        values, is too small for the range of periods, or shows no periodicity in it; the
+        message says so and asks for the pixel size.
     """
-    img = np.asarray(image, dtype=np.float64)
-    q, p = radial_power_spectrum(img)
-    L = max(img.shape)
+    img = np.asarray(image)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2D, got shape {img.shape}")
+    H, W = img.shape
+    h, w = min(H, int(region_px)), min(W, int(region_px))
+    y0, x0 = (H - h) // 2, (W - w) // 2
+    region = np.asarray(img[y0:y0 + h, x0:x0 + w], dtype=np.float64)
+    size = f"{H} x {W} px"
+    if region.size == 0:
+        raise ValueError(f"the image is too small to estimate a lattice period ({size}); give the pixel size")
+    if not np.all(np.isfinite(region)):
+        raise ValueError(f"the image holds NaN or infinite values: no lattice period can be estimated ({size}); "
+                         f"give the pixel size")
+    lo, hi = float(region.min()), float(region.max())
+    eps = float(np.finfo(img.dtype).eps) if img.dtype.kind == "f" else 0.0
+    if not hi - lo > 2 * eps * max(abs(lo), abs(hi)):  # relative: any intensity scale
+        raise ValueError(f"the image is flat (no contrast), so no lattice period can be estimated ({size}); "
+                         f"give the pixel size")
+    q, p = radial_power_spectrum(region)
+    L = max(h, w)
     sel = (q >= 1.0 / (max_period_frac * L)) & (q <= 1.0 / min_period_px)
     idx = np.nonzero(sel)[0]
     if len(idx) < 3:
-        return float("nan")
+        raise ValueError(f"the image is too small to estimate a lattice period ({size}); give the pixel size")
     lo, hi = idx[0], idx[-1]
     seg = p[lo:hi + 1]
     # interior local maxima only (a rising edge at the low-q cut-off is background, not a peak)
     inner = np.nonzero((seg[1:-1] >= seg[:-2]) & (seg[1:-1] > seg[2:]))[0] + 1
     if len(inner) == 0:
-        return float("nan")
+        raise ValueError(f"no lattice period found: the image shows no periodicity between {min_period_px:g} and "
+                         f"{max_period_frac * L:.0f} px ({size}); give the pixel size")
     i = lo + inner[np.argmax(seg[inner])]
     a, b, c = np.log(p[i - 1] + 1e-300), np.log(p[i] + 1e-300), np.log(p[i + 1] + 1e-300)
     den = a - 2 * b + c

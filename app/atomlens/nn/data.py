@@ -6,6 +6,8 @@ which training never reaches, so the validation set is never trained on.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
@@ -14,24 +16,41 @@ from ..sim import simulate
 from ..sim.simulate import SimConfig
 from .norm import NORMALISATION, NORMALISATION_METHODS, normalisation_spec
 
-__all__ = ["normalise", "normalisation_stats", "SimStream", "defect_site_maps", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
+__all__ = ["normalise", "normalisation_stats", "is_flat", "inverse_scale", "stats_sample", "sample_stats", "SimStream", "defect_site_maps", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
            "NORMALISATION_METHODS", "normalisation_spec"]
 
 VAL_SEED_BASE = 2_000_000_000
 
 
-def _subsample(img: np.ndarray) -> np.ndarray:
-    """About 256 x 256 evenly spread pixels of `img` (float32)."""
-    return np.asarray(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)], np.float32)
+#: The normalisation statistics use every pixel of an image up to this many, else this many
+#: pixels drawn at random (seeded by the shape, so an image is always scaled the same way).
+#: A random draw cannot alias with a lattice, as a fixed stride can (a stride of 25 columns
+#: on a lattice of period 25/k samples one phase of it only).
+STATS_SAMPLE_PX = 2**18
+
+
+def _subsample(img: np.ndarray, n: int = STATS_SAMPLE_PX) -> np.ndarray:
+    """The pixels of the 2D `img` the statistics are taken from (float64, 1D): all of them
+    up to `n`, else `n` drawn uniformly at random (seeded by the shape)."""
+    img = np.asarray(img)
+    h, w = img.shape[-2:]
+    if h * w <= n:
+        return np.asarray(img, np.float64).ravel()
+    rng = np.random.default_rng([h, w, 0x5CA1E])
+    idx = np.sort(rng.integers(0, h * w, int(n)))  # sorted: memory maps are read in order
+    return np.asarray(img[idx // w, idx % w], np.float64)
 
 
 def _clip_range(img: np.ndarray) -> tuple[float, float]:
-    """The 0.1 and 99.9 percentiles of a subsample of `img`."""
+    """The 0.1 and 99.9 percentiles of a subsample of `img` (computed in float64)."""
     lo, hi = np.percentile(_subsample(img), NORMALISATION["clip_percentiles"])
     return float(lo), float(hi)
 
 
 def _centre_scale(clipped: np.ndarray, method: str) -> tuple[float, float]:
+    """(centre, scale) of the clipped pixels by `method`, in float64: the squares of 1e19-scaled
+    float32 data overflow float32, those of 1e-25-scaled data underflow it."""
+    clipped = np.asarray(clipped, np.float64)
     if method == "clip-zscore":
         return float(clipped.mean()), float(clipped.std())
     if method == "clip-robust":
@@ -44,28 +63,64 @@ def _centre_scale(clipped: np.ndarray, method: str) -> tuple[float, float]:
     raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATION_METHODS)}")
 
 
+def is_flat(lo: float, hi: float, scale: float) -> bool:
+    """True when an image whose clip range is `lo`..`hi` and whose spread is `scale` holds no
+    contrast: no spread, or a clip range of at most two float32 steps at its level.
+
+    The test is relative, so it holds at any intensity scale (STM heights in metres have
+    standard deviations of 1e-11; counts times 1e19 are as good an image as the counts)."""
+    if not (np.isfinite(scale) and scale > 0 and np.isfinite(lo) and np.isfinite(hi)):
+        return True
+    level = np.float32(min(max(abs(lo), abs(hi)), float(np.finfo(np.float32).max)))
+    return not hi - lo > 2 * float(np.spacing(level))
+
+
+def inverse_scale(stats) -> float:
+    """The factor :func:`normalise` multiplies the centred image by: 1 / scale, or 0 for a
+    flat image (:func:`is_flat`), which becomes all zeros."""
+    lo, hi, _m, s = stats
+    return 0.0 if is_flat(lo, hi, s) else 1.0 / float(s)
+
+
 def normalisation_stats(image: np.ndarray, method: str = "clip-zscore") -> tuple[float, float, float, float]:
-    """(lo, hi, centre, scale) that :func:`normalise` applies, from a subsample of `image`:
-    computed once for a whole image, they let strips of it be normalised identically."""
-    lo, hi = _clip_range(image)
-    c = np.clip(_subsample(image), lo, hi)
-    return (lo, hi, *_centre_scale(c, method))
+    """(lo, hi, centre, scale) that :func:`normalise` applies, from a subsample of `image`
+    (float64, any intensity scale): computed once for a whole image, they let parts of it
+    be normalised identically."""
+    return sample_stats(_subsample(image), method)
+
+
+def stats_sample(image: np.ndarray, share: float = 1.0) -> np.ndarray:
+    """The pixels of `image` (float64, 1D) that stand for it in :func:`sample_stats`: for a
+    part of an image that makes `share` of its pixels, that share of the sample.  The samples
+    of the parts of an image, joined, give the statistics of the whole image without it being
+    held (or resampled) at once."""
+    return _subsample(image, max(1, math.ceil(STATS_SAMPLE_PX * float(share))))
+
+
+def sample_stats(sample: np.ndarray, method: str = "clip-zscore") -> tuple[float, float, float, float]:
+    """(lo, hi, centre, scale) of an image from a sample of its pixels (see :func:`stats_sample`)."""
+    sub = np.asarray(sample, np.float64).ravel()
+    lo, hi = (float(v) for v in np.percentile(sub, NORMALISATION["clip_percentiles"]))
+    return (lo, hi, *_centre_scale(np.clip(sub, lo, hi), method))
 
 
 def normalise(image: np.ndarray, stats=None, method: str = "clip-zscore") -> np.ndarray:
     """Clip to the 0.1-99.9 percentiles, then centre and scale by `method` (see
-    :data:`NORMALISATION_METHODS`; float32).
+    :data:`NORMALISATION_METHODS`; float32).  The result does not depend on the image's
+    intensity scale: any affine rescaling that float32 holds gives the same values.
 
     `stats` (from :func:`normalisation_stats`) applies another image's scaling instead."""
     img = np.asarray(image, np.float32)
-    if stats is None:
-        lo, hi = _clip_range(img)
-        img = np.clip(img, lo, hi)
-        m, s = _centre_scale(img, method)
-    else:
-        lo, hi, m, s = stats
-        img = np.clip(img, lo, hi)
-    return ((img - m) / (s if s > 1e-12 else 1.0)).astype(np.float32)
+    lo, hi, m, s = normalisation_stats(img, method) if stats is None else stats
+    inv = inverse_scale((lo, hi, m, s))
+    out = np.clip(img, np.float32(lo), np.float32(hi))  # the one copy of the image
+    if np.isfinite(np.float32(hi) - np.float32(lo)):
+        out -= np.float32(m)
+        out *= np.float32(inv)
+    else:  # a range wider than float32 holds: scale first
+        out *= np.float32(inv)
+        out -= np.float32(m * inv)
+    return out
 
 
 def defect_site_maps(r, n_types: int, stride: int, sigma_A: float = 1.0) -> np.ndarray:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
 from .data import (TTA_VIEWS, dihedral_unview, dihedral_view, inverse_scale, normalisation_spec,
-                   normalisation_stats, normalise)
+                   normalisation_stats, normalise, sample_stats, stats_sample)
 from .precision import CPU_BF16_ENV, cpu_bf16_choice, cpu_has_fast_bf16, use_bf16
 from .train import select_device
 
@@ -358,12 +358,12 @@ class Predictor:
         pad = int(math.ceil(max(64, 8.0 / px_A)))
         ys, xs = list(range(0, h, side)), list(range(0, w, side))
         tiles = [(y0, x0) for y0 in ys for x0 in xs]
-        # one normalisation for all tiles: the median of the tiles' own statistics, taken at
-        # the model's pixel size as in training
+        # one normalisation for all tiles, that of the whole image at the model's pixel size
+        # (as in training): each resampled tile gives its share of one random sample
         s = px_A / self.px_size_A
-        per = np.array([normalisation_stats(self._resample(img[y0:y0 + side, x0:x0 + side], s), self.norm)
-                        for y0, x0 in tiles])
-        scale = (px_A, notes, tuple(float(v) for v in np.median(per, axis=0)))
+        sample = [stats_sample(self._resample(img[y0:y0 + side, x0:x0 + side], s),
+                               min(side, h - y0) * min(side, w - x0) / (h * w)) for y0, x0 in tiles]
+        scale = (px_A, notes, sample_stats(np.concatenate(sample), self.norm))
         parts, info = [], {}
         for k, (y0, x0) in enumerate(tiles):
             y1, x1 = min(h, y0 + side), min(w, x0 + side)
