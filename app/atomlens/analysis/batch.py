@@ -198,6 +198,11 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LoadWarning)
                 mg = load(path)
+            from ..io.filename_hints import apply_filename_hints, assumption_notes
+
+            apply_filename_hints(mg)  # as atomlens detect: a mode / pixel size the file lacks, from its name
+            assumed = assumption_notes(mg, px_size_given=px_size_nm is not None,
+                                       model_given=model not in (None, "", "auto"))
             name = default_model(mg.mode) if model in (None, "", "auto") else model
             row["model"] = name
             try:
@@ -219,6 +224,7 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                                         edge_margin_px=edge_margin_px, progress=sub)
                 except ValueError as exc:
                     raise LoadError(f"{path.name}: {analysis_error_message(exc, px is not None)}") from exc
+                res.info["notes"] = assumed + res.info["notes"]  # as atomlens detect (and its JSON)
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
                 row["n_atoms"] += len(res.atoms)

@@ -17,7 +17,7 @@ PEDESTAL_RATIO = 256.0
 #: two (float32 holds about 1.2e-38 .. 3.4e38; the margin keeps sums and squares finite).
 SPAN_LIMITS = (2.0**-100, 2.0**100)
 #: Values are converted (and scanned) in blocks of this many elements.
-BLOCK = 1 << 22
+BLOCK = 1 << 20
 
 
 def _blocks(flat_len: int):

@@ -418,12 +418,15 @@ def _unpack_zip(src: Path, into: Path) -> Path:
         total = 0
         members = []
         for info in infos:
-            rel = _safe_member(info.filename)
+            try:
+                rel = _safe_member(info.filename)
+            except BundleError as exc:
+                raise BundleError(f"{src}: {exc}") from None
             if stat.S_ISLNK(info.external_attr >> 16):
-                raise BundleError(f"refusing the zip: entry {info.filename!r} is a symbolic link")
+                raise BundleError(f"{src}: refusing the zip: entry {info.filename!r} is a symbolic link")
             total += info.file_size
             if total > MAX_IMPORT_BYTES:
-                raise BundleError(f"refusing the zip: it unpacks to more than {MAX_IMPORT_BYTES >> 20} MB")
+                raise BundleError(f"{src}: refusing the zip: it unpacks to more than {MAX_IMPORT_BYTES >> 20} MB")
             members.append((info, rel))
         cards = [rel for _, rel in members if rel.name == "card.json"]
         if len(cards) != 1 or len(cards[0].parts) > 2:
