@@ -155,27 +155,27 @@ def test_read_only_image_folder_keeps_annotations_in_user_data(tmp_path, monkeyp
     img.write_bytes(b"more pixels")
     sha = file_sha256(img)
     ann = Annotations.from_result(_result(), CARD, image_sha256=sha, image_name=img.name)
-    real_write = mod.atomic_write_text
+    real_write = mod.write_sidecar_text
 
     def read_only(path, text):
         if os.path.dirname(os.path.abspath(path)) == str(shared):
             raise PermissionError(13, "Permission denied", str(path))
         real_write(path, text)
 
-    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    monkeypatch.setattr(mod, "write_sidecar_text", read_only)
     path = save_sidecar(ann, img)
     assert path == mod.fallback_sidecar_path(img, sha) and path.parent == tmp_path / "userdata" / "annotations"
     assert path.name == f"{sha[:16]}-c.emd.atomlens.json" and list(shared.iterdir()) == [img]
     _same(load_sidecar(img, expected_sha256=sha), ann)
     assert load_sidecar(img) is None  # without the sha256 the fallback cannot be found
     # the folder becomes writable again: the next save goes next to the image and is the one loaded
-    monkeypatch.setattr(mod, "atomic_write_text", real_write)
+    monkeypatch.setattr(mod, "write_sidecar_text", real_write)
     ann.add_atom(2.0, 3.0, 1)
     assert save_sidecar(ann, img) == sidecar_path(img)
     os.utime(path, ns=(1, 1))  # the fallback copy is older
     assert len(load_sidecar(img, expected_sha256=sha)) == len(ann)
     # an image with no sha256 recorded has nowhere else to go: the error is raised
-    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    monkeypatch.setattr(mod, "write_sidecar_text", read_only)
     with pytest.raises(PermissionError):
         save_sidecar(Annotations(image_name="c.emd"), img)
 
@@ -215,7 +215,7 @@ def test_damaged_sidecars_give_clear_errors(tmp_path):
         load_sidecar(img)
     bad = copy.deepcopy(good)
     bad["atoms"]["source"][0] = "martian"
-    with pytest.raises(ValueError, match="source must be"):
+    with pytest.raises(ValueError, match="source' must be one of"):
         Annotations.from_dict(bad)
     sc.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ValueError, match="delete it"):

@@ -4,8 +4,16 @@ The sidecar ``<image>.atomlens.json`` sits next to the image (``a.hdf5`` ->
 ``a.hdf5.atomlens.json``).  It holds the atoms with their class, score and origin
 (``"predicted"`` by a model or ``"user"``-made or -edited), the defects with their type, the
 image's sha256, the model that produced the starting point and an edit count.  It is written
-atomically (temporary file + rename, :mod:`atomlens.fileio`), so a crash while saving leaves
-the previous sidecar intact.
+atomically and durably (:func:`write_sidecar_text`: a temporary file, flushed to disk, renamed
+over the old one, and the folder flushed), so a crash or a power cut while saving leaves the
+previous sidecar intact; the temporary files of interrupted saves are removed later
+(:func:`clean_temp_files`).
+
+Reading is strict: every field of the file is checked (:meth:`Annotations.from_dict`), and any
+bad sidecar (empty, truncated, not text, wrong types, huge or non-finite numbers, wrong nesting)
+raises one error type, :class:`SidecarError`, whose message names the file and what is wrong.
+Safe saving against other programs and windows (conflicts, damaged files kept aside) is in
+:mod:`.annotations_store`.
 
 :class:`Annotations` is a plain data model (no Qt, no torch): each editing method changes the
 data, counts the edit and returns what an undo step needs.
@@ -24,17 +32,23 @@ import dataclasses
 import datetime
 import json
 import math
+import os
+import re
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_save_npy, atomic_write_text, sha256_file, user_data_dir
+from ..fileio import atomic_save_npy, atomic_write_text, atomic_write_with, sha256_file, user_data_dir
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .atoms import AtomList
 
-__all__ = ["SIDECAR_FORMAT", "SidecarMismatch", "Annotations", "sidecar_path", "file_sha256",
-           "save_sidecar", "load_sidecar", "find_sidecar", "fallback_sidecar_path", "export_training_pair", "label_map", "DEFAULT_DEFECT_TYPES",
-           "LABEL_RADIUS_A", "LABEL_RADIUS_UNCALIBRATED_PX"]
+__all__ = ["SIDECAR_FORMAT", "SidecarError", "SidecarMismatch", "Annotations", "sidecar_path", "file_sha256",
+           "save_sidecar", "load_sidecar", "read_sidecar", "find_sidecar", "fallback_sidecar_path",
+           "write_sidecar_text", "write_sidecar_bytes", "clean_temp_files", "parse_sidecar", "sidecar_text",
+           "export_training_pair", "label_map", "DEFAULT_DEFECT_TYPES", "LABEL_RADIUS_A",
+           "LABEL_RADIUS_UNCALIBRATED_PX"]
 
 SIDECAR_FORMAT = "atomlens-annotations/1"
 
@@ -52,7 +66,22 @@ SOURCES = ("predicted", "user")
 _ATOM_COLUMNS = ("x", "y", "cls", "score", "source", "reviewed")
 
 
-class SidecarMismatch(ValueError):
+class SidecarError(ValueError):
+    """A sidecar that cannot be used: not readable, not JSON, or not a valid annotation file.
+
+    The one error every bad sidecar gives (a ValueError); the message names the file and what
+    is wrong.  ``path`` is the file; ``moved_to`` is where it was kept aside (None when it was
+    not moved, see :meth:`~atomlens.analysis.annotations_store.SidecarStore.load`)."""
+
+    def __init__(self, message: str, path=None, moved_to=None, reason: str | None = None):
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+        self.moved_to = None if moved_to is None else Path(moved_to)
+        #: what is wrong, without the advice on what to do
+        self.reason = message if reason is None else reason
+
+
+class SidecarMismatch(SidecarError):
     """The sidecar belongs to another image (its sha256 differs from the image's)."""
 
 
@@ -71,6 +100,104 @@ def _finite(v, what: str) -> float:
     if not math.isfinite(v):
         raise ValueError(f"{what} must be a finite number, got {v}")
     return v
+
+
+# ---------------------------------------------------------------------- validation of sidecar content
+#: Largest frame index, image side and edit count accepted in a sidecar.
+_MAX_INT = 2 ** 53
+
+
+def _kind(v) -> str:
+    """How a JSON value is called in messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true/false"
+    if isinstance(v, (int, float)):
+        return "a number"
+    return {str: "text", list: "a list", dict: "an object"}.get(type(v), type(v).__name__)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _number(v, what: str, positive: bool = False) -> float:
+    if not _is_num(v):
+        raise SidecarError(f"{what} must be a number, not {_kind(v)}")
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise SidecarError(f"{what} must be a finite number, got {v if isinstance(v, float) else 'a huge number'}")
+    if positive and not f > 0:
+        raise SidecarError(f"{what} must be > 0, got {f}")
+    return f
+
+
+def _whole(v, what: str, lo: int = 0, hi: int = _MAX_INT) -> int:
+    if isinstance(v, float) and math.isfinite(v) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, int) or isinstance(v, bool):
+        shown = v if isinstance(v, float) else _kind(v)
+        raise SidecarError(f"{what} must be a whole number, not {shown}")
+    if not lo <= v <= hi:
+        raise SidecarError(f"{what} must be in {lo}..{hi}, got {v if abs(v) < 10 ** 20 else 'a huge number'}")
+    return v
+
+
+def _text(v, what: str, optional: bool = True, empty: bool = True):
+    if v is None and optional:
+        return None
+    if not isinstance(v, str) or (not empty and not v.strip()):
+        raise SidecarError(f"{what} must be {'non-empty ' if not empty else ''}text, not {_kind(v)}")
+    return v
+
+
+def _list(v, what: str) -> list:
+    if not isinstance(v, list):
+        raise SidecarError(f"{what} must be a list, not {_kind(v)}")
+    return v
+
+
+def _numbers(v, what: str) -> np.ndarray:
+    """A JSON list of finite numbers as float64 (fast for long lists; exact messages)."""
+    v = _list(v, what)
+    if not v:
+        return np.zeros(0)
+    try:
+        a = np.array(v)
+        ok = a.ndim == 1 and a.dtype.kind in "iuf" and not any(type(e) is bool for e in v)
+    except (ValueError, TypeError, OverflowError):
+        ok = False
+    if ok:
+        a = a.astype(np.float64)
+        if np.isfinite(a).all():
+            return a
+    for i, e in enumerate(v):  # say which entry is wrong
+        _number(e, f"{what}[{i}]")
+    raise SidecarError(f"{what} must be a list of finite numbers")  # pragma: no cover (caught above)
+
+
+def _texts(v, what: str, allowed=None) -> list:
+    v = _list(v, what)
+    for i, e in enumerate(v):
+        if not isinstance(e, str):
+            raise SidecarError(f"{what}[{i}] must be text, not {_kind(e)}")
+    if allowed is not None:
+        bad = sorted(set(v) - set(allowed))
+        if bad:
+            raise SidecarError(f"{what} must be one of {list(allowed)}, got {bad[:5]}")
+    return v
+
+
+def _flags(v, what: str) -> np.ndarray:
+    v = _list(v, what)
+    for i, e in enumerate(v):
+        if not isinstance(e, bool):
+            raise SidecarError(f"{what}[{i}] must be true or false, not {_kind(e)}")
+    return np.array(v, bool)
 
 
 @dataclasses.dataclass
@@ -366,59 +493,110 @@ class Annotations:
 
     @classmethod
     def from_dict(cls, d) -> "Annotations":
-        """Annotations from :meth:`to_dict`'s output; raises ValueError naming what is wrong."""
+        """Annotations from :meth:`to_dict`'s output.
+
+        Every field is checked (types, lengths, finite numbers, known classes and sources);
+        unknown extra fields are ignored.  Raises :class:`SidecarError` (a ValueError) naming
+        what is wrong; never another exception for bad content."""
+        try:
+            return cls._from_dict(d)
+        except SidecarError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+            raise SidecarError(f"the annotation file has a malformed entry ({exc})") from None
+
+    @classmethod
+    def _from_dict(cls, d) -> "Annotations":
         if not isinstance(d, dict):
-            raise ValueError(f"annotations must be a JSON object, not {type(d).__name__}")
+            raise SidecarError(f"annotations must be a JSON object, not {_kind(d)}")
         fmt = d.get("format")
         if fmt != SIDECAR_FORMAT:
-            raise ValueError(f"not an AtomLens annotation file (format {fmt!r}, expected {SIDECAR_FORMAT!r})")
+            shown = fmt if isinstance(fmt, str) and len(fmt) < 80 else _kind(fmt)
+            raise SidecarError(f"not an AtomLens annotation file (format {shown!r}, expected {SIDECAR_FORMAT!r})")
         atoms = d.get("atoms")
         if not isinstance(atoms, dict):
-            raise ValueError("the annotation file has no 'atoms' table")
-        names = tuple(d.get("class_names") or CLASSES)
-        try:
-            x = np.asarray(atoms["x"], np.float64)
-            y = np.asarray(atoms["y"], np.float64)
-            n = len(x)
-            cnames = list(atoms["class"])
-            score = np.asarray(atoms.get("score", [1.0] * n), np.float64)
-            source = list(atoms.get("source", ["predicted"] * n))
-            reviewed = atoms.get("reviewed")
-        except KeyError as exc:
-            raise ValueError(f"the atoms table lacks the column {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"the atoms table has a non-numeric position or score ({exc})") from None
+            raise SidecarError(f"the annotation file's 'atoms' must be a table (an object), not {_kind(atoms)}")
+        names = d.get("class_names")
+        if names is None:
+            names = CLASSES
+        else:
+            names = tuple(_texts(names, "'class_names'"))
+            if len(names) < 2 or len(set(names)) != len(names) or not all(n.strip() for n in names):
+                raise SidecarError("'class_names' must be distinct non-empty names: the background and at least "
+                                   f"one atom class, got {list(names)[:10]}")
+        for k in ("x", "y", "class"):
+            if k not in atoms:
+                raise SidecarError(f"the atoms table lacks the column {k!r}")
+        x = _numbers(atoms["x"], "atoms 'x'")
+        y = _numbers(atoms["y"], "atoms 'y'")
+        n = len(x)
+        cnames = _texts(atoms["class"], "atoms 'class'")
+        score = _numbers(atoms["score"], "atoms 'score'") if atoms.get("score") is not None else np.ones(n)
+        source = (_texts(atoms["source"], "atoms 'source'", SOURCES) if atoms.get("source") is not None
+                  else ["predicted"] * n)
+        reviewed = atoms.get("reviewed")
+        if reviewed is not None:
+            reviewed = _flags(reviewed, "atoms 'reviewed'")
         lens = {"x": n, "y": len(y), "class": len(cnames), "score": len(score), "source": len(source)}
         if reviewed is not None:
             lens["reviewed"] = len(reviewed)
         if len(set(lens.values())) != 1:
-            raise ValueError(f"the atoms table's columns differ in length: {lens}")
-        if n and not (np.isfinite(x).all() and np.isfinite(y).all()):
-            raise ValueError("the atoms table has non-finite positions")
+            raise SidecarError(f"the atoms table's columns differ in length: {lens}")
         unknown = sorted(set(cnames) - set(names[1:]))
         if unknown:
-            raise ValueError(f"unknown atom class(es) {unknown}; the file's classes are {list(names[1:])}")
-        cls_idx = np.array([names.index(c) for c in cnames], np.int64)
-        defects = d.get("defects") or []
-        if not isinstance(defects, list):
-            raise ValueError("'defects' must be a list")
+            raise SidecarError(f"unknown atom class(es) {unknown[:5]}; the file's classes are {list(names[1:])}")
+        index = {c: k for k, c in enumerate(names)}
+        cls_idx = np.array([index[c] for c in cnames], np.int64)
+        defects = []
+        for i, e in enumerate(_list(d["defects"] if d.get("defects") is not None else [], "'defects'")):
+            what = f"defect {i}"
+            if not isinstance(e, dict):
+                raise SidecarError(f"{what} must be an object with 'x', 'y' and 'type', not {_kind(e)}")
+            for k in ("x", "y", "type"):
+                if k not in e:
+                    raise SidecarError(f"{what} lacks {k!r}")
+            out = {"x": _number(e["x"], f"{what} 'x'"), "y": _number(e["y"], f"{what} 'y'"),
+                   "type": _text(e["type"], f"{what} 'type'", optional=False, empty=False)}
+            for k in ("w", "h"):
+                out[k] = None if e.get(k) is None else _number(e[k], f"{what} {k!r}")
+                if out[k] is not None and out[k] < 0:
+                    raise SidecarError(f"{what} box {k!r} must be >= 0, got {out[k]}")
+            defects.append(out)
         types = d.get("defect_types")
         if types is None:
             types = [dict(t) for t in DEFAULT_DEFECT_TYPES]
-        elif not isinstance(types, list) or not all(isinstance(t, dict) and "name" in t for t in types):
-            raise ValueError("'defect_types' must be a list of {\"name\", \"colour\"}")
+        else:
+            checked = []
+            for i, t in enumerate(_list(types, "'defect_types'")):
+                if not isinstance(t, dict) or "name" not in t:
+                    raise SidecarError(f"'defect_types'[{i}] must be an object {{\"name\", \"colour\"}}, not "
+                                       f"{_kind(t)}")
+                checked.append({"name": _text(t["name"], f"'defect_types'[{i}] name", optional=False, empty=False),
+                                "colour": _text(t.get("colour", "#ffffff"), f"'defect_types'[{i}] colour",
+                                                optional=False)})
+            types = checked
         model = d.get("model")
-        if model is not None and not isinstance(model, dict):
-            raise ValueError("'model' must be an object or null")
-        try:
-            return cls(x=x, y=y, cls=cls_idx, score=score, source=np.array(source, object), class_names=names,
-                       defects=list(defects), defect_types=list(types), image_sha256=d.get("image_sha256"),
-                       image_name=d.get("image_name"), frame=int(d.get("frame") or 0), shape=d.get("shape"),
-                       px_size_nm=d.get("px_size_nm"), model=model, mode=d.get("mode"),
-                       edits=int(d.get("edits") or 0),
-                       reviewed=None if reviewed is None else np.asarray(reviewed, bool))
-        except (TypeError, KeyError) as exc:
-            raise ValueError(f"the annotation file has a malformed entry ({exc})") from None
+        if model is not None:
+            if not isinstance(model, dict):
+                raise SidecarError(f"'model' must be an object or null, not {_kind(model)}")
+            for k, v in model.items():
+                if v is not None and not isinstance(v, (str, int, float)):
+                    raise SidecarError(f"'model' {k!r} must be text, a number or null, not {_kind(v)}")
+        shape = d.get("shape")
+        if shape is not None:
+            shape = _list(shape, "'shape'")
+            if len(shape) != 2:
+                raise SidecarError(f"'shape' must be [height, width], got a list of {len(shape)}")
+            shape = tuple(_whole(v, "'shape'", 1) for v in shape)
+        px = d.get("px_size_nm")
+        px = None if px is None else _number(px, "'px_size_nm'", positive=True)
+        frame = _whole(d.get("frame") if d.get("frame") is not None else 0, "'frame'")
+        edits = _whole(d.get("edits") if d.get("edits") is not None else 0, "'edits'")
+        return cls(x=x, y=y, cls=cls_idx, score=score, source=np.array(source, object), class_names=names,
+                   defects=defects, defect_types=types, image_sha256=_text(d.get("image_sha256"), "'image_sha256'"),
+                   image_name=_text(d.get("image_name"), "'image_name'"), frame=frame, shape=shape,
+                   px_size_nm=px, model=model, mode=_text(d.get("mode"), "'mode'"), edits=edits,
+                   reviewed=reviewed)
 
 
 # ---------------------------------------------------------------------- sidecar files
@@ -431,29 +609,160 @@ def fallback_sidecar_path(image_path, image_sha256: str) -> Path:
     return user_data_dir() / "annotations" / f"{image_sha256[:16]}-{Path(image_path).name}.atomlens.json"
 
 
+#: Temporary files of a save: ``.<sidecar name>.<random>.<pid>@<host>.tmp`` in the sidecar's
+#: folder (``.<name>.<random>.tmp`` from older versions).
+_TEMP_TAG = re.compile(r"^(?P<pid>\d+)@(?P<host>[A-Za-z0-9-]*)$")
+
+
+def _parse_temp(name: str):
+    """(sidecar name, pid or None, host or None) of a save's temporary file name, or None."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    parts = name[1:-len(".tmp")].split(".")
+    pid = host = None
+    m = _TEMP_TAG.match(parts[-1]) if parts else None
+    if m:
+        pid, host = int(m.group("pid")), m.group("host")
+        parts = parts[:-1]
+    if len(parts) < 2:
+        return None
+    return ".".join(parts[:-1]), pid, host
+
+
+#: Temporary files older than this are removed whoever wrote them (s).
+TEMP_MAX_AGE_S = 3600.0
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
+
+
+def _fsync_folder(folder) -> None:
+    """Flush a folder's entries (a rename) to disk; a no-op where folders cannot be opened
+    (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_sidecar_text(path, text: str) -> None:
+    """Write `text` (UTF-8) to `path` atomically and durably.
+
+    The text goes to a temporary file in the same folder (named after the writing process, so
+    :func:`clean_temp_files` can tell an interrupted save's file from one being written), which
+    is flushed to disk (fsync) before it is renamed over `path`; the folder is flushed after the
+    rename, so that after a crash or power cut `path` holds the old or the new text, whole."""
+    write_sidecar_bytes(path, text.encode("utf-8"))
+
+
+def write_sidecar_bytes(path, data: bytes) -> None:
+    """:func:`write_sidecar_text` for bytes."""
+
+    def write(tmp):
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write_with(path, write, suffix=f".{os.getpid()}@{_host()}.tmp")
+    _fsync_folder(os.path.dirname(os.path.abspath(os.fspath(path))))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows: only the age tells
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's live process
+        return True
+    return True
+
+
+def clean_temp_files(sidecar, max_age_s: float = TEMP_MAX_AGE_S) -> list[Path]:
+    """Remove the temporary files that interrupted saves of annotation files (`sidecar` and the
+    others, ``*.atomlens.json``) left in `sidecar`'s folder; returns those removed.
+
+    A temporary file is removed when the process that wrote it (named in the file name) is no
+    longer running on this computer, or when it is older than `max_age_s` (files of another
+    computer on a shared folder, and of older AtomLens versions).  A save in progress in another
+    live process is never touched."""
+    sidecar = Path(sidecar)
+    removed = []
+    try:
+        entries = list(os.scandir(sidecar.parent))
+    except OSError:
+        return removed
+    host, now = _host(), time.time()
+    for e in entries:
+        parsed = _parse_temp(e.name)
+        if not parsed or not (parsed[0] == sidecar.name or parsed[0].endswith(".atomlens.json")):
+            continue
+        name, pid, pid_host = parsed
+        try:
+            old = now - e.stat(follow_symlinks=False).st_mtime > max_age_s
+            dead = pid is not None and pid_host == host and not _pid_alive(pid)
+            if (old or dead) and e.is_file(follow_symlinks=False):
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        except OSError:
+            pass
+    return removed
+
+
 def save_sidecar(ann: Annotations, image_path) -> Path:
     """Write `ann` to ``<image>.atomlens.json`` atomically; returns the path written.
 
-    The file is written to a temporary file in the same folder and renamed over the old one,
-    so an interrupted save leaves the previous sidecar as it was.  The JSON gets a
-    ``"saved"`` time (ISO 8601, UTC).  About 10 ms for 10^4 atoms.  When the image's folder
+    The file is written to a temporary file in the same folder, flushed to disk and renamed over
+    the old one (:func:`write_sidecar_text`), so an interrupted save leaves the previous sidecar
+    as it was.  The JSON gets a ``"saved"`` time (ISO 8601, UTC).  When the image's folder
     cannot be written (OSError: read-only, no permission), the annotations go to
     :func:`fallback_sidecar_path` instead (if they carry the image's sha256), and
     :func:`load_sidecar` finds them there.
+
+    This writes over whatever is there; :class:`~atomlens.analysis.annotations_store.SidecarStore`
+    first checks that the file is the one last read or written (another window's or program's
+    changes are never written over silently).
     """
-    path = sidecar_path(image_path)
+    return _write_sidecar(image_path, sidecar_text(ann), ann.image_sha256)[0]
+
+
+def sidecar_text(ann: Annotations) -> str:
+    """The sidecar's JSON text of `ann` (with the "saved" time)."""
     d = ann.to_dict()
     d["saved"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    text = json.dumps(d, separators=(",", ":"), allow_nan=False)
+    return json.dumps(d, separators=(",", ":"), allow_nan=False)
+
+
+def _write_sidecar(image_path, text: str, image_sha256: str | None, check=None) -> tuple[Path, str]:
+    """Write `text` next to the image, else (OSError) to the fallback; ``check(path)`` is called
+    before writing to a path (it raises to refuse).  Returns the path and the text's sha256."""
+    import hashlib
+
+    path = sidecar_path(image_path)
     try:
-        atomic_write_text(path, text)
+        if check is not None:
+            check(path)
+        write_sidecar_text(path, text)
     except OSError:
-        if not ann.image_sha256:
+        if not image_sha256:
             raise
-        path = fallback_sidecar_path(image_path, ann.image_sha256)
+        path = fallback_sidecar_path(image_path, image_sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, text)
-    return path
+        if check is not None:
+            check(path)
+        write_sidecar_text(path, text)
+    return path, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def find_sidecar(image_path, image_sha256: str | None = None) -> Path | None:
@@ -467,40 +776,78 @@ def find_sidecar(image_path, image_sha256: str | None = None) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
+def parse_sidecar(data: bytes, path, expected_sha256: str | None = None) -> Annotations:
+    """The annotations in a sidecar's bytes `data` (read from `path`, named in messages).
+
+    Raises :class:`SidecarError` for every bad file, :class:`SidecarMismatch` (a SidecarError)
+    when `expected_sha256` differs from the image sha256 recorded in the file.  The error's
+    ``reason`` says what is wrong, its message adds what to do."""
+    what = "rename or delete it to start the annotations again"
+
+    def bad(reason):
+        return SidecarError(f"{reason}; {what}", path, reason=reason)
+
+    if not data.strip():
+        raise bad(f"{path}: empty annotation file (a save was cut off?)")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise bad(f"{path}: not a text file ({exc})") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad(f"{path}: damaged annotation file, not valid JSON ({exc.msg} at line {exc.lineno}, "
+                  f"column {exc.colno})") from None
+    except (RecursionError, ValueError, OverflowError) as exc:  # absurd nesting, huge integer literals
+        raise bad(f"{path}: damaged annotation file, not readable JSON ({type(exc).__name__})") from None
+    try:
+        ann = Annotations.from_dict(d)
+    except SidecarError as exc:
+        raise bad(f"{path}: {exc}") from None
+    except RecursionError:
+        raise bad(f"{path}: damaged annotation file, nested too deeply") from None
+    if expected_sha256 and ann.image_sha256 and ann.image_sha256 != expected_sha256:
+        reason = (f"{path} was made for another version of the image (sha256 {ann.image_sha256[:12]}..., "
+                  f"the image now has {expected_sha256[:12]}...)")
+        raise SidecarMismatch(f"{reason}; rename or delete it to annotate this image afresh", path, reason=reason)
+    return ann
+
+
+def read_sidecar(path, expected_sha256: str | None = None) -> tuple[Annotations, str]:
+    """The annotations in the sidecar file `path` and the sha256 of its bytes.
+
+    Raises :class:`SidecarError` (also for a file that cannot be read: OSError) or
+    :class:`SidecarMismatch`, as :func:`parse_sidecar`."""
+    import hashlib
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = f"{path}: the annotation file cannot be read ({exc.strerror or exc})"
+        raise SidecarError(reason, path, reason=reason) from None
+    return parse_sidecar(data, path, expected_sha256), hashlib.sha256(data).hexdigest()
+
+
 def load_sidecar(image_path, expected_sha256: str | None = None) -> Annotations | None:
     """The annotations saved for `image_path` (next to it, or with `expected_sha256` in the
     user data folder when its folder was read-only: :func:`find_sidecar`), or None when there
-    are none.
+    are none.  Reads only (a bad file is left where it is; see
+    :meth:`~atomlens.analysis.annotations_store.SidecarStore.load`).
 
     Raises
     ------
-    ValueError
-        The sidecar is not valid JSON or not an AtomLens annotation file (the message names
-        the file and says what to do).
+    SidecarError
+        (a ValueError) The sidecar cannot be read, is not valid JSON or not a valid AtomLens
+        annotation file: the message names the file, says what is wrong and what to do.
     SidecarMismatch
-        (a ValueError) `expected_sha256` is given and differs from the sha256 recorded in the
+        (a SidecarError) `expected_sha256` is given and differs from the sha256 recorded in the
         sidecar: the image was changed or the sidecar belongs to another image.
     """
     path = find_sidecar(image_path, expected_sha256)
     if path is None:
         return None
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a text file ({exc}); rename or delete it to start the annotations "
-                         "again") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: damaged annotation file, not valid JSON ({exc.msg} at line {exc.lineno}, "
-                         f"column {exc.colno}); rename or delete it to start the annotations again") from None
-    try:
-        ann = Annotations.from_dict(d)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}; rename or delete it to start the annotations again") from None
-    if expected_sha256 and ann.image_sha256 and ann.image_sha256 != expected_sha256:
-        raise SidecarMismatch(f"{path} was made for another version of the image (sha256 {ann.image_sha256[:12]}..., "
-                              f"the image now has {expected_sha256[:12]}...); rename or delete it to annotate "
-                              f"this image afresh")
-    return ann
+    return read_sidecar(path, expected_sha256)[0]
 
 
 # ---------------------------------------------------------------------- training data
