@@ -494,7 +494,7 @@ def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, 
     open_and_run(qtbot, win, sim_file)
     ctl = win.annotate
     ctl.set_active(True)
-    real_write = mod.atomic_write_text
+    real_write = mod.write_sidecar_text
     folder = str(sim_file.parent)
 
     def read_only(path, text):  # the image's folder cannot be written (a read-only share)
@@ -502,7 +502,7 @@ def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, 
             raise PermissionError(13, "Permission denied", str(path))
         real_write(path, text)
 
-    monkeypatch.setattr(mod, "atomic_write_text", read_only)
+    monkeypatch.setattr(mod, "write_sidecar_text", read_only)
     ctl.add_atom(10.0, 12.0)
     with qtbot.waitSignal(ctl.saved) as s:
         assert ctl.save()
@@ -518,13 +518,13 @@ def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, 
     def broken(path, text):  # nowhere can be written (a full disk)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(mod, "atomic_write_text", broken)
+    monkeypatch.setattr(mod, "write_sidecar_text", broken)
     ctl.add_atom(20.0, 22.0)
     assert not ctl.save() and not ctl.save()
     told = [b for b in boxes if b[0] == "Annotations not saved"]
     assert len(told) == 1 and "stay in memory" in told[0][1]  # one box, not one per autosave
     assert "No space left" in win.statusBar().currentMessage() and len(ctl.ann) == n + 1
-    monkeypatch.setattr(mod, "atomic_write_text", real_write)
+    monkeypatch.setattr(mod, "write_sidecar_text", real_write)
     assert ctl.save()  # space again: saved, and a later failure would be told again
     assert not ctl._save_failed_shown
 
@@ -581,3 +581,25 @@ def test_escape_cancels_a_drag_and_not_the_analysis(qtbot, window, sim_file):
     send_mouse(win, "release", 90, 90)
     assert len(ann) == n0 and not ctl.view.band.isVisible() and ctl.undo_stack.count() == 0
     assert win.analysis.current_result() is not None  # Esc did not cancel or clear the analysis
+
+
+def test_annotate_toolbar_is_not_restored_outside_annotate_mode(qtbot, tmp_path, sim_file, boxes, user_models):
+    """The window state kept in the settings (saved while annotating) must not bring the
+    Annotate toolbar back, empty, in the next session; Annotate mode shows it filled."""
+    win = make_window(qtbot, tmp_path)
+    with qtbot.waitSignal(win.resultChanged, timeout=LOAD_MS):
+        win.open_file(sim_file)
+    win.annotate.set_active(True)
+    assert win.annotate.toolbar.isVisible() and win.annotate.class_combo.count() > 0
+    win.close()  # saves the window state with the toolbar shown
+
+    win2 = make_window(qtbot, tmp_path)
+    ctl = win2.annotate
+    assert not ctl.active and not ctl.toolbar.isVisible()
+    assert not ctl.toolbar.toggleViewAction().isVisible()  # not offered in the toolbars' menu either
+    with qtbot.waitSignal(win2.resultChanged, timeout=LOAD_MS):
+        win2.open_file(sim_file)
+    ctl.set_active(True)
+    assert ctl.toolbar.isVisible() and ctl.class_combo.count() > 0 and ctl.defect_combo.count() > 0
+    ctl.set_active(False)
+    assert not ctl.toolbar.isVisible()

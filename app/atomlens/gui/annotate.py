@@ -3,8 +3,14 @@
 :class:`AnnotateController` owns the :class:`~atomlens.analysis.annotations.Annotations` of
 the open image, the Annotate toolbar (tools Add, Delete, Move, Defect; class and defect type
 selectors), the undo stack (every edit is a :class:`QUndoCommand`) and the autosave to the
-image's sidecar ``<image>.atomlens.json`` (2 s after the last edit, on image change and on
-closing the window).
+image's sidecar ``<image>.atomlens.json``: at most :data:`AUTOSAVE_MS` (2 s) after the first
+unsaved edit, however steadily the user goes on editing (later edits do not put it off), and on
+image change and on closing the window.
+
+Saving goes through a :class:`~atomlens.analysis.annotations_store.SidecarStore`: a damaged
+sidecar is moved aside (the user is told where) instead of being written over, and when another
+window or program changed the sidecar since it was read, the user is asked whether to reload
+theirs (keeping ours beside it), keep ours (keeping theirs beside it) or merge the two.
 
 The edits (undo steps) are in :mod:`.annotate_edits`, the mouse and keys in
 :mod:`.annotate_input` (Add places an atom; Delete removes what is clicked or inside a dragged
@@ -16,6 +22,7 @@ default for the next image annotated.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,11 +31,11 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from ..analysis.annotations import (
     DEFAULT_DEFECT_TYPES,
     Annotations,
+    SidecarError,
     export_training_pair,
     file_sha256,
-    load_sidecar,
-    save_sidecar,
 )
+from ..analysis.annotations_store import SidecarConflict, SidecarStore
 from .annotate_edits import AnnotateEdits
 from .annotate_input import AnnotateInput
 from .annotate_types import DefectTypesDialog, default_types
@@ -36,7 +43,11 @@ from .annotate_view import AnnotationsView
 
 __all__ = ["AUTOSAVE_MS", "AnnotateController"]
 
+#: The longest an edit waits to be saved (ms): the autosave timer starts at the first unsaved
+#: edit and is not restarted by later ones.
 AUTOSAVE_MS = 2000
+#: The buttons of the conflict question: (choice, text).
+CONFLICT_BUTTONS = (("reload", "Reload theirs"), ("keep", "Keep mine"), ("merge", "Merge both"))
 #: Pixels of the images annotated earlier in the session kept for the retrain dialog (bytes).
 SESSION_MAX_BYTES = 1 << 30
 TOOLS = (("add", "Add", "Add an atom of the current class (click)"),
@@ -66,6 +77,9 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.w = window
         self.ann: Annotations | None = None
         self.image_path: Path | None = None
+        self.store: SidecarStore | None = None
+        self._resolving = False  # a conflict question is open (no save meanwhile)
+        self._colours = None  # the model card's class colours
         self.tool = "add"
         self.current_class = 1
         self.hovered = None
@@ -147,7 +161,13 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         tb.addAction(self.act_undo)
         tb.addAction(self.act_redo)
         self.w.addToolBar(tb)
+        tb.toggleViewAction().setVisible(False)  # shown by Annotate mode only (never empty)
         tb.hide()
+
+    def sync_toolbar(self) -> None:
+        """Show the toolbar only in Annotate mode (after the window state, which may have it
+        shown, was restored from the settings)."""
+        self.toolbar.setVisible(self.active)
 
     def fill_menu(self, menu: QtWidgets.QMenu) -> None:
         menu.addAction(self.act_toggle)
@@ -262,12 +282,17 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         path = Path(mg.path) if getattr(mg, "path", None) else None
         sha = None
         ann = None
+        store = None
         frame = self.w.analysis.current_frame()
         if path is not None:
             try:
                 sha = file_sha256(path)
-                ann = load_sidecar(path, sha)
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
+                self.w._error("Annotations not loaded", f"The image {path} cannot be read ({exc}).")
+            store = SidecarStore(path, sha)
+            try:
+                ann = store.load()
+            except SidecarError as exc:  # kept aside (or never written over): the message says where
                 self.w._error("Annotations not loaded", str(exc))
                 ann = None
             if ann is not None and ann.frame != frame:  # one annotated frame per image: never overwrite
@@ -287,11 +312,12 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
             ann.defect_types = self.new_defect_types(d["type"] for d in ann.defects)
         if ann.mode is None:  # older sidecars: the image's mode (ABF images are inverted for training)
             ann.mode = getattr(mg, "mode", None)
-        self.ann, self.image_path = ann, path
+        self.ann, self.image_path, self.store = ann, path, store
         self._source = {"name": mg.name, "image": self.w.image_view.current_frame(), "px_size_nm": mg.px_size_nm}
         self.undo_stack.clear()
         colours = result.info.get("colours") if result is not None else None
-        self.view.set_annotations(ann, colours or None)
+        self._colours = colours or None
+        self.view.set_annotations(ann, self._colours)
         self._fill_combos()
         self._update_enabled()
         self.annotationsChanged.emit()
@@ -331,16 +357,21 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         if self.ann is not None and self.hovered is not None and self.hovered >= len(self.ann):
             self.hovered = None
         self.view.set_hover(self.hovered)
-        if self.ann is not None and self.image_path is not None:
-            self.timer.start()  # (re)start: saves 2 s after the last edit
+        if (self.ann is not None and self.image_path is not None and not self.undo_stack.isClean()
+                and not self.timer.isActive()):
+            self.timer.start()  # not restarted by later edits: saved AUTOSAVE_MS after the first
 
     def save(self) -> bool:
         """Write the sidecar now (False when there is nothing to save or it failed)."""
         self.timer.stop()
-        if self.ann is None or self.image_path is None:
+        if self.ann is None or self.image_path is None or self.store is None or self._resolving:
             return False
+        if self.undo_stack.isClean() and self.store.path is not None:
+            return True  # nothing unsaved: the file holds these annotations (never rewritten for nothing)
         try:
-            path = save_sidecar(self.ann, self.image_path)
+            path = self.store.save(self.ann)
+        except SidecarConflict as exc:
+            return self._on_conflict(exc)
         except Exception as exc:  # noqa: BLE001 - a failed save is reported, never a crash
             self.w.statusBar().showMessage(f"Could not save the annotations: {exc}", 10000)
             if not self._save_failed_shown:  # once per image: a box every 2 s would be a torment
@@ -349,13 +380,84 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
                               "Your annotations could not be saved; they stay in memory and saving is "
                               "retried after each edit. Use Export as training data to keep a copy.", str(exc))
             return False
+        self._saved(path)
+        return True
+
+    def _saved(self, path) -> None:
+        self.undo_stack.setClean()
         self._save_failed_shown = False
         if Path(path).parent != Path(self.image_path).parent and self._saved_where != str(path):
             self.w.statusBar().showMessage(f"The image's folder cannot be written: annotations are kept in {path}",
                                            10000)
         self._saved_where = str(path)
         self.saved.emit(str(path))
+
+    # ================================================================= conflicts
+    def ask_conflict(self, exc: SidecarConflict) -> str:
+        """Ask what to do about the sidecar changed elsewhere: "reload", "keep" or "merge"
+        ("keep" without asking when the window is not interactive, and on Escape)."""
+        if not getattr(self.w, "interactive", True):
+            return "keep"
+        box = QtWidgets.QMessageBox(self.w)
+        box.setIcon(QtWidgets.QMessageBox.Warning)
+        box.setWindowTitle("Annotations changed elsewhere")
+        box.setText(f"{exc}\n\nNothing is lost whatever you choose: the version not used is kept beside it "
+                    "under a name that says so.")
+        box.setInformativeText("Reload theirs: their annotations replace yours in this window (yours are kept as "
+                               "…atomlens.mine-<time>.json).\nKeep mine: yours are saved (theirs are kept as "
+                               "…atomlens.theirs-<time>.json).\nMerge both: every atom and defect of either "
+                               "is kept, less those you deleted since your last save.")
+        buttons = {box.addButton(text, QtWidgets.QMessageBox.AcceptRole): key for key, text in CONFLICT_BUTTONS}
+        keep = next(b for b, k in buttons.items() if k == "keep")
+        box.setDefaultButton(keep)
+        box.setEscapeButton(keep)
+        box.exec_()
+        return buttons.get(box.clickedButton(), "keep")
+
+    def _on_conflict(self, exc: SidecarConflict) -> bool:
+        """The sidecar was changed by someone else: ask, then reload, keep or merge."""
+        self._resolving = True
+        try:
+            choice = self.ask_conflict(exc)
+            note = ""
+            try:
+                ann, kept = self.store.resolve(self.ann, choice, exc.path)
+            except SidecarError as err:  # theirs unreadable (or of another frame): keep both, ours in use
+                note = f" (theirs could not be {'reloaded' if choice == 'reload' else 'merged'}: {err})"
+                choice = "keep"
+                ann, kept = self.store.resolve(self.ann, choice, exc.path)
+        except SidecarConflict as again:  # changed once more meanwhile: the next save asks again
+            self.w.statusBar().showMessage(str(again), 10000)
+            self.timer.start()
+            return False
+        except Exception as err:  # noqa: BLE001 - reported, never a crash
+            self.w._error("Annotations not saved", f"{exc}\nThe conflict could not be settled; your annotations "
+                          "stay in memory.", str(err))
+            return False
+        finally:
+            self._resolving = False
+        if ann is not self.ann:
+            self._replace(ann)
+        told = {"reload": f"Reloaded the annotations saved elsewhere; yours are kept in {kept}",
+                "keep": f"Your annotations are saved; the other version is kept in {kept}",
+                "merge": "Merged the annotations saved elsewhere with yours, and saved"}[choice]
+        if choice == "keep" and kept is None:
+            told = "Your annotations are saved (the file had been deleted elsewhere)"
+        self.w.statusBar().showMessage(told + note, 15000)
+        if not getattr(self.w, "interactive", True):
+            print(f"Annotations changed elsewhere: {told}{note}", file=sys.stderr)
+        self._saved(self.store.path)
         return True
+
+    def _replace(self, ann: Annotations) -> None:
+        """Go on with other annotations of the same image (reloaded or merged)."""
+        self.ann = ann
+        self.hovered = None
+        self.undo_stack.clear()  # its steps edit the annotations replaced
+        self.view.set_annotations(ann, self._colours)
+        self._fill_combos()
+        self._update_enabled()
+        self.annotationsChanged.emit()
 
     def export_training(self, out_dir=None) -> list:
         """Write the image and its annotations as a training pair into `out_dir` (asked)."""
