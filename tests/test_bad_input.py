@@ -485,3 +485,17 @@ def test_bad_bundles_are_refused_on_load_and_by_detect(good_bundle, tmp_path, ca
                    str(PX_NM), "--device", "cpu"])
         _, err = capsys.readouterr()
         assert rc == EXIT_ERROR and err.startswith("error: ") and "Traceback" not in err, (kind, err)
+
+
+def test_gui_loader_reports_bad_files_as_expected_failures(bad, qapp):
+    """The GUI's background loader gets the same LoadError: a message box text, no traceback."""
+    from atomlens.gui.loader import LoadRequest, LoadWorker
+
+    worker, got = LoadWorker(), []
+    worker.failed.connect(got.append)
+    worker.finished.connect(got.append)
+    kinds = ("sxm-nan-pixels", "sxm-inf-pixels", "random-npy", "npy-pickle-payload", "npy-4d", "random-dm4")
+    for i, kind in enumerate(kinds):
+        worker.load(LoadRequest(i, path=str(bad[kind][0])))
+    assert [type(g).__name__ for g in got] == ["LoadFailure"] * len(kinds)
+    assert all(g.expected and g.details is None and bad[k][0].name in g.message for g, k in zip(got, kinds))
