@@ -159,7 +159,8 @@ def test_detect_correct_retrain_and_use_the_better_model(qtbot, window, weak_mod
     new = b.args[0]
     f1_new = f1(np.column_stack([new.atoms.x, new.atoms.y]), np.column_stack([ann.x, ann.y]))
     print(f"\nweak model F1 {f1_weak:.3f}; {len(false)} deleted, {len(missing)} added, {(true_cls == 2).sum()} "
-          f"relabelled; held-back F1 {before['f1']:.3f} -> {after['f1']:.3f}; whole image {f1_new:.3f}")
+          f"relabelled; held-back F1 on the {n_mine} atoms the user added or re-classed there {before['f1']:.3f} -> "
+          f"{after['f1']:.3f}; whole image {f1_new:.3f}")
     # ...and on the whole image (the weak model scores 0.65-0.83 there, depending on how well
     # the peak finder copes with its blurred blobs)
     assert f1_new > 0.9 and 1 - f1_new < 0.5 * (1 - f1_weak)

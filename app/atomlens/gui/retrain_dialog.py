@@ -317,7 +317,7 @@ class RetrainDialog(QtWidgets.QDialog):
             self.compare_caption.setText(
                 f"<b>No comparison is possible</b>: none of the atoms in {where} was corrected or confirmed by "
                 "you. Only atoms you added, moved or re-classed (or marked reviewed) are scored, since the others "
-                "are a model's own predictions.")
+                "are a model's own predictions; deleting an atom leaves no record to score on.")
             self._update_buttons()
             return
         n, m = res["n_confirmed"], res.get("n_images", 1)

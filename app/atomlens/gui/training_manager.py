@@ -465,7 +465,7 @@ class TrainingManager(QtCore.QObject):
         c = self.comparison or {}
         ref = c.get("current") if isinstance(c.get("current"), dict) else c.get("before")
         after = c.get("after")
-        if isinstance(ref, dict) and isinstance(after, dict) and ref.get("n_true"):
+        if isinstance(ref, dict) and isinstance(after, dict) and ref.get("n_true") and not c.get("error"):
             ref_name = c.get("current_name") or c.get("base", "the current model")
             a, b = float(after["f1"]), float(ref["f1"])
             if a >= b:
@@ -476,7 +476,8 @@ class TrainingManager(QtCore.QObject):
         if c.get("error"):
             why = f"scoring the models on your atoms failed ({c['error']})"
         elif c.get("n_confirmed") == 0:
-            why = "none of the atoms in the held-back strip was corrected or confirmed by you"
+            where = "the held-back strip" if c.get("region") == "holdout" else "your annotated images"
+            why = f"none of the atoms in {where} was corrected or confirmed by you"
         elif self.state == "evaluating":
             why = "the models are still being scored on your atoms"
         elif not (self.job and self.job.real_images):
@@ -489,7 +490,7 @@ class TrainingManager(QtCore.QObject):
         if isinstance(new_sim, (int, float)) and math.isfinite(new_sim):
             text += f" On simulated images: F1 {new_sim:.3f} (new)"
             if isinstance(base_sim, (int, float)) and math.isfinite(base_sim):
-                text += f" against {base_sim:.3f} ({self.job.base_model and Path(self.job.base_model).name})"
+                text += f" against {base_sim:.3f} ({Path(self.job.base_model or 'the base model').name})"
             text += "."
         return text
 
