@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from atomlens.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, main
 from atomlens.io import ALL_EXTENSIONS, LoadError, load
 
@@ -354,7 +353,6 @@ TINY_UNET = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 
 @pytest.fixture(scope="module")
 def good_bundle(tmp_path_factory):
     import torch
-
     from atomlens.nn.bundle import save_bundle
     from atomlens.nn.models import build_model
 
