@@ -4,8 +4,8 @@ A child process runs the real (offscreen) main window on an image whose sidecar 
 `--atoms` atoms, enters Annotate mode and edits as a user does: an edit (add, move or delete an
 atom, each to or at a position no other edit uses) every `--interval` seconds, each logged
 durably (flush + fsync) after it is made, as are the starts and ends of the autosaves.  The
-parent kills it with SIGKILL at a random moment, or (every `--in-save-every`-th kill) just after
-a save has started, then checks the sidecar: it must be valid (never corrupt), the edits found in
+parent kills it with SIGKILL at a random moment, or (every `--in-save-every`-th kill) at a
+random moment inside a save (within 0.9 x the median save time after it started), then checks the sidecar: it must be valid (never corrupt), the edits found in
 it must be the logged edits up to some point (never a later edit without an earlier one), and
 the edits lost are timed (from the first lost edit to the kill).  The next child starts from the
 sidecar left, and the temporary files of killed saves must be gone once it has loaded it.
@@ -42,7 +42,7 @@ def _child(folder: Path, log_path: Path, seed: int, interval_s, autosave_ms: int
     app = QtWidgets.QApplication([])
     from atomlens.gui.main_window import MainWindow
 
-    log = open(log_path, "a", encoding="utf-8")
+    log = open(log_path, "a", encoding="utf-8")  # noqa: SIM115 - open until the kill
 
     def note(*words) -> None:
         log.write(" ".join(str(w) for w in (f"{time.time():.6f}", *words)) + "\n")
@@ -113,7 +113,7 @@ def _applied(ann, ev) -> bool:
     import numpy as np
 
     kind, vals = ev[2], [float(v) for v in ev[3:]]
-    at = lambda x, y: bool(np.any((ann.x == x) & (ann.y == y)))  # noqa: E731
+    at = lambda x, y: bool(np.any((ann.x == x) & (ann.y == y)))
     if kind == "add":
         return at(vals[0], vals[1])
     if kind == "move":
@@ -128,7 +128,6 @@ def _temp_files(folder: Path) -> list[Path]:
 def make_start(folder: Path, n_atoms: int, seed: int = 0):
     """The image (512 x 512) and its sidecar with `n_atoms` predicted atoms."""
     import numpy as np
-
     from atomlens.analysis.annotations import Annotations, file_sha256, save_sidecar
 
     rng = np.random.default_rng(seed)
@@ -148,7 +147,12 @@ def run(folder, kills: int = 20, duration_s=(2.0, 20.0), interval_s=(0.5, 1.5), 
     notes): kills, kills_in_save, corrupt, inconsistent, edits, lost, saves_while_editing,
     max_lost_s, median_lost_s, temp_files_made (by the kills), temp_files_left (after the next
     load), save_s (median duration of a save) and per-kill rows."""
-    from atomlens.analysis.annotations import SidecarError, file_sha256, read_sidecar, sidecar_path
+    from atomlens.analysis.annotations import (
+        SidecarError,
+        file_sha256,
+        read_sidecar,
+        sidecar_path,
+    )
     from atomlens.analysis.annotations_store import SidecarStore
 
     folder = Path(folder)
@@ -177,12 +181,13 @@ def run(folder, kills: int = 20, duration_s=(2.0, 20.0), interval_s=(0.5, 1.5), 
         t_kill = t_ready + rng.uniform(*duration_s)
         while time.time() < t_kill:
             time.sleep(0.005)
-        if in_save:  # then at the next save's start
+        if in_save:  # then at a random moment of the next save (serialising, writing, renaming)
             while True:
                 ev = _events(log)
                 if ev and ev[-1][1] == "save-start":
                     break
                 time.sleep(0.001)
+            time.sleep(rng.uniform(0, 0.9 * statistics.median(saves)) if saves else 0.0)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         t_kill = time.time()

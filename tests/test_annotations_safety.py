@@ -15,10 +15,9 @@ import sys
 import time
 import types
 
+import atomlens.analysis.annotations as mod
 import numpy as np
 import pytest
-
-import atomlens.analysis.annotations as mod
 from atomlens.analysis.annotations import (
     Annotations,
     SidecarError,
@@ -27,7 +26,11 @@ from atomlens.analysis.annotations import (
     save_sidecar,
     sidecar_path,
 )
-from atomlens.analysis.annotations_store import SidecarConflict, SidecarStore, merge_annotations
+from atomlens.analysis.annotations_store import (
+    SidecarConflict,
+    SidecarStore,
+    merge_annotations,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -283,7 +286,7 @@ def test_saves_are_flushed_to_disk_and_temporary_files_cleaned_up(tmp_path, monk
     monkeypatch.undo()
 
     sc = sidecar_path(img)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True,
                           text=True).stdout.strip()
     host = mod._host()
     names = {"dead": f".{sc.name}.abc123.{dead}@{host}.tmp", "live": f".{sc.name}.def456.{os.getpid()}@{host}.tmp",

@@ -708,7 +708,7 @@ def clean_temp_files(sidecar, max_age_s: float = TEMP_MAX_AGE_S) -> list[Path]:
         parsed = _parse_temp(e.name)
         if not parsed or not (parsed[0] == sidecar.name or parsed[0].endswith(".atomlens.json")):
             continue
-        name, pid, pid_host = parsed
+        _, pid, pid_host = parsed
         try:
             old = now - e.stat(follow_symlinks=False).st_mtime > max_age_s
             dead = pid is not None and pid_host == host and not _pid_alive(pid)

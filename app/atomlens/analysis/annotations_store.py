@@ -49,7 +49,7 @@ from .annotations import (
     write_sidecar_text,
 )
 
-__all__ = ["SidecarStore", "SidecarConflict", "merge_annotations", "aside_path", "CHOICES"]
+__all__ = ["CHOICES", "SidecarConflict", "SidecarStore", "aside_path", "merge_annotations"]
 
 #: What :meth:`SidecarStore.resolve` can do about a conflict.
 CHOICES = ("reload", "keep", "merge")
@@ -73,7 +73,7 @@ def aside_path(path, label: str) -> Path:
     ``<image>.atomlens.<label>-<YYYYmmdd-HHMMSS>.json`` (``-2``, ``-3``... when taken).  It does
     not end in ``.atomlens.json``, so it is never taken for the image's sidecar."""
     path = Path(path)
-    stem = path.name[:-len(".json")] if path.name.endswith(".json") else path.name
+    stem = path.name.removesuffix(".json")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     for k in range(1, 1000):
         p = path.with_name(f"{stem}.{label}-{stamp}{'' if k == 1 else f'-{k}'}.json")
