@@ -3,7 +3,8 @@
 Every writer in AtomLens goes through :func:`atomic_write_bytes` (or the text version): the
 data go to a temporary file in the target's folder, which is then renamed over the target.
 A crash or a full disk leaves either the old file or the new one, never a mix, and no
-temporary file behind.
+temporary file behind; the file and its folder are flushed to disk (fsync) before and after
+the rename, so a power cut cannot leave a renamed but empty file.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import io
 import os
 import tempfile
 
-__all__ = ["atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "sha256_file",
-           "user_data_dir"]
+__all__ = ["atomic_write_with", "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "fsync_path",
+           "sha256_file", "user_data_dir"]
 
 
 def user_data_dir():
@@ -45,13 +46,30 @@ def atomic_write_with(path, write, suffix: str = ".tmp") -> None:
     try:
         write(tmp)
         os.chmod(tmp, mode)
+        fsync_path(tmp)  # the data are on disk before the rename makes them the file...
         os.replace(tmp, path)
+        fsync_path(folder)  # ...and the rename itself is on disk when this returns
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+
+
+def fsync_path(path) -> None:
+    """Flush a file's (or a folder's, i.e. its entries') data to disk.  Folders cannot be
+    opened on Windows, and some file systems refuse fsync on them: that is not an error."""
+    try:
+        fd = os.open(os.fspath(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
