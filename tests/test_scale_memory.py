@@ -62,6 +62,17 @@ def test_affine_rescaling_gives_the_same_atoms(haadf, doped_graphene, px_size_nm
         assert ginfo["px_size_A"] == pytest.approx(info["px_size_A"], rel=1e-6)
 
 
+def test_device_path_is_scale_free_too(haadf, doped_graphene):
+    """The path that keeps everything on the device (GPUs; forced here on the CPU) scales by
+    the same statistics: 1e19 and an STM-like spread of 2e-12 give the same atoms."""
+    img = doped_graphene
+    ref, _, info = haadf.detect(img.astype(np.float32), 0.02, fast=True)
+    assert info.get("on_device") and len(ref) > 30
+    for factor in (1e19, 2e-12 / img.std()):
+        got, _, _ = haadf.detect((img * factor).astype(np.float32), 0.02, fast=True)
+        _same_atoms(got, ref, img.shape)
+
+
 def test_flatness_is_relative_to_the_level():
     # STM heights in metres: a standard deviation of 2e-11 is contrast, not a flat image
     z = np.random.default_rng(0).normal(3e-9, 2e-11, (64, 64)).astype(np.float32)
