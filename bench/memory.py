@@ -75,7 +75,10 @@ def _run_detect(path: Path, out_dir: Path, px_nm, device: str) -> tuple[int, flo
     if rc != 0:
         print(f"  detect failed ({rc}): {err.strip()[-400:]}", file=sys.stderr)
     csv = out_dir / f"{path.stem}.atoms.csv"
-    n = sum(1 for _ in open(csv)) - 1 if csv.exists() else -1
+    n = -1
+    if csv.exists():
+        with open(csv) as fh:
+            n = sum(1 for _ in fh) - 1
     return rc, usage.ru_maxrss / 1024, dt, n  # ru_maxrss is in KiB on Linux
 
 

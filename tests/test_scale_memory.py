@@ -62,6 +62,23 @@ def test_affine_rescaling_gives_the_same_atoms(haadf, doped_graphene, px_size_nm
         assert ginfo["px_size_A"] == pytest.approx(info["px_size_A"], rel=1e-6)
 
 
+def test_files_at_any_scale_float64_holds_give_the_same_atoms(haadf, doped_graphene, tmp_path):
+    """Through the loader: float64 files scaled by 1e-300..1e300 (beyond float32 there the loader
+    keeps the contrast by an offset and a scale) and uint64 counts near 2^63."""
+    from atomlens.io import load
+
+    img = doped_graphene
+    counts = np.round(img * 100)
+    ref, _, _ = haadf.detect(img.astype(np.float32), 0.02)
+    ref_counts, _, _ = haadf.detect(counts.astype(np.float32), 0.02)
+    cases = {"tiny": (img * 1e-300, ref), "small": (img * 1e-15 + 4e-14, ref), "large": (img * 1e40, ref),
+             "huge": (img * 1e300 - 1e302, ref), "u64": (np.uint64(2**63) + counts.astype(np.uint64), ref_counts)}
+    for name, (data, expect) in cases.items():
+        np.save(tmp_path / f"{name}.npy", data)
+        got, _, _ = haadf.detect(load(tmp_path / f"{name}.npy").frame(0), 0.02)
+        _same_atoms(got, expect, img.shape)
+
+
 def test_device_path_is_scale_free_too(haadf, doped_graphene):
     """The path that keeps everything on the device (GPUs; forced here on the CPU) scales by
     the same statistics: 1e19 and an STM-like spread of 2e-12 give the same atoms."""

@@ -16,8 +16,9 @@ from ..sim import simulate
 from ..sim.simulate import SimConfig
 from .norm import NORMALISATION, NORMALISATION_METHODS, normalisation_spec
 
-__all__ = ["normalise", "normalisation_stats", "is_flat", "inverse_scale", "stats_sample", "sample_stats", "SimStream", "defect_site_maps", "VAL_SEED_BASE", "make_validation_set", "NORMALISATION",
-           "NORMALISATION_METHODS", "normalisation_spec"]
+__all__ = ["NORMALISATION", "NORMALISATION_METHODS", "STATS_SAMPLE_PX", "VAL_SEED_BASE", "SimStream", "defect_site_maps",
+           "inverse_scale", "is_flat", "make_validation_set", "normalisation_spec", "normalisation_stats", "normalise",
+           "sample_stats", "stats_sample"]
 
 VAL_SEED_BASE = 2_000_000_000
 
@@ -39,12 +40,6 @@ def _subsample(img: np.ndarray, n: int = STATS_SAMPLE_PX) -> np.ndarray:
     rng = np.random.default_rng([h, w, 0x5CA1E])
     idx = np.sort(rng.integers(0, h * w, int(n)))  # sorted: memory maps are read in order
     return np.asarray(img[idx // w, idx % w], np.float64)
-
-
-def _clip_range(img: np.ndarray) -> tuple[float, float]:
-    """The 0.1 and 99.9 percentiles of a subsample of `img` (computed in float64)."""
-    lo, hi = np.percentile(_subsample(img), NORMALISATION["clip_percentiles"])
-    return float(lo), float(hi)
 
 
 def _centre_scale(clipped: np.ndarray, method: str) -> tuple[float, float]:
@@ -114,13 +109,26 @@ def normalise(image: np.ndarray, stats=None, method: str = "clip-zscore") -> np.
     lo, hi, m, s = normalisation_stats(img, method) if stats is None else stats
     inv = inverse_scale((lo, hi, m, s))
     out = np.clip(img, np.float32(lo), np.float32(hi))  # the one copy of the image
-    if np.isfinite(np.float32(hi) - np.float32(lo)):
+    if hi - lo < 0.5 * _F32_MAX:
         out -= np.float32(m)
-        out *= np.float32(inv)
-    else:  # a range wider than float32 holds: scale first
-        out *= np.float32(inv)
+        _scale_in_place(out, inv)
+    else:  # centred values would overflow float32: scale first
+        _scale_in_place(out, inv)
         out -= np.float32(m * inv)
     return out
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _scale_in_place(a: np.ndarray, factor: float) -> None:
+    """a *= factor, also for a factor float32 cannot hold (the spread of values near 1e-39)."""
+    if factor < 1e38:
+        a *= np.float32(factor)
+        return
+    mant, exp = math.frexp(factor)
+    a *= np.float32(mant)
+    np.ldexp(a, exp, out=a)
 
 
 def defect_site_maps(r, n_types: int, stride: int, sigma_A: float = 1.0) -> np.ndarray:
