@@ -60,30 +60,32 @@ def _match(pred_xy, pred_names, xy, names, movable, move_tol_px):
     name) or "relabelled"; a `movable` point elsewhere is "moved" when an unclaimed predicted
     point lies within `move_tol_px` (nearest pairs first, each predicted point used once),
     else "added".  Points not `movable` (the annotations' untouched atoms) are "predicted".
+    `move_tol_px` may be a callable giving it (only called when some point moved).
     Returns (origin (n,) object array, number of predicted points without a counterpart).
     """
     n = len(xy)
     origin = np.full(n, "predicted", dtype=object)
+    movable = np.asarray(movable, bool)
     if not len(pred_xy):
         origin[movable] = "added"
         return origin, 0
     from scipy.spatial import cKDTree
 
+    names, pred_names = np.asarray(names, dtype=str).reshape(-1), np.asarray(pred_names, dtype=str).reshape(-1)
     tree = cKDTree(pred_xy)
     claimed = np.zeros(len(pred_xy), bool)
     loose = np.zeros(n, bool)
     if n:
         d, j = tree.query(xy, k=1)
         same = d <= SAME_PLACE_PX
-        for i in np.flatnonzero(same):
-            claimed[j[i]] = True
-            if movable[i] and names[i] != pred_names[j[i]]:
-                origin[i] = "relabelled"
+        claimed[j[same]] = True
+        origin[movable & same & (names != pred_names[j])] = "relabelled"
         loose = movable & ~same
     idx = np.flatnonzero(loose)
-    if len(idx) and move_tol_px > 0:
+    tol = move_tol_px() if callable(move_tol_px) and len(idx) else move_tol_px
+    if len(idx) and tol > 0:
         pairs = []
-        for i, near in zip(idx, tree.query_ball_point(xy[idx], move_tol_px)):
+        for i, near in zip(idx, tree.query_ball_point(xy[idx], tol)):
             pairs += [(float(np.hypot(*(xy[i] - pred_xy[k]))), int(i), int(k)) for k in near if not claimed[k]]
         done = set()
         for _d, i, k in sorted(pairs):
@@ -91,12 +93,13 @@ def _match(pred_xy, pred_names, xy, names, movable, move_tol_px):
                 origin[i] = "moved"
                 claimed[k] = True
                 done.add(i)
-        idx = [i for i in idx if i not in done]
-    origin[np.asarray(idx, np.int64)] = "added"
+        idx = np.array([i for i in idx if i not in done], np.int64)
+    origin[idx] = "added"
     return origin, int((~claimed).sum())
 
 
-def atom_origins(ann, predicted, *, move_tol_px: float | None = None) -> tuple[np.ndarray, int]:
+def atom_origins(ann, predicted, *, move_tol_px: float | None = None,
+                 median_nn_px: float | None = None) -> tuple[np.ndarray, int]:
     """The origin (:data:`ORIGINS`) of each atom of the annotations `ann`.
 
     The annotations record only whether an atom is the network's untouched (``source ==
@@ -112,7 +115,7 @@ def atom_origins(ann, predicted, *, move_tol_px: float | None = None) -> tuple[n
     predicted : AtomList
     move_tol_px : float, optional
         Default :data:`MOVE_FRACTION` x the predicted atoms' median nearest-neighbour
-        distance (5 px with fewer than two atoms).
+        distance (`median_nn_px` when given, else computed; 5 px with fewer than two atoms).
 
     Returns
     -------
@@ -121,17 +124,20 @@ def atom_origins(ann, predicted, *, move_tol_px: float | None = None) -> tuple[n
         Predicted atoms that have no counterpart among the annotations (deleted by the user).
     """
     pred_xy = predicted.xy if len(predicted) else np.zeros((0, 2))
-    if move_tol_px is None:
-        move_tol_px = 5.0
-        if len(predicted) >= 2:
+
+    def tolerance():
+        med = median_nn_px
+        if not med and len(predicted) >= 2:
             from ..analysis.lattice import median_nn_distance
 
             med = median_nn_distance(pred_xy)
-            move_tol_px = MOVE_FRACTION * med if med > 0 else move_tol_px
+        return MOVE_FRACTION * med if med and med > 0 else 5.0
+
     xy = np.column_stack([ann.x, ann.y]) if len(ann) else np.zeros((0, 2))
-    names = [ann.class_names[c] for c in ann.cls]
-    return _match(pred_xy, predicted.names(), xy, names, np.asarray(ann.source == "user", bool),
-                  float(move_tol_px))
+    names = np.asarray(ann.class_names, dtype=str)[ann.cls] if len(ann) else np.zeros(0, str)
+    pred_names = np.asarray(predicted.class_names, dtype=str)[predicted.cls] if len(predicted) else []
+    return _match(pred_xy, pred_names, xy, names, ann.source == "user",
+                  tolerance if move_tol_px is None else float(move_tol_px))
 
 
 def _defects_of(ann, result):
@@ -190,12 +196,13 @@ def corrected_result(result, ann, *, move_tol_px: float | None = None):
             ann.shape is not None and tuple(ann.shape) != tuple(result.shape)):
         return result
     a = result.atoms
-    origin, deleted = atom_origins(ann, a, move_tol_px=move_tol_px)
+    origin, deleted = atom_origins(ann, a, move_tol_px=move_tol_px, median_nn_px=result.info.get("median_nn_px"))
     defects, d_origin, boxes, d_deleted = _defects_of(ann, result)
     n_res_def = 0 if result.defects is None else len(result.defects)
     untouched = (len(ann) == len(a) and deleted == 0 and not (origin != "predicted").any()
                  and np.array_equal(ann.x, a.x) and np.array_equal(ann.y, a.y)
-                 and [ann.class_names[c] for c in ann.cls] == a.names()
+                 and np.array_equal(np.asarray(ann.class_names, dtype=str)[ann.cls],
+                                    np.asarray(a.class_names, dtype=str)[a.cls])
                  and len(defects) == n_res_def and d_deleted == 0 and not (d_origin != "predicted").any())
     if untouched:
         return result
