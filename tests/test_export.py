@@ -97,8 +97,9 @@ def test_csv_json_identical_to_detect(tmp_path):
     img = simulate({"structure": "graphene", "shape": (128, 128), "px_size_A": 0.1, "noise": {}}, 3).image
     f = tmp_path / "g.npy"
     np.save(f, img.astype(np.float32))
+    # the model and pixel size given: detect assumes nothing about the image (no such notes)
     assert main(["detect", str(f), "--out", str(tmp_path / "cli"), "--px-size-nm", "0.01", "--device", "cpu",
-                 "--json"]) == EXIT_OK
+                 "--model", "stem-haadf", "--json"]) == EXIT_OK
     res = analyse_image(np.load(f), Predictor("stem-haadf", "cpu"), px_size_nm=0.01)
     assert len(res.atoms) > 20
     export_csv(res, tmp_path / "gui.csv")

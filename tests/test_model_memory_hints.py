@@ -341,3 +341,24 @@ def test_detect_uses_and_reports_the_names_hints(real_data, tmp_path, capsys):
     assert summary["px_size_nm"] == pytest.approx(0.01)
     assert not any("pixel size 9.766" in n for n in summary["notes"])
     assert any(n.startswith("imaging mode STM from the file name") for n in summary["notes"])
+
+
+def test_gui_results_and_their_exports_state_the_assumptions_as_detect_does(qtbot, window, tmp_path):
+    """A run in the app on a mode-less image says 'HAADF assumed' in the result's notes (so in
+    the exported JSON) as `atomlens detect` does; once the user picks the model it does not."""
+    from _gui_helpers import open_and_run, simulate_graphene
+    from atomlens.io.export import export_json
+
+    f = tmp_path / "scan.npy"
+    np.save(f, simulate_graphene((96, 96)).image.astype(np.float32))
+    res = open_and_run(qtbot, window, f)
+    assert res.info["notes"][0].startswith("no imaging mode in the file or its name: HAADF assumed")
+    export_json(res, tmp_path / "scan.json")
+    assert "HAADF assumed" in json.loads((tmp_path / "scan.json").read_text())["notes"][0]
+    dock = window.analysis_dock
+    dock.model_combo.setCurrentIndex(dock.model_combo.findText("stem-haadf"))
+    dock.model_combo.activated.emit(dock.model_combo.currentIndex())  # picked by hand
+    from _gui_helpers import run_and_wait
+
+    res2 = run_and_wait(qtbot, window)
+    assert not any("HAADF assumed" in n for n in res2.info["notes"])

@@ -263,11 +263,27 @@ class AnalysisController(QtCore.QObject):
     def _stale(self, req) -> bool:
         return req is None or req.micrograph is not self.micrograph or req.cancel.is_set()
 
+    def _add_assumption_notes(self, req, result) -> None:
+        """What the run assumed about the image (a mode or pixel size from its name, HAADF for
+        an image without a mode), at the head of the result's notes, as ``atomlens detect``
+        writes them: the JSON and the notes of an export say it too."""
+        from atomlens.io.filename_hints import assumption_notes
+
+        mg = req.micrograph if req.micrograph is not None else self.micrograph
+        if mg is None:
+            return
+        notes = assumption_notes(mg, px_size_given=not self.dock._assumed.get("px_size"),
+                                 model_given=self.dock._picked_here)
+        old = list(result.info.get("notes", []))
+        result.info["notes"] = [n for n in notes if n not in old] + old
+
     def _on_finished(self, req, result) -> None:
         if self._stale(req):  # cancelled too late to stop it, or an older image's job
             if req is not None and req.micrograph is self.micrograph:
                 self._on_cancelled(req)
             return
+        if req.kind == "run":
+            self._add_assumption_notes(req, result)
         self.results.pop(result.frame, None)  # newest last
         self.results[result.frame] = result
         self._trim_maps()
