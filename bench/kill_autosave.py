@@ -34,10 +34,26 @@ HERE = Path(__file__).resolve()
 
 
 # ---------------------------------------------------------------------- child
-def _child(folder: Path, log_path: Path, seed: int, interval_s, autosave_ms: int) -> None:
+def _child(folder: Path, log_path: Path, seed: int, interval_s, autosave_ms: int, write_delay_s: float = 0.0) -> None:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     import numpy as np
     from PyQt5 import QtCore, QtWidgets
+
+    if write_delay_s > 0:  # fault injection: each save holds its written temporary file this long
+        import importlib  # (the package's `annotations` attribute is its __future__ import)
+
+        annotations = importlib.import_module("atomlens.analysis.annotations")  # before the rename,
+        # so in-save kills land there
+
+        real_write_with = annotations.atomic_write_with
+
+        def slow_write_with(path, write, suffix=".tmp"):
+            def delayed(tmp):
+                write(tmp)
+                time.sleep(write_delay_s)
+            return real_write_with(path, delayed, suffix=suffix)
+
+        annotations.atomic_write_with = slow_write_with
 
     app = QtWidgets.QApplication([])
     from atomlens.gui.main_window import MainWindow
@@ -141,7 +157,8 @@ def make_start(folder: Path, n_atoms: int, seed: int = 0):
 
 
 def run(folder, kills: int = 20, duration_s=(2.0, 20.0), interval_s=(0.5, 1.5), autosave_ms: int = 2000,
-        n_atoms: int = 100_000, seed: int = 0, in_save_every: int = 3, verbose: bool = False) -> dict:
+        n_atoms: int = 100_000, seed: int = 0, in_save_every: int = 3, verbose: bool = False,
+        write_delay_s: float = 0.0) -> dict:
     """Run `kills` children, each killed `duration_s` (uniform) after it is ready to edit (or
     just after a save started, every `in_save_every`-th); returns the figures (see the module
     notes): kills, kills_in_save, corrupt, inconsistent, edits, lost, saves_while_editing,
@@ -168,7 +185,8 @@ def run(folder, kills: int = 20, duration_s=(2.0, 20.0), interval_s=(0.5, 1.5), 
         log = folder / f"log{k:02d}.txt"
         in_save = in_save_every > 0 and k % in_save_every == in_save_every - 1
         cmd = [sys.executable, str(HERE), "--child", str(folder), "--log", str(log), "--seed", str(seed * 1000 + k),
-               "--interval", str(interval_s[0]), str(interval_s[1]), "--autosave-ms", str(autosave_ms)]
+               "--interval", str(interval_s[0]), str(interval_s[1]), "--autosave-ms", str(autosave_ms),
+               "--write-delay-s", str(write_delay_s)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         leftover = _temp_files(folder)
         t_limit = time.time() + 120
@@ -247,6 +265,9 @@ def main(argv=None) -> int:
     ap.add_argument("--atoms", type=int, default=100_000)
     ap.add_argument("--in-save-every", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write-delay-s", type=float, default=0.0,
+                    help="hold each save's written temporary file this long before the rename (fault "
+                         "injection: in-save kills then leave temporary files, which the next load must remove)")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -255,10 +276,11 @@ def main(argv=None) -> int:
 
         a.autosave_ms = AUTOSAVE_MS
     if a.child:
-        _child(a.child, a.log, a.seed, a.interval, a.autosave_ms)
+        _child(a.child, a.log, a.seed, a.interval, a.autosave_ms, a.write_delay_s)
         return 0
     with tempfile.TemporaryDirectory(prefix="atomlens-kill-") as d:
-        fig = run(d, a.kills, a.duration, a.interval, a.autosave_ms, a.atoms, a.seed, a.in_save_every, verbose=True)
+        fig = run(d, a.kills, a.duration, a.interval, a.autosave_ms, a.atoms, a.seed, a.in_save_every, verbose=True,
+                  write_delay_s=a.write_delay_s)
     rows = fig.pop("rows")
     print(json.dumps(fig, indent=1))
     print(f"{fig['kills']} kills ({fig['kills_in_save']} inside a save of {fig['n_atoms']:,} atoms, "
