@@ -273,7 +273,7 @@ class AnalysisController(QtCore.QObject):
         if mg is None:
             return
         notes = assumption_notes(mg, px_size_given=not self.dock._assumed.get("px_size"),
-                                 model_given=self.dock._picked_here)
+                                 model_given=self.dock._picked_here, override="pick the model to override")
         old = list(result.info.get("notes", []))
         result.info["notes"] = [n for n in notes if n not in old] + old
 

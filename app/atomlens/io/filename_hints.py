@@ -345,12 +345,14 @@ def apply_filename_hints(mg) -> dict:
     return assumed
 
 
-def assumption_notes(mg, *, px_size_given: bool = False, model_given: bool = False) -> list[str]:
+def assumption_notes(mg, *, px_size_given: bool = False, model_given: bool = False,
+                     override: str = "give --model to override") -> list[str]:
     """Notes saying what an analysis of `mg` assumes about it (for ``atomlens detect``'s notes and
     JSON): the entries of ``mg.assumed`` (the pixel size's only when none was given), and, when
-    the model is picked from the mode and `mg` has none, that HAADF is assumed."""
+    the model is picked from the mode and `mg` has none, that HAADF is assumed (`override` says
+    how to choose another: the CLI's flag by default, the Analysis dock in the app)."""
     assumed = getattr(mg, "assumed", None) or {}
     notes = [v for k, v in assumed.items() if not (k == "px_size" and px_size_given)]
     if mg.mode is None and not model_given:
-        notes.append("no imaging mode in the file or its name: HAADF assumed (give --model to override)")
+        notes.append(f"no imaging mode in the file or its name: HAADF assumed ({override})")
     return notes
