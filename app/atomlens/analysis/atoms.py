@@ -202,7 +202,7 @@ class AtomList(PointTable):
                 "score": self.score.tolist(), "class_names": list(self.class_names)}
 
 
-def one_peak_per_plateau(values: np.ndarray, pk: np.ndarray) -> np.ndarray:
+def one_peak_per_plateau(values: np.ndarray, pk: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Local maxima `pk` ((n, 2) row, col) of the 2D map `values` with one per flat plateau.
 
     Pixels that equal the maximum of their 3 x 3 neighbourhood and touch (8-connected) have
@@ -210,31 +210,47 @@ def one_peak_per_plateau(values: np.ndarray, pk: np.ndarray) -> np.ndarray:
     between pixels or a probability saturates.  Every peak on a plateau of more than one pixel
     is replaced by one pixel for the whole plateau, the member nearest the plateau's centroid
     (ties: the first in row-major order); peaks elsewhere are left as they are, in their order.
+    Only pixels inside `mask` (if given) belong to a plateau, so a plateau never joins two
+    blobs.  Without ties (checked at the peaks alone) nothing else is computed.
     """
     pk = np.asarray(pk, np.int64).reshape(-1, 2)
     if len(pk) == 0:
         return pk
     v = np.asarray(values)
-    vmin = v[pk[:, 0], pk[:, 1]].min()
-    flat = (v == ndimage.maximum_filter(v, size=3, mode="nearest")) & (v >= vmin)
-    lab, _ = ndimage.label(flat, structure=np.ones((3, 3)))
+    H, W = v.shape
+    vp = np.pad(v, 1, mode="constant", constant_values=-np.inf)
+    r, c = pk[:, 0] + 1, pk[:, 1] + 1
+    vk = vp[r, c]
+    tied = np.zeros(len(pk), bool)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            if dr or dc:
+                tied |= vp[r + dr, c + dc] == vk
+    if mask is not None:
+        tied &= np.asarray(mask)[pk[:, 0], pk[:, 1]]
+    if not tied.any():
+        return pk
+    flat = (v == ndimage.maximum_filter(v, size=3, mode="nearest")) & (v >= vk[tied].min())
+    if mask is not None:
+        flat &= np.asarray(mask, bool)
+    lab, n_lab = ndimage.label(flat, structure=np.ones((3, 3)))
     pl = lab[pk[:, 0], pk[:, 1]]
-    size = np.bincount(lab.ravel())
-    multi = size[pl] > 1
+    multi = tied & (pl > 0)
     if not multi.any():
         return pk
-    ids = np.unique(pl[multi])
-    rr, cc = np.nonzero(np.isin(lab, ids))
+    want = np.zeros(n_lab + 1, bool)
+    want[pl[multi]] = True
+    want[0] = False
+    rr, cc = np.nonzero(want[lab])
     ll = lab[rr, cc]
-    n = int(lab.max()) + 1
-    cnt = np.bincount(ll, minlength=n).astype(np.float64)
-    my = np.bincount(ll, weights=rr, minlength=n) / np.maximum(cnt, 1)
-    mx = np.bincount(ll, weights=cc, minlength=n) / np.maximum(cnt, 1)
+    cnt = np.bincount(ll, minlength=n_lab + 1).astype(np.float64)
+    my = np.bincount(ll, weights=rr, minlength=n_lab + 1) / np.maximum(cnt, 1)
+    mx = np.bincount(ll, weights=cc, minlength=n_lab + 1) / np.maximum(cnt, 1)
     d = (rr - my[ll]) ** 2 + (cc - mx[ll]) ** 2
-    order = np.lexsort((rr * v.shape[1] + cc, d, ll))
+    order = np.lexsort((rr * W + cc, d, ll))
     first = np.ones(len(order), bool)
     first[1:] = ll[order][1:] != ll[order][:-1]
-    rep = np.zeros((n, 2), np.int64)
+    rep = np.zeros((n_lab + 1, 2), np.int64)
     rep[ll[order][first]] = np.stack([rr[order][first], cc[order][first]], 1)
     out, seen = [], set()
     for i in range(len(pk)):  # keep the peaks' order; a plateau appears where its first peak was
@@ -391,7 +407,7 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
     # 1 Å = md) lies inside it and is higher than the dimmer column's own peak.
     pk = peak_local_max(s, min_distance=1, footprint=np.ones((3, 3), bool),
                         labels=mask.astype(np.uint8), exclude_border=False)
-    pk = one_peak_per_plateau(s, pk)
+    pk = one_peak_per_plateau(s, pk, mask)
     pk = _distinct_peaks(pk, s, comp, md, MIN_DIP if min_dip is None else float(min_dip))
     pk_comp = comp[pk[:, 0], pk[:, 1]] if len(pk) else np.zeros(0, np.int64)
     n_per = np.bincount(pk_comp, minlength=n_comp + 1)
