@@ -94,6 +94,8 @@ def bad_sidecars() -> list[tuple[str, bytes]]:
                     [{"x": "__NAN__", "y": 2, "type": "vacancy"}], [{"x": 1, "y": "__HUGE__", "type": "vacancy"}],
                     [[1, 2, "vacancy"]], [{"x": 1, "y": 2, "type": ""}]],
         "defect_types": [5, "x", {}, [5], [{"colour": "#fff"}], [{"name": 5}], [{"name": "a", "colour": 5}]],
+        "deleted": [5, "x", [], {"x": 5, "y": [1]}, {"x": [1.0], "y": []}, {"x": ["1"], "y": [1]},
+                    {"x": ["__NAN__"], "y": [1]}, {"x": [1], "y": ["__HUGE__"]}, {"x": [[1]], "y": [[2]]}],
     }
     for key, values in fields.items():
         for v in values:

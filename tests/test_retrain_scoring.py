@@ -98,6 +98,43 @@ def test_the_base_model_is_not_scored_against_its_own_predictions():
     assert s2["f1"] == 1.0 and s2["n_left_out"] >= 1
 
 
+def test_deleted_predictions_are_recorded_and_a_model_that_finds_them_again_is_wrong(tmp_path):
+    """Deleting a predicted atom records the place (kept in the sidecar, taken off by undo);
+    a model that finds an atom there again is scored a false one, even far from the atoms the
+    user placed or confirmed."""
+    from atomlens.analysis.annotations import read_sidecar, sidecar_text, write_sidecar_text
+
+    h = 96
+    tx, ty = _grid()
+    strip = np.flatnonzero(ty >= holdout_row(h, 0.25) - 0.5)
+    far_left, far_right = strip[tx[strip] < 10][0], strip[tx[strip] > 80][0]
+    fx, fy = np.append(tx, 90.0), np.append(ty, 84.0)  # the model's false atom, far right
+    ann = _predicted(fx, fy)
+    ann.set_reviewed([far_left])  # the user checked one atom, on the far left
+    rows = ann.remove_atoms([len(fx) - 1])  # ...and deleted the false atom
+    assert ann.deleted_x.tolist() == [90.0] and ann.deleted_y.tolist() == [84.0]
+    ann.insert_atoms(rows)  # undo
+    assert len(ann.deleted_x) == 0
+    ann.remove_atoms([len(fx) - 1])  # redo
+    ann.add_atom(50.0, 2.0, 1)
+    ann.remove_atoms([len(ann) - 1])  # the user's own atom, deleted: no place recorded
+    assert ann.deleted_x.tolist() == [90.0]
+    img = np.zeros((h, h), np.float32)
+    side = tmp_path / "pred.tif.atomlens.json"
+    write_sidecar_text(side, sidecar_text(ann))
+    back, _ = read_sidecar(side, ann.image_sha256)
+    assert back.deleted_x.tolist() == [90.0] and back.deleted_y.tolist() == [84.0]
+    item = AnnotatedImage(img, back)
+    base = _Fixed(fx, fy, h)  # finds the deleted one again, 80 px from the confirmed atom
+    s = evaluate_on_annotations(base, [item], region="holdout", holdout=0.25)
+    assert (s["n_true"], s["tp"], s["n_pred"], s["n_deleted"]) == (1, 1, 2, 1)
+    assert s["f1"] == pytest.approx(2 / 3)
+    fixed = _Fixed(tx, ty, h)
+    s = evaluate_on_annotations(fixed, [item], region="holdout", holdout=0.25)
+    assert (s["tp"], s["n_pred"], s["f1"]) == (1, 1, 1.0)
+    assert far_right != far_left
+
+
 # --------------------------------------------------------------------------- checkpoint
 def _recipe(tmp_path, steps=6):
     torch.manual_seed(0)

@@ -240,6 +240,10 @@ class Annotations:
     reviewed : (n,) bool
         True when the user has looked at or confirmed the atom (default: False for predicted
         atoms, True for user atoms).
+    deleted_x, deleted_y : (m,) float64, px
+        Where the user deleted a predicted atom: places the user says hold no atom (a model
+        that finds one there is wrong; :mod:`atomlens.nn.realdata` scores on them).  Undoing
+        the deletion takes the place off again.
 
     Notes
     -----
@@ -263,6 +267,8 @@ class Annotations:
     mode: str | None = None
     edits: int = 0
     reviewed: np.ndarray | None = None
+    deleted_x: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    deleted_y: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self):
         self.x = np.asarray(self.x, np.float64).reshape(-1).copy()
@@ -296,6 +302,11 @@ class Annotations:
         self.px_size_nm = None if self.px_size_nm is None else float(self.px_size_nm)
         self.frame, self.edits = int(self.frame), int(self.edits)
         self.mode = None if self.mode is None else str(self.mode)
+        self.deleted_x = np.asarray(self.deleted_x, np.float64).reshape(-1).copy()
+        self.deleted_y = np.asarray(self.deleted_y, np.float64).reshape(-1).copy()
+        if len(self.deleted_x) != len(self.deleted_y):
+            raise ValueError(f"deleted_x and deleted_y must have the same length ({len(self.deleted_x)} and "
+                             f"{len(self.deleted_y)})")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -372,6 +383,10 @@ class Annotations:
         rows = {"index": idx.copy()}
         for k in _ATOM_COLUMNS:
             rows[k] = getattr(self, k)[idx].copy()
+        gone = self.source[idx] == "predicted"  # the user says: no atom here
+        rows["n_deleted"] = int(gone.sum())
+        self.deleted_x = np.concatenate([self.deleted_x, self.x[idx][gone]])
+        self.deleted_y = np.concatenate([self.deleted_y, self.y[idx][gone]])
         keep = np.ones(len(self), bool)
         keep[idx] = False
         for k in _ATOM_COLUMNS:
@@ -381,6 +396,9 @@ class Annotations:
 
     def insert_atoms(self, rows: dict) -> None:
         """Put back rows removed by :meth:`remove_atoms` at their original indices (undo)."""
+        n_del = int(rows.get("n_deleted", 0))
+        if n_del:  # the places recorded as deleted are no longer so
+            self.deleted_x, self.deleted_y = self.deleted_x[:-n_del], self.deleted_y[:-n_del]
         idx = np.asarray(rows["index"], np.int64).reshape(-1)
         order = np.argsort(idx, kind="stable")
         idx = idx[order]
@@ -489,7 +507,7 @@ class Annotations:
                       "reviewed": self.reviewed.tolist()},
             "defects": [dict(d) for d in self.defects],
             "defect_types": [dict(t) for t in self.defect_types],
-        }
+        } | ({"deleted": {"x": self.deleted_x.tolist(), "y": self.deleted_y.tolist()}} if len(self.deleted_x) else {})
 
     @classmethod
     def from_dict(cls, d) -> "Annotations":
@@ -592,11 +610,20 @@ class Annotations:
         px = None if px is None else _number(px, "'px_size_nm'", positive=True)
         frame = _whole(d.get("frame") if d.get("frame") is not None else 0, "'frame'")
         edits = _whole(d.get("edits") if d.get("edits") is not None else 0, "'edits'")
+        dx = dy = ()
+        deleted = d.get("deleted")
+        if deleted is not None:
+            if not isinstance(deleted, dict):
+                raise SidecarError(f"'deleted' must be an object {{\"x\": [...], \"y\": [...]}}, not {_kind(deleted)}")
+            dx = _numbers(deleted.get("x", []), "'deleted' x")
+            dy = _numbers(deleted.get("y", []), "'deleted' y")
+            if len(dx) != len(dy):
+                raise SidecarError(f"'deleted' has {len(dx)} x and {len(dy)} y values")
         return cls(x=x, y=y, cls=cls_idx, score=score, source=np.array(source, object), class_names=names,
                    defects=defects, defect_types=types, image_sha256=_text(d.get("image_sha256"), "'image_sha256'"),
                    image_name=_text(d.get("image_name"), "'image_name'"), frame=frame, shape=shape,
                    px_size_nm=px, model=model, mode=_text(d.get("mode"), "'mode'"), edits=edits,
-                   reviewed=reviewed)
+                   reviewed=reviewed, deleted_x=dx, deleted_y=dy)
 
 
 # ---------------------------------------------------------------------- sidecar files

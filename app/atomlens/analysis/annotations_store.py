@@ -298,4 +298,6 @@ def merge_annotations(base: Annotations | None, mine: Annotations, theirs: Annot
         source=np.array(cols[4], object), reviewed=np.array(cols[5], bool), class_names=tuple(names),
         defects=[{"x": d[0], "y": d[1], "type": d[2], "w": d[3], "h": d[4]} for d in defects],
         defect_types=types, edits=max(mine.edits, theirs.edits) + 1,
+        deleted_x=np.concatenate([mine.deleted_x, theirs.deleted_x]),  # the places both said hold
+        deleted_y=np.concatenate([mine.deleted_y, theirs.deleted_y]),  # no atom
         model=None if mine.model is None else dict(mine.model))

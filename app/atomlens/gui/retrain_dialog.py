@@ -317,7 +317,7 @@ class RetrainDialog(QtWidgets.QDialog):
             self.compare_caption.setText(
                 f"<b>No comparison is possible</b>: none of the atoms in {where} was corrected or confirmed by "
                 "you. Only atoms you added, moved or re-classed (or marked reviewed) are scored, since the others "
-                "are a model's own predictions; deleting an atom leaves no record to score on.")
+                "are a model's own predictions; the places where you deleted an atom count beside them.")
             self._update_buttons()
             return
         n, m = res["n_confirmed"], res.get("n_images", 1)
@@ -325,8 +325,11 @@ class RetrainDialog(QtWidgets.QDialog):
         if isinstance(res.get("current"), dict):
             cur = (f" The model in use, <b>{res.get('current_name', '')}</b>, scores F1 "
                    f"{res['current']['f1']:.3f} there.")
+        n_del = (res.get("after") or res.get("before") or {}).get("n_deleted", 0)
+        deleted = (f" and {n_del} place{'s' if n_del != 1 else ''} where you deleted an atom (one found there "
+                   "is a false one)") if n_del else ""
         self.compare_caption.setText(f"<b>Before / after</b>: F1 on {n} atoms you corrected or confirmed "
-                                     f"({m} image{'s' if m != 1 else ''}), in {where}: base "
+                                     f"({m} image{'s' if m != 1 else ''}){deleted}, in {where}: base "
                                      f"<b>{res.get('base', '')}</b>, new <b>{res.get('new', '')}</b>.{cur}")
         ref = res["current"] if isinstance(res.get("current"), dict) else res.get("before", {})
         for col, key in enumerate(("before", "after")):

@@ -19,11 +19,13 @@ never scored against its own uncorrected predictions:
 
 * an atom is **confirmed** (:func:`confirmed_mask`) when the user placed, moved or re-classed
   it (``source == "user"``) or marked it reviewed (``reviewed``); these are the only true
-  atoms of the score (the sidecar records no reviewed regions and no deleted atoms, so these
-  per-atom flags are all it offers);
+  atoms of the score (the sidecar records no reviewed regions, so these per-atom flags are
+  all it offers);
 * the user's labels are **authoritative** within :func:`authority_radius_px` (1.5 lattice
   spacings) of a confirmed atom: a prediction there that matches no annotated atom is a false
   one (the user, working there, would have kept an atom where there is one);
+* where the user **deleted** a predicted atom (``Annotations.deleted_x/_y``), a prediction
+  that matches no annotated atom is a false one wherever it lies: the user said there is none;
 * a prediction matched to an annotated atom that is not confirmed, or lying away from every
   confirmed atom, is left out: unreviewed predictions neither reward nor punish a model.
 
@@ -331,7 +333,8 @@ def authority_radius_px(item: AnnotatedImage) -> float:
     return float(max(1.5 * d, 2.0 * item.match_radius_px()))
 
 
-def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float, n_classes: int) -> dict:
+def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float, n_classes: int,
+                  dxy=None) -> dict:
     """Counts for points in rows >= y0 (a row's pixels span y +- 0.5), on the confirmed atoms.
 
     Predictions are matched one to one with all annotated atoms (`conf` marks the confirmed
@@ -339,7 +342,9 @@ def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float
     border is neither missed nor doubled.  A confirmed atom in the strip is a true atom; a
     prediction is a true positive when matched to one, a false one when it lies in the strip,
     matches no annotated atom and lies within `r_zone` of a confirmed atom; any other
-    prediction (matched to an unconfirmed atom, or away from every confirmed one) is left out."""
+    prediction (matched to an unconfirmed atom, or away from every confirmed one) is left out.
+    A prediction that matches no annotated atom within `r` of a place where the user deleted a
+    predicted atom (`dxy`, (m, 2)) is a false one too: the user said there is none there."""
     lim = y0 - 0.5
     conf = np.asarray(conf, bool)
     ip, it, _ = match_points(pxy, txy, r)
@@ -353,13 +358,20 @@ def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float
 
         dist, _ = cKDTree(txy[conf]).query(pxy, k=1, distance_upper_bound=float(r_zone))
         near = np.isfinite(dist)
+    dxy = np.zeros((0, 2)) if dxy is None else np.asarray(dxy, np.float64).reshape(-1, 2)
+    d_in = dxy[:, 1] >= lim
+    if d_in.any() and len(pxy):
+        from scipy.spatial import cKDTree
+
+        dist, _ = cKDTree(dxy[d_in]).query(pxy, k=1, distance_upper_bound=float(r))
+        near |= np.isfinite(dist)
     fp = ~matched_p & p_in & near
     counted = t_in[it]
     ip, it = ip[counted], it[counted]
     tp = len(ip)
     out = {"tp": tp, "n_true": int(t_in.sum()), "n_pred": tp + int(fp.sum()),
            "n_left_out": int((p_in & ~fp).sum()) - tp, "n_unconfirmed": int(((txy[:, 1] >= lim) & ~conf).sum()),
-           "n_images": int(t_in.any()),
+           "n_images": int(t_in.any()), "n_deleted": int(d_in.sum()),
            "same_class": int(np.sum(pcls[ip] == tcls[it])), "per": np.zeros((n_classes, 3), np.int64)}
     for c in range(1, n_classes):
         out["per"][c] = (int(np.sum((pcls[ip] == c) & (tcls[it] == c))),
@@ -367,7 +379,7 @@ def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float
     return out
 
 
-_COUNTS = ("tp", "n_true", "n_pred", "n_left_out", "n_unconfirmed", "n_images", "same_class")
+_COUNTS = ("tp", "n_true", "n_pred", "n_left_out", "n_unconfirmed", "n_images", "n_deleted", "same_class")
 
 
 def count_confirmed(items, region: str = "holdout", holdout: float = 0.2) -> tuple[int, int]:
@@ -411,6 +423,8 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
         (N, the confirmed atoms scored on), ``n_images`` (M, the images holding them),
         ``n_pred, tp``, ``n_left_out`` (predictions neither rewarded nor punished),
         ``n_unconfirmed`` (annotated atoms in the region that are not confirmed),
+        ``n_deleted`` (places in the region where the user deleted a predicted atom: a
+        prediction there counts as a false one),
         ``class_accuracy`` (matched pairs with the right class; NaN with no match) and
         ``per_class {name: f1}`` (a prediction is right only with the right class), summed
         over all images.
@@ -447,8 +461,9 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
         pcls = rp[atoms.cls] if len(atoms) else np.zeros(0, np.int64)
         txy = np.stack([item.ann.x, item.ann.y], 1) if len(item.ann) else np.zeros((0, 2))
         tcls = rt[item.ann.cls] if len(item.ann) else np.zeros(0, np.int64)
+        dxy = np.stack([item.ann.deleted_x, item.ann.deleted_y], 1)
         s = _score_region(pxy, pcls, txy, tcls, conf, y0, item.match_radius_px(), authority_radius_px(item),
-                          len(names))
+                          len(names), dxy)
         per = np.zeros((len(names), 3), np.int64)
         per[:len(tot["per"])] += tot["per"]
         per[:len(s["per"])] += s["per"]
@@ -461,6 +476,6 @@ def evaluate_on_annotations(bundle_or_predictor, items, region: str = "all", hol
             per_class[names[c]] = _prf(tpc, npc, ntc)[2]
     return {"precision": p, "recall": r, "f1": f, "n_true": int(tot["n_true"]), "n_pred": int(tot["n_pred"]),
             "tp": int(tot["tp"]), "n_images": int(tot["n_images"]), "n_left_out": int(tot["n_left_out"]),
-            "n_unconfirmed": int(tot["n_unconfirmed"]),
+            "n_unconfirmed": int(tot["n_unconfirmed"]), "n_deleted": int(tot["n_deleted"]),
             "class_accuracy": tot["same_class"] / tot["tp"] if tot["tp"] else float("nan"),
             "per_class": per_class}
