@@ -664,21 +664,6 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40]
 
 
-def _fsync_folder(folder) -> None:
-    """Flush a folder's entries (a rename) to disk; a no-op where folders cannot be opened
-    (Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_sidecar_text(path, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically and durably.
 
@@ -695,11 +680,9 @@ def write_sidecar_bytes(path, data: bytes) -> None:
     def write(tmp):
         with open(tmp, "wb") as fh:
             fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
 
+    # atomic_write_with flushes the temporary file before the rename and the folder after it
     atomic_write_with(path, write, suffix=f".{os.getpid()}@{_host()}.tmp")
-    _fsync_folder(os.path.dirname(os.path.abspath(os.fspath(path))))
 
 
 def _pid_alive(pid: int) -> bool:
