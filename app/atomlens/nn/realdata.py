@@ -158,9 +158,10 @@ class AnnotatedImage:
         if self._px_A is None:
             from ..analysis.lattice import estimate_period_px
 
-            period = estimate_period_px(self.image)
-            if not np.isfinite(period):
-                raise ValueError(f"{self.name}: no calibration and no lattice period found; give its pixel size")
+            try:  # a flat, tiny or periodless image: the reason, and which image
+                period = estimate_period_px(self.image)
+            except ValueError as exc:
+                raise ValueError(f"{self.name}: no calibration, and {exc}") from None
             self._px_A = TYPICAL_PERIOD_A / period
         return self._px_A
 
@@ -296,7 +297,7 @@ class ModelPredictor(Predictor):
     trained), with `card` giving its classes and pixel size."""
 
     def __init__(self, model, card: dict, device: str = "cpu", tile: int = 512, overlap: int = 48):
-        from .infer import use_bf16
+        from .precision import use_bf16
 
         self.path = None
         self.device = device
@@ -333,6 +334,16 @@ def authority_radius_px(item: AnnotatedImage) -> float:
     return float(max(1.5 * d, 2.0 * item.match_radius_px()))
 
 
+def _within(points: np.ndarray, centres: np.ndarray, r: float) -> np.ndarray:
+    """(n,) bool: which of `points` lie within `r` of any of `centres` (both (k, 2))."""
+    if not len(points) or not len(centres):
+        return np.zeros(len(points), bool)
+    from scipy.spatial import cKDTree
+
+    dist, _ = cKDTree(centres).query(points, k=1, distance_upper_bound=float(r))
+    return np.isfinite(dist)
+
+
 def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float, n_classes: int,
                   dxy=None) -> dict:
     """Counts for points in rows >= y0 (a row's pixels span y +- 0.5), on the confirmed atoms.
@@ -352,19 +363,9 @@ def _score_region(pxy, pcls, txy, tcls, conf, y0: float, r: float, r_zone: float
     p_in = pxy[:, 1] >= lim
     matched_p = np.zeros(len(pxy), bool)
     matched_p[ip] = True
-    near = np.zeros(len(pxy), bool)
-    if conf.any() and len(pxy):
-        from scipy.spatial import cKDTree
-
-        dist, _ = cKDTree(txy[conf]).query(pxy, k=1, distance_upper_bound=float(r_zone))
-        near = np.isfinite(dist)
     dxy = np.zeros((0, 2)) if dxy is None else np.asarray(dxy, np.float64).reshape(-1, 2)
     d_in = dxy[:, 1] >= lim
-    if d_in.any() and len(pxy):
-        from scipy.spatial import cKDTree
-
-        dist, _ = cKDTree(dxy[d_in]).query(pxy, k=1, distance_upper_bound=float(r))
-        near |= np.isfinite(dist)
+    near = _within(pxy, txy[conf], r_zone) | _within(pxy, dxy[d_in], r)
     fp = ~matched_p & p_in & near
     counted = t_in[it]
     ip, it = ip[counted], it[counted]
