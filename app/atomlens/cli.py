@@ -292,7 +292,6 @@ def cmd_detect(argv: list[str]) -> int:
     args = _detect_parser().parse_args(argv)
     from pathlib import Path
 
-    from .analysis.batch import analysis_error_message
     from .analysis.pipeline import analyse_image, write_results
     from .nn.bundle import BundleError
 
@@ -344,7 +343,7 @@ def cmd_detect(argv: list[str]) -> int:
                                     threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
                                     material=args.material, edge_margin_px=args.edge_margin_px)
             except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
-                print(f"error: {path}: {analysis_error_message(exc, px_nm is not None)}", file=sys.stderr)
+                print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_BAD_INPUT
                 continue
             except MemoryError:

@@ -20,8 +20,7 @@ from ..io.formats import ALL_EXTENSIONS
 from .atoms import check_edge_margin
 from .pipeline import analyse_image, write_results
 
-__all__ = ["SUMMARY_NAME", "default_model", "iter_micrograph_files", "process_paths", "write_summary",
-           "analysis_error_message"]
+__all__ = ["SUMMARY_NAME", "default_model", "iter_micrograph_files", "process_paths", "write_summary"]
 
 SUMMARY_NAME = "batch_summary.csv"
 #: Files we write ourselves that carry a readable extension: never taken as input.
@@ -33,18 +32,6 @@ def default_model(mode) -> str:
     from ..cli import _default_model
 
     return _default_model(mode)
-
-
-def analysis_error_message(exc: Exception, calibrated: bool) -> str:
-    """A readable message for a ValueError raised while analysing an image (a bad image, not a
-    bad model).  The lattice period of an uncalibrated image that is flat or tiny cannot be
-    measured: older versions of the period estimate returned NaN, which surfaced as "cannot
-    convert float NaN to integer"; that is said in words here."""
-    text = str(exc) or type(exc).__name__
-    if not calibrated and "nan" in text.lower() and "period" not in text.lower():
-        return ("no lattice period can be measured in this uncalibrated image (it is flat, too small or "
-                "shows no lattice), so its pixel size is unknown; give the pixel size (--px-size-nm)")
-    return text
 
 
 def iter_micrograph_files(folder, recursive: bool = False) -> list[Path]:
@@ -222,8 +209,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                                         offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
                                         cam_predictor=cam_pred, frame=f, material=material,
                                         edge_margin_px=edge_margin_px, progress=sub)
-                except ValueError as exc:
-                    raise LoadError(f"{path.name}: {analysis_error_message(exc, px is not None)}") from exc
+                except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
+                    raise LoadError(f"{path.name}: {exc}") from exc
                 res.info["notes"] = assumed + res.info["notes"]  # as atomlens detect (and its JSON)
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
