@@ -272,8 +272,8 @@ class AnalysisController(QtCore.QObject):
         mg = req.micrograph if req.micrograph is not None else self.micrograph
         if mg is None:
             return
-        notes = assumption_notes(mg, px_size_given=not self.dock._assumed.get("px_size"),
-                                 model_given=self.dock._picked_here, override="pick the model to override")
+        # a pixel size the user entered has already left mg.assumed (Micrograph.set_px_size_nm)
+        notes = assumption_notes(mg, model_given=self.dock.model_picked_by_hand, override="pick the model to override")
         old = list(result.info.get("notes", []))
         result.info["notes"] = [n for n in notes if n not in old] + old
 

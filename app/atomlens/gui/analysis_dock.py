@@ -352,6 +352,12 @@ class AnalysisDock(QtWidgets.QDockWidget):
         except (BundleError, OSError, ValueError):
             return None
 
+    @property
+    def model_picked_by_hand(self) -> bool:
+        """Whether the user picked the model for the open image (not the mode's default or
+        the remembered one)."""
+        return self._picked_here
+
     def model_reason_text(self) -> tuple[str, bool]:
         """(why this model is chosen, whether it rests on an assumption about the image)."""
         path = self.model_path()
