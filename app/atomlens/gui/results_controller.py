@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
-from ..io.export import corrections_of
+from ..io.export import annotation_defects, corrections_of
 from .results_dock import ResultsDock
 
 __all__ = ["REFRESH_MS", "ResultsController"]
@@ -235,7 +234,7 @@ class ResultsController(QtCore.QObject):
                      "defect_colours": {t["name"]: t["colour"] for t in ann.defect_types},
                      "defect_boxes": [None if d.get("w") is None or d.get("h") is None else (d["w"], d["h"])
                                       for d in ann.defects]}
-            defects = self._ann_defects(ann)
+            defects = annotation_defects(ann)
         else:
             atoms = r.atoms if (r is not None and ov.atoms.visible) else None
             colours = card or SnapshotSpec.__dataclass_fields__["class_colours"].default_factory()
@@ -246,16 +245,6 @@ class ResultsController(QtCore.QObject):
             heatmap=cam, heatmap_lut=ov.cam.lut() if cam is not None else None, heatmap_opacity=ov.cam.opacity,
             defects=defects, px_size_nm=self.w.micrograph.px_size_nm if self.w.micrograph is not None else None,
             scale=scale, **extra)
-
-    @staticmethod
-    def _ann_defects(ann):
-        """The annotations' defects as a DefectList (type names in their order)."""
-        from ..analysis.cam import DefectList
-
-        names = [d["type"] for d in ann.defects]
-        return DefectList([d["x"] for d in ann.defects], [d["y"] for d in ann.defects],
-                          np.array(names, dtype=object) if names else np.zeros(0, np.int64), 1.0,
-                          tuple(dict.fromkeys([t["name"] for t in ann.defect_types] + names)))
 
     def export_snapshot(self, kind: str = "png", path=None) -> bool:
         from .snapshot import render_png, render_svg

@@ -31,8 +31,8 @@ import numpy as np
 
 from ..fileio import atomic_write_text, atomic_write_with
 
-__all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "ORIGINS", "atom_origins", "corrected_result",
-           "corrections_of", "export_csv", "export_json", "result_dict", "to_hspy"]
+__all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "ORIGINS", "annotation_defects", "atom_origins",
+           "corrected_result", "corrections_of", "export_csv", "export_json", "result_dict", "to_hspy"]
 
 #: Colours of the standard classes (as in the bundled model cards).
 DEFAULT_CLASS_COLOURS = {"atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
@@ -140,11 +140,21 @@ def atom_origins(ann, predicted, *, move_tol_px: float | None = None,
                   tolerance if move_tol_px is None else float(move_tol_px))
 
 
+def annotation_defects(ann, score=1.0):
+    """The defects of the annotations `ann` as a DefectList (positions px, type names in the
+    order of ``ann.defect_types``, then any others), with `score` (one value or one per defect)."""
+    from ..analysis.cam import DefectList
+
+    names = [d["type"] for d in ann.defects]
+    xy = np.array([[d["x"], d["y"]] for d in ann.defects], np.float64).reshape(-1, 2)
+    type_names = tuple(dict.fromkeys([t["name"] for t in ann.defect_types] + names))
+    return DefectList(xy[:, 0], xy[:, 1], np.array(names, dtype=object) if names else np.zeros(0, np.int64),
+                      score, type_names)
+
+
 def _defects_of(ann, result):
     """(DefectList, origin, boxes, deleted) of the annotations' defects; scores are the
     result's for defects it found, 1.0 for the user's."""
-    from ..analysis.cam import DefectList
-
     ad = ann.defects
     xy = np.array([[d["x"], d["y"]] for d in ad], np.float64).reshape(-1, 2)
     names = [d["type"] for d in ad]
@@ -161,9 +171,7 @@ def _defects_of(ann, result):
         dist, j = cKDTree(pred_xy).query(xy, k=1)
         keep = (dist <= SAME_PLACE_PX) & (origin != "added")
         score[keep] = rd.score[j[keep]]
-    type_names = tuple(dict.fromkeys([t["name"] for t in ann.defect_types] + names))
-    defects = DefectList(xy[:, 0], xy[:, 1], np.array(names, dtype=object) if names else np.zeros(0, np.int64),
-                         score, type_names)
+    defects = annotation_defects(ann, score)
     boxes = [None if d.get("w") is None else (float(d["w"]), float(d["h"])) for d in ad]
     return defects, origin, boxes, deleted
 
