@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import sha256_file
 from .annotations import (
     Annotations,
     SidecarError,
@@ -85,10 +86,9 @@ def aside_path(path, label: str) -> Path:
 def _disk_sha(path) -> str | None:
     """sha256 of the file's bytes; None when there is no file (OSError when it cannot be read)."""
     try:
-        data = Path(path).read_bytes()
+        return sha256_file(path)
     except FileNotFoundError:
         return None
-    return hashlib.sha256(data).hexdigest()
 
 
 def _copy(ann: Annotations) -> Annotations:
