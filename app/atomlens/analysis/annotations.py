@@ -47,7 +47,7 @@ from .atoms import AtomList
 __all__ = ["SIDECAR_FORMAT", "SidecarError", "SidecarMismatch", "Annotations", "sidecar_path", "file_sha256",
            "save_sidecar", "load_sidecar", "read_sidecar", "find_sidecar", "fallback_sidecar_path",
            "write_sidecar_text", "write_sidecar_bytes", "clean_temp_files", "parse_sidecar", "sidecar_text",
-           "export_training_pair", "label_map", "DEFAULT_DEFECT_TYPES", "LABEL_RADIUS_A",
+           "export_training_pair", "label_map", "holdout_row", "DEFAULT_DEFECT_TYPES", "LABEL_RADIUS_A",
            "LABEL_RADIUS_UNCALIBRATED_PX"]
 
 SIDECAR_FORMAT = "atomlens-annotations/1"
@@ -339,6 +339,12 @@ class Annotations:
         """(n,) bool: True for atoms the user placed or edited."""
         return self.source == "user"
 
+    def confirmed_mask(self) -> np.ndarray:
+        """(n,) bool: the atoms whose label the user vouched for, those placed, moved or
+        re-classed by the user (``source == "user"``) or marked reviewed: the only atoms a
+        model is scored on (:func:`atomlens.nn.realdata.evaluate_on_annotations`)."""
+        return self.user_mask() | np.asarray(self.reviewed, bool)
+
     def to_atom_list(self) -> AtomList:
         """The atoms as an :class:`AtomList` (a copy)."""
         return AtomList(self.x.copy(), self.y.copy(), self.cls.copy(), self.score.copy(), self.class_names)
@@ -627,6 +633,14 @@ class Annotations:
 
 
 # ---------------------------------------------------------------------- sidecar files
+def holdout_row(height: int, holdout: float) -> int:
+    """First row of the strip held out from fine-tuning at the bottom of an annotated image of
+    `height` rows (`height` when `holdout` is 0)."""
+    if not 0.0 <= holdout < 1.0:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout}")
+    return int(height - round(height * holdout))
+
+
 def fallback_sidecar_path(image_path, image_sha256: str) -> Path:
     """Where the sidecar goes when the image's folder cannot be written (a read-only share, a
     DVD, a folder of someone else's): ``<user data>/annotations/<sha256[:16]>-<image>.atomlens.json``.

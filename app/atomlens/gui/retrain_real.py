@@ -8,15 +8,10 @@ from __future__ import annotations
 import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
+from ..analysis.annotations import holdout_row
 from .retrain_structure import ispin
 
 __all__ = ["RealImagesGroup"]
-
-
-def _confirmed(ann) -> np.ndarray:
-    """As :func:`atomlens.nn.realdata.confirmed_mask` (placed, moved or re-classed by the user,
-    or marked reviewed), without importing torch when the dialog opens."""
-    return (np.asarray(ann.source, object) == "user") | np.asarray(ann.reviewed, bool)
 
 
 class RealImagesGroup(QtWidgets.QGroupBox):
@@ -74,7 +69,7 @@ class RealImagesGroup(QtWidgets.QGroupBox):
     def _add_row(self, i: int, d: dict) -> None:
         ann = d.get("annotations")
         n = len(ann) if ann is not None else 0
-        n_user = int(_confirmed(ann).sum()) if ann is not None and n else 0
+        n_user = int(ann.confirmed_mask().sum()) if ann is not None and n else 0
         item = QtWidgets.QListWidgetItem(f"{d.get('name', 'image')}: {n} atoms, {n_user} corrected or "
                                          "confirmed by you")
         item.setData(QtCore.Qt.UserRole, i)
@@ -102,8 +97,8 @@ class RealImagesGroup(QtWidgets.QGroupBox):
             if it.checkState() != QtCore.Qt.Checked or ann is None or not len(ann):
                 continue
             h = ann.shape[0] if ann.shape is not None else int(np.ceil(ann.y.max() + 1))
-            y0 = int(h - round(h * frac))  # as atomlens.nn.realdata.holdout_row
-            k = int((_confirmed(ann) & (ann.y >= y0 - 0.5)).sum())
+            y0 = holdout_row(h, frac)
+            k = int((ann.confirmed_mask() & (ann.y >= y0 - 0.5)).sum())
             n, m = n + k, m + (k > 0)
         return n, m
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..analysis.annotations import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, Annotations, label_map
+from ..analysis.annotations import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, Annotations, holdout_row, label_map
 from ..analysis.atoms import names_to_indices
 from ..analysis.metrics import match_points
 from ..analysis.pipeline import needs_inversion
@@ -57,17 +57,9 @@ __all__ = ["AnnotatedImage", "RealPatches", "MixedStream", "ModelPredictor", "au
 
 
 def confirmed_mask(ann: Annotations) -> np.ndarray:
-    """(n,) bool: the atoms whose label the user vouched for, those placed, moved or
-    re-classed by the user (``source == "user"``) or marked reviewed."""
-    return (np.asarray(ann.source, object) == "user") | np.asarray(ann.reviewed, bool)
-
-
-def holdout_row(height: int, holdout: float) -> int:
-    """First row of the held-out strip at the bottom of an image of `height` rows
-    (`height` when `holdout` is 0)."""
-    if not 0.0 <= holdout < 1.0:
-        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout}")
-    return int(height - round(height * holdout))
+    """(n,) bool: :meth:`Annotations.confirmed_mask` (placed, moved or re-classed by the user,
+    or marked reviewed)."""
+    return ann.confirmed_mask()
 
 
 @dataclasses.dataclass
