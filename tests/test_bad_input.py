@@ -19,6 +19,8 @@ import pytest
 from atomlens.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, main
 from atomlens.io import ALL_EXTENSIONS, LoadError, load
 
+from _bundles import TINY_UNET, make_tiny_bundle
+
 PX_NM = 0.01
 _RNG = np.random.default_rng(7)
 
@@ -347,21 +349,9 @@ def test_info_does_not_read_a_big_file_into_memory(tmp_path):
 
 
 # ---------------------------------------------------------------- model bundles
-TINY_UNET = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}
-
-
 @pytest.fixture(scope="module")
 def good_bundle(tmp_path_factory):
-    import torch
-    from atomlens.nn.bundle import save_bundle
-    from atomlens.nn.models import build_model
-
-    torch.manual_seed(0)
-    card = {"name": "tiny", "version": "1", "task": "segmentation", "architecture": TINY_UNET,
-            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
-            "valid_px_size_A": [0.05, 0.4], "mode": "HAADF",
-            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
-    return save_bundle(build_model(TINY_UNET), card, tmp_path_factory.mktemp("bundles") / "tiny")
+    return make_tiny_bundle(tmp_path_factory.mktemp("bundles"), version="1")
 
 
 CARD_EDITS = {

@@ -6,23 +6,15 @@ import csv
 
 import numpy as np
 import pytest
-import torch
 
 from atomlens.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, main
-from atomlens.nn.bundle import save_bundle
-from atomlens.nn.models import build_model
 
-ARCH = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}
+from _bundles import make_tiny_bundle
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    torch.manual_seed(0)
-    card = {"name": "tiny", "version": "0", "task": "segmentation", "architecture": ARCH,
-            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
-            "valid_px_size_A": [0.05, 0.4], "mode": "HAADF",
-            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
-    return save_bundle(build_model(ARCH).eval(), card, tmp_path_factory.mktemp("b") / "tiny")
+    return make_tiny_bundle(tmp_path_factory.mktemp("b"))
 
 
 def _rows(path):

@@ -21,6 +21,8 @@ from atomlens.io.filename_hints import (
 )
 from atomlens.io.micrograph import Micrograph
 
+from _bundles import make_tiny_bundle
+
 WSE2 = "WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg"
 
 
@@ -302,26 +304,12 @@ def test_the_wse2_jpeg_opens_as_stm_at_its_named_scale_and_the_dock_says_so(qtbo
     assert "its period taken as 2.5 Å" in dock.px_notice.text() and not dock.px_notice.isHidden()
 
 
-def _tiny_bundle(folder):
-    import torch
-    from atomlens.nn.bundle import save_bundle
-    from atomlens.nn.models import build_model
-
-    torch.manual_seed(0)
-    arch = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}
-    card = {"name": "tiny", "version": "0", "task": "segmentation", "architecture": arch,
-            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
-            "valid_px_size_A": [0.05, 0.4], "mode": "STM",
-            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
-    return save_bundle(build_model(arch).eval(), card, folder / "tiny")
-
-
 def test_detect_uses_and_reports_the_names_hints(real_data, tmp_path, capsys):
     import csv
 
     from atomlens.cli import EXIT_OK, main
 
-    bundle = _tiny_bundle(tmp_path)
+    bundle = make_tiny_bundle(tmp_path, mode="STM")
     out = tmp_path / "out"
     args = ["detect", str(real_data / WSE2), "--out", str(out), "--model", str(bundle), "--device", "cpu",
             "--threshold", "0.3", "--json"]
