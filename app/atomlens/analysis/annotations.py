@@ -48,7 +48,7 @@ __all__ = ["SIDECAR_FORMAT", "SidecarError", "SidecarMismatch", "Annotations", "
            "save_sidecar", "load_sidecar", "read_sidecar", "find_sidecar", "fallback_sidecar_path",
            "write_sidecar_text", "write_sidecar_bytes", "clean_temp_files", "parse_sidecar", "sidecar_text",
            "export_training_pair", "label_map", "holdout_row", "DEFAULT_DEFECT_TYPES", "LABEL_RADIUS_A",
-           "LABEL_RADIUS_UNCALIBRATED_PX"]
+           "LABEL_RADIUS_UNCALIBRATED_PX", "PointList", "PointListError", "parse_point_list", "read_point_list"]
 
 SIDECAR_FORMAT = "atomlens-annotations/1"
 
@@ -464,6 +464,87 @@ class Annotations:
         self.edits += 1
         return old
 
+    def atom_state(self) -> dict:
+        """A copy of the atom table and the deleted places (for :meth:`restore_atom_state`:
+        the undo of an edit that changes many atoms at once)."""
+        out = {k: getattr(self, k).copy() for k in _ATOM_COLUMNS}
+        out["deleted_x"], out["deleted_y"] = self.deleted_x.copy(), self.deleted_y.copy()
+        return out
+
+    def restore_atom_state(self, state: dict) -> None:
+        """Put back a table taken by :meth:`atom_state` (counts as an edit)."""
+        n = len(state["x"])
+        if any(len(state[k]) != n for k in _ATOM_COLUMNS):
+            raise ValueError("the atom columns of the state differ in length")
+        self._check_cls(state["cls"])
+        for k in _ATOM_COLUMNS:
+            setattr(self, k, np.asarray(state[k]).copy())
+        self.deleted_x = np.asarray(state.get("deleted_x", ()), np.float64).copy()
+        self.deleted_y = np.asarray(state.get("deleted_y", ()), np.float64).copy()
+        self.edits += 1
+
+    def import_points(self, points: "PointList", default_cls: int = 1, replace: bool = True) -> dict:
+        """Take the atoms of a point list (:func:`read_point_list`) as the user's: confirmed
+        atoms (``source "user"``, reviewed, score 1 unless the list has scores).
+
+        Parameters
+        ----------
+        points : PointList
+            Positions in this image's pixels.  A list with a class column has its names mapped
+            onto `class_names` (an unknown name is a :class:`PointListError`; "background" too).
+        default_cls : int
+            Class index of the points of a list without classes.
+        replace : bool
+            True: the imported atoms replace all atoms (the places of the atoms replaced are not
+            recorded as deleted: the list replaces the starting point, it does not say where
+            there is no atom); False: they are added to them.
+
+        Returns
+        -------
+        dict
+            The state before (:meth:`atom_state`): ``restore_atom_state(old)`` undoes it.
+
+        Raises
+        ------
+        PointListError
+            (a ValueError) A point outside the image (``shape``), an unknown class name or a
+            bad `default_cls`; nothing is changed then.
+        """
+        x, y = np.asarray(points.x, np.float64), np.asarray(points.y, np.float64)
+        if self.shape is not None and len(x):
+            h, w = self.shape
+            out = (x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)
+            if out.any():
+                i = int(np.argmax(out))
+                raise PointListError(
+                    f"{points.name}: {int(out.sum())} of {len(x)} points lie outside this {w}x{h} px image (point "
+                    f"{i + 1} at x={x[i]:.4g}, y={y[i]:.4g}); is the list for another image, or are its positions "
+                    "not in pixels?")
+        if points.classes is None:
+            try:
+                c = int(self._check_cls(default_cls))
+            except ValueError as exc:
+                raise PointListError(str(exc)) from None
+            cls = np.full(len(x), c, np.int64)
+        else:
+            index = {n: k for k, n in enumerate(self.class_names) if k > 0}
+            unknown = sorted(set(points.classes) - set(index))
+            if unknown:
+                raise PointListError(f"{points.name}: unknown atom class(es) {unknown[:5]}; these annotations "
+                                     f"know {list(self.class_names[1:])}")
+            cls = np.array([index[n] for n in points.classes], np.int64)
+        score = np.ones(len(x)) if points.score is None else np.clip(np.asarray(points.score, np.float64), 0, 1)
+        old = self.atom_state()
+        keep = slice(0, 0) if replace else slice(None)
+        self.x = np.concatenate([self.x[keep], x])
+        self.y = np.concatenate([self.y[keep], y])
+        self.cls = np.concatenate([self.cls[keep], cls])
+        self.score = np.concatenate([self.score[keep], score])
+        self.source = np.concatenate([self.source[keep], np.full(len(x), "user", object)])
+        self.reviewed = np.concatenate([self.reviewed[keep], np.ones(len(x), bool)])
+        self.edits += 1
+        return old
+
     # ------------------------------------------------------------------ defect edits
     @staticmethod
     def _check_defect(d: dict) -> dict:
@@ -630,6 +711,169 @@ class Annotations:
                    image_name=_text(d.get("image_name"), "'image_name'"), frame=frame, shape=shape,
                    px_size_nm=px, model=model, mode=_text(d.get("mode"), "'mode'"), edits=edits,
                    reviewed=reviewed, deleted_x=dx, deleted_y=dy)
+
+
+# ---------------------------------------------------------------------- point lists
+class PointListError(ValueError):
+    """A point list (CSV of atom positions) that cannot be imported; the message names the
+    file, the line and what is wrong."""
+
+
+@dataclasses.dataclass
+class PointList:
+    """Atom positions read from a text table (:func:`read_point_list`).
+
+    Attributes
+    ----------
+    x, y : (n,) float64, px
+        Column and row in the image's pixels (centre of the top-left pixel at 0, 0).
+    classes : list of str or None
+        Class name of each point (a ``class`` column), or None.
+    score : (n,) float64 or None
+        A ``score`` column, or None.
+    name : str
+        The file (for messages).
+    layout : str
+        What was recognised, e.g. ``"header x,y"``, ``"row number, x, y"``.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    classes: list | None = None
+    score: np.ndarray | None = None
+    name: str = "the point list"
+    layout: str = ""
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+#: Largest point list read (bytes).
+POINT_LIST_MAX_BYTES = 64 << 20
+_X_NAMES, _Y_NAMES = ("x", "x_px", "x (px)", "x [px]", "x/px"), ("y", "y_px", "y (px)", "y [px]", "y/px")
+
+
+def _float_or_none(v: str):
+    try:
+        f = float(v)
+    except ValueError:
+        return None
+    return f
+
+
+def parse_point_list(text: str, name: str = "the point list") -> PointList:
+    """Atom positions in pixels from a text table.
+
+    Understood: comma-, tab-, semicolon- or space-separated columns; a header line naming
+    columns ``x`` and ``y`` (any case; also ``x_px``, ``X (px)``), with optional ``class`` and
+    ``score`` columns and any others ignored (AtomLens's own ``x,y,class,score,x_nm,y_nm``;
+    ImageJ's ``Results.csv`` `` ,X,Y`` with a row-number column); without a header, two
+    columns ``x, y`` or three ``row number, x, y`` (the first a running count from 0 or 1).
+    Blank lines and lines starting with ``#`` are skipped.
+
+    Raises
+    ------
+    PointListError
+        (a ValueError) Empty, no x/y columns (or only nm ones), a row with too few fields, a
+        value that is not a finite number: the message names `name` and the line.
+    """
+    import csv
+    import io as _io
+
+    rows = []
+    for k, line in enumerate(text.lstrip("\ufeff").splitlines(), 1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            rows.append((k, line))
+    if not rows:
+        raise PointListError(f"{name}: no points (the file is empty)")
+    first = rows[0][1]
+    delim = next((d for d in (",", "\t", ";") if d in first), None)
+    if delim is None:
+        table = [(k, line.split()) for k, line in rows]
+    else:
+        table = [(k, f) for (k, _), f in zip(rows, csv.reader(_io.StringIO("\n".join(r for _, r in rows)),
+                                                               delimiter=delim))]
+    table = [(k, [c.strip() for c in f]) for k, f in table]
+    head = table[0][1]
+    classes = score_col = None
+    if any(_float_or_none(c) is None for c in head):  # a header
+        low = [c.lower().strip('"\'') for c in head]
+        ix = next((low.index(n) for n in _X_NAMES if n in low), None)
+        iy = next((low.index(n) for n in _Y_NAMES if n in low), None)
+        if ix is None or iy is None:
+            if "x_nm" in low:
+                raise PointListError(f"{name}: the header {','.join(head)!r} has positions in nm only; the import "
+                                     "needs pixel columns 'x' and 'y'")
+            raise PointListError(f"{name}: line {table[0][0]}: the header {','.join(head)!r} names no 'x' and 'y' "
+                                 "columns (pixels)")
+        cc = low.index("class") if "class" in low else None
+        sc = low.index("score") if "score" in low else None
+        body = table[1:]
+        layout = "header " + ",".join(h for h in head)
+    else:
+        body = table
+        n = len(head)
+        if n == 2:
+            ix, iy, layout = 0, 1, "x, y"
+        elif n == 3:
+            first_col = [_float_or_none(f[0]) if f else None for _, f in body]
+            start = first_col[0]
+            if start in (0.0, 1.0) and all(v == start + i for i, v in enumerate(first_col)):
+                ix, iy, layout = 1, 2, "row number, x, y"
+            else:
+                raise PointListError(f"{name}: three columns without a header, and the first is not a row number: "
+                                     "add a header line naming the 'x' and 'y' columns")
+        else:
+            raise PointListError(f"{name}: {n} column(s) without a header; expected x, y (or row number, x, y), or "
+                                 "a header line naming the 'x' and 'y' columns")
+        cc = sc = None
+    need = max(i for i in (ix, iy, cc, sc) if i is not None) + 1
+    xs, ys, cl, sv = [], [], [], []
+    for k, f in body:
+        if len(f) < need:
+            raise PointListError(f"{name}: line {k} has {len(f)} field(s), {need} expected")
+        vals = []
+        for i, what in ((ix, "x"), (iy, "y")) + (((sc, "score"),) if sc is not None else ()):
+            v = _float_or_none(f[i])
+            if v is None or not math.isfinite(v):
+                raise PointListError(f"{name}: line {k}: {what} is {f[i]!r}, not a finite number")
+            vals.append(v)
+        xs.append(vals[0])
+        ys.append(vals[1])
+        if sc is not None:
+            sv.append(vals[2])
+        if cc is not None:
+            if not f[cc]:
+                raise PointListError(f"{name}: line {k}: the class is empty")
+            cl.append(f[cc])
+    if not xs:
+        raise PointListError(f"{name}: no points (only a header)")
+    if cc is not None:
+        classes = cl
+    if sc is not None:
+        score_col = np.array(sv, np.float64)
+    return PointList(np.array(xs, np.float64), np.array(ys, np.float64), classes, score_col, name, layout)
+
+
+def read_point_list(path) -> PointList:
+    """:func:`parse_point_list` of a file (UTF-8, with or without a byte-order mark; Latin-1
+    as a fallback).  Raises :class:`PointListError` also for a file that cannot be read, is
+    binary or larger than :data:`POINT_LIST_MAX_BYTES`."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > POINT_LIST_MAX_BYTES:
+            raise PointListError(f"{path}: {size / 2 ** 20:.0f} MB is too large for a point list")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PointListError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if b"\0" in data:
+        raise PointListError(f"{path}: not a text file (a point list is a CSV of x, y positions in pixels)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return parse_point_list(text, str(path))
 
 
 # ---------------------------------------------------------------------- sidecar files

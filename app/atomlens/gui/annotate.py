@@ -18,6 +18,11 @@ rectangle; Move drags an atom; Defect marks a point defect with a click or a box
 drag), the defect types dialog in :mod:`.annotate_types`: "Edit defect types…" changes the
 types of the open annotations (one undo step) and keeps them in the window's settings as the
 default for the next image annotated.
+
+"Import atoms from a point list…" reads a CSV of positions in pixels (``x,y`` with or without a
+header or a row-number column, ImageJ's ``Results.csv``, AtomLens's own ``atoms.csv``; see
+:func:`~atomlens.analysis.annotations.parse_point_list`) and makes its atoms the user's
+confirmed atoms, replacing the atoms there are or added to them (asked), as one undo step.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 from ..analysis.annotations import (
     DEFAULT_DEFECT_TYPES,
     Annotations,
+    PointListError,
     SidecarError,
     export_training_pair,
     file_sha256,
+    read_point_list,
 )
 from ..analysis.annotations_store import SidecarConflict, SidecarStore
 from .annotate_edits import AnnotateEdits
@@ -62,7 +69,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
     Attributes: ``ann`` (the Annotations or None), ``undo_stack``, ``view``
     (:class:`AnnotationsView`), ``tool`` ("add", "delete", "move", "defect"), ``current_class``
     (index into ``ann.class_names``), ``act_toggle``, ``act_export``, ``act_undo``, ``act_redo``,
-    ``act_types`` ("Edit defect types…").
+    ``act_types`` ("Edit defect types…"), ``act_import`` ("Import atoms from a point list…").
 
     Signals: ``saved(str)`` with the sidecar path after each save, ``activeChanged(bool)``,
     ``annotationsChanged()`` after each edit, undo or redo and when ``ann`` is set or dropped.
@@ -117,6 +124,10 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         self.act_redo.setShortcuts([QtGui.QKeySequence("Ctrl+Shift+Z"), QtGui.QKeySequence("Ctrl+Y")])
         self.act_export = QtWidgets.QAction("Export as &training data…", w)
         self.act_export.triggered.connect(lambda: self.export_training())
+        self.act_import = QtWidgets.QAction("&Import atoms from a point list…", w)
+        self.act_import.setStatusTip("Read atom positions in pixels (a CSV: x,y; ImageJ Results; atoms.csv) as "
+                                     "atoms you confirmed, e.g. hand-made labels to fine-tune on")
+        self.act_import.triggered.connect(lambda: self.import_point_list())
         self.act_save = QtWidgets.QAction("&Save annotations now", w)
         self.act_save.triggered.connect(lambda: self.save())
         self.act_types = QtWidgets.QAction("Edit defect &types…", w)
@@ -176,6 +187,7 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
         menu.addAction(self.act_redo)
         menu.addSeparator()
         menu.addAction(self.act_types)
+        menu.addAction(self.act_import)
         menu.addSeparator()
         menu.addAction(self.act_save)
         menu.addAction(self.act_export)
@@ -477,6 +489,66 @@ class AnnotateController(AnnotateInput, AnnotateEdits, QtCore.QObject):
             return []
         self.w.statusBar().showMessage(f"Wrote {paths[0].parent}/{stem}.*", 5000)
         return paths
+
+    def ask_import_mode(self, n_new: int) -> str | None:
+        """Ask whether the `n_new` imported atoms replace the atoms there are ("replace"), are
+        added to them ("add"), or nothing is imported (None).  "replace" without asking when
+        the window is not interactive."""
+        if not getattr(self.w, "interactive", True):
+            return "replace"
+        box = QtWidgets.QMessageBox(self.w)
+        box.setIcon(QtWidgets.QMessageBox.Question)
+        box.setWindowTitle("Import atoms")
+        box.setText(f"Import {n_new} atoms from the point list. The image has {len(self.ann)} atoms already.")
+        box.setInformativeText("Replace: the list's atoms take the place of all atoms there are (hand-made "
+                               "labels of the whole image). Add: they are added to them. Undo (Ctrl+Z) takes "
+                               "the import back either way.")
+        rep = box.addButton("Replace", QtWidgets.QMessageBox.AcceptRole)
+        add = box.addButton("Add", QtWidgets.QMessageBox.AcceptRole)
+        cancel = box.addButton(QtWidgets.QMessageBox.Cancel)
+        box.setDefaultButton(rep)
+        box.setEscapeButton(cancel)
+        box.exec_()
+        return {rep: "replace", add: "add"}.get(box.clickedButton())
+
+    def import_point_list(self, path=None, replace: bool | None = None) -> bool:
+        """Import the atoms of a point list file (asked for when `path` is None) as confirmed
+        user atoms; one undo step.  Starts Annotate mode when needed.  `replace` None asks
+        (when there are atoms already).  False, with the reason shown, when nothing was
+        imported (no image, cancelled, a malformed file, points outside the image)."""
+        if self.w.micrograph is None:
+            self.w.statusBar().showMessage("Open an image first.", 5000)
+            return False
+        if path is None:
+            start = str(self.image_path.parent) if self.image_path is not None else ""
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self.w, "Import atoms from a point list", start,
+                "Point lists (*.csv *.txt *.tsv *.dat);;All files (*)")
+            if not path:
+                return False
+        try:
+            points = read_point_list(path)
+        except PointListError as exc:
+            self.w._error("Atoms not imported", str(exc))
+            return False
+        if self.ann is None and not self._start():
+            return False
+        if not self.active:
+            self.set_active(True)
+        if replace is None:
+            choice = self.ask_import_mode(len(points)) if len(self.ann) else "replace"
+            if choice is None:
+                return False
+            replace = choice == "replace"
+        try:
+            self.import_points(points, replace=replace)
+        except PointListError as exc:
+            self.w._error("Atoms not imported", str(exc))
+            return False
+        self.w.statusBar().showMessage(
+            f"Imported {len(points)} atoms from {Path(path).name} ({points.layout}) as atoms you confirmed"
+            + ("" if replace else ", added to the others") + "; Ctrl+Z undoes", 10000)
+        return True
 
     def _entry(self) -> dict:
         """The open annotations for the retrain dialog; the image's calibration when the

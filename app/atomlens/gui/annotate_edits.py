@@ -94,6 +94,24 @@ class AnnotateEdits:
 
         self._push(f"Set class {ann.class_names[cls]}", do, undo)
 
+    def import_points(self, points, replace: bool = True, cls: int | None = None) -> None:
+        """Take the atoms of `points` (a :class:`~atomlens.analysis.annotations.PointList`)
+        as confirmed user atoms, replacing (`replace`) or adding to the atoms there are; one
+        undo step.  Points without a class get `cls` (default: the current class).  Raises
+        :class:`~atomlens.analysis.annotations.PointListError` with nothing changed."""
+        ann = self.ann
+        old = ann.import_points(points, self.current_class if cls is None else cls, replace)
+        new = ann.atom_state()
+        state = {"first": True}
+
+        def do():
+            if state.pop("first", False):  # done above (where a bad list raises before any change)
+                return
+            ann.restore_atom_state(new)
+
+        n = len(points)
+        self._push(f"Import {n} atom{'s' if n != 1 else ''}", do, lambda: ann.restore_atom_state(old))
+
     # ------------------------------------------------------------------ defects
     def add_defect(self, x: float, y: float, type_name: str | None = None, w: float | None = None,
                    h: float | None = None) -> None:
