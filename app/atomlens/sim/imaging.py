@@ -31,8 +31,9 @@ from scipy import ndimage
 from .atoms import DOPANT, VACANCY, AtomTable
 from .render import Grid, gaussian_ft, render_points
 
-__all__ = ["PAD_A", "pad_px", "stm_top_layer", "ProbeParams", "electron_wavelength_A", "probe_ft", "probe_profile",
-           "render_stem", "render_stm", "StmParams", "MODES"]
+__all__ = ["PAD_A", "pad_px", "stm_top_layer", "ProbeParams", "electron_wavelength_A", "probe_ft", "probe_ft_filled",
+           "probe_profile",
+           "render_stem", "render_count_map", "render_stm", "StmParams", "MODES"]
 
 MODES = ("HAADF", "ADF", "ABF", "BF", "STM")
 
@@ -60,7 +61,7 @@ class ProbeParams:
 
 
 @functools.lru_cache(maxsize=512)
-def _probe_mtf_table(probe: ProbeParams) -> tuple[np.ndarray, np.ndarray]:
+def _probe_mtf_table(probe: ProbeParams, filled: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Radial profile of the transform of the probe intensity: (k in 1/Å, value), unit at k=0.
 
     Without astigmatism the probe is radially symmetric, so its transform depends on |k| only
@@ -80,11 +81,37 @@ def _probe_mtf_table(probe: ProbeParams) -> tuple[np.ndarray, np.ndarray]:
     kr = np.sqrt(k2).ravel()
     bins = np.linspace(0, 2.2 * k_ap, 400)
     idx = np.digitize(kr, bins)
-    prof = np.bincount(idx, spec.ravel(), minlength=len(bins) + 1)[1:len(bins)] / np.maximum(
-        np.bincount(idx, minlength=len(bins) + 1)[1:len(bins)], 1)
+    hits = np.bincount(idx, minlength=len(bins) + 1)[1:len(bins)]
+    prof = np.bincount(idx, spec.ravel(), minlength=len(bins) + 1)[1:len(bins)] / np.maximum(hits, 1)
     centres = 0.5 * (bins[1:] + bins[:-1])
     centres[0], prof[0] = 0.0, 1.0
+    if filled:
+        # radial bins that no grid point falls in (many at small k, where the 256-point grid
+        # is coarser than the bins) hold 0: interpolate them from their neighbours instead
+        ok = hits > 0
+        ok[0] = True
+        prof = np.interp(centres, centres[ok], prof[ok])
     return centres, np.clip(prof, 0, None)
+
+
+@functools.lru_cache(maxsize=128)
+def _probe_ft_filled_cached(grid_key, probe: ProbeParams) -> np.ndarray:
+    shape, pad, px = grid_key
+    grid = Grid(shape, px, pad)
+    kt, vt = _probe_mtf_table(dataclasses.replace(probe, source_fwhm_A=0.0), filled=True)
+    out = np.interp(np.sqrt(grid.k2_A), kt, vt, right=0.0)
+    sigma_src = probe.source_fwhm_A / 2.3548
+    out = out * np.exp(-2 * np.pi**2 * sigma_src**2 * grid.k2_A)
+    return np.ascontiguousarray(out.astype(np.float32))
+
+
+def probe_ft_filled(grid: Grid, probe: ProbeParams) -> np.ndarray:
+    """As :func:`probe_ft`, but with the radial bins of the probe's transform that no
+    sample falls in interpolated rather than zero.  :func:`probe_ft` keeps the zeros (they
+    suppress some low spatial frequencies, periods of ~5-50 Å) so that existing configs
+    render bit for bit as before; the new thick-support and patch textures use this one,
+    since their low-frequency content (thickness, clumps) is the point of them."""
+    return _probe_ft_filled_cached(grid.key(), probe.rounded())
 
 
 @functools.lru_cache(maxsize=128)
@@ -152,6 +179,33 @@ def render_stem(table: AtomTable, shape, px_size_A: float, *, mode: str = "HAADF
         scale = float(np.percentile(dark, 99.5)) or 1.0
         return (1.0 - 0.6 * dark / scale).astype(np.float32)
     raise ValueError(f"unknown STEM mode {mode!r}; choose HAADF, ADF, BF or ABF")
+
+
+def render_count_map(counts: np.ndarray, shape, px_size_A: float, *, Z: int = 6, mode: str = "HAADF",
+                     probe: ProbeParams = ProbeParams(), z_exponent: float = 1.7,
+                     pad_A: float = PAD_A) -> np.ndarray:
+    """HAADF/ADF image of atoms given as counts per pixel (e.g. a thick amorphous support,
+    :func:`atomlens.sim.structures.layered_support_map`) instead of as columns.
+
+    `counts` lives on the padded render grid of :func:`render_stem` (shape (hp, wp), the
+    image starting at ``pad_px(px_size_A, pad_A)``), so it adds to a render_stem image of
+    the same shape, pixel size, probe and exponent: one FFT, whatever the number of atoms.
+    """
+    mode = mode.upper()
+    if mode not in ("HAADF", "ADF"):
+        raise ValueError(f"a count map renders in HAADF or ADF only, not {mode!r}")
+    from scipy import fft as sfft
+
+    grid = Grid(shape, px_size_A, pad_px(px_size_A, pad_A))
+    if counts.shape != (grid.hp, grid.wp):
+        raise ValueError(f"count map must have the padded grid's shape {(grid.hp, grid.wp)}, not {counts.shape}")
+    n = z_exponent if mode == "HAADF" else min(z_exponent, 1.3)
+    spec = sfft.rfft2(np.asarray(counts, np.float32), workers=1)
+    spec *= probe_ft_filled(grid, probe)
+    img = sfft.irfft2(spec, s=(grid.hp, grid.wp), workers=1)
+    p = grid.pad
+    h, w = grid.shape
+    return np.ascontiguousarray(img[p:p + h, p:p + w] * np.float32(float(Z) ** n), dtype=np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

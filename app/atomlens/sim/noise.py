@@ -8,11 +8,14 @@ labels can follow.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
 __all__ = ["robust_peak", "poisson", "stem_counts", "read_noise", "line_jitter", "background", "gain_offset", "blur",
-           "stm_noise"]
+           "stm_noise", "contrast", "smooth_field", "ramp", "bowl", "thickness_field", "band_limited_noise",
+           "patch_mask", "probe_tail", "scan_streaks"]
 
 
 def robust_peak(image: np.ndarray) -> float:
@@ -136,3 +139,161 @@ def stm_noise(height_A: np.ndarray, rng, *, sigma_A: float = 0.02, line_offset_A
         row = rng.integers(h // 8, h - h // 8)
         out[row:] += rng.choice([-1, 1]) * rng.uniform(0.1, 0.4)
     return out.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- real-image artefacts
+# Backgrounds, contamination, thickness changes, probe tails and scan streaks as real HAADF
+# images show them (issue 24).  Every function draws its random numbers from `rng` only, so
+# :func:`atomlens.sim.simulate.simulate` stays deterministic for a seed, and is called only
+# when its config key is present, so configs without the keys give the images they gave.
+
+def contrast(image: np.ndarray) -> float:
+    """The 1-99 % intensity range of a 1-in-4 subsample (the "contrast" that the
+    background and patch heights are multiples of); 1.0 for a flat image."""
+    sub = np.ascontiguousarray(image[::2, ::2]).ravel()
+    lo, hi = np.percentile(sub, (1.0, 99.0))
+    return float(hi - lo) or 1.0
+
+
+def smooth_field(shape, rng, scale_px: float, m: int = 8) -> np.ndarray:
+    """A smooth Gaussian random field of unit variance (on average) and correlation length
+    ~`scale_px` (px), by `m` random Fourier features (see :func:`background`); float32."""
+    h, w = shape
+    kvec = rng.normal(0, 1.0 / (2 * np.pi * max(scale_px, 1e-3)), (m, 2)) * 2 * np.pi  # rad/px
+    phase = rng.uniform(0, 2 * np.pi, m)
+    ay = np.outer(np.arange(h), kvec[:, 1]) + phase
+    ax = np.outer(kvec[:, 0], np.arange(w))
+    f = (np.cos(ay).astype(np.float32) @ np.cos(ax).astype(np.float32)
+         - np.sin(ay).astype(np.float32) @ np.sin(ax).astype(np.float32))
+    f *= np.float32(1.0 / np.sqrt(m / 2.0))
+    return f
+
+
+def ramp(shape, rng, height: float) -> np.ndarray:
+    """A linear background rising by `height` (image units) across the image, in a random
+    direction, from 0 at the lowest corner; float32."""
+    h, w = shape
+    a = rng.uniform(0, 2 * np.pi)
+    g = (np.cos(a) * np.arange(w, dtype=np.float32)[None, :]
+         + np.sin(a) * np.arange(h, dtype=np.float32)[:, None])
+    g -= g.min()
+    return (np.float32(height / max(float(g.max()), 1e-9)) * g).astype(np.float32)
+
+
+def bowl(shape, rng, height: float) -> np.ndarray:
+    """A background rising quadratically from a random centre (inside the central half of
+    the image) towards the edges, 0 at the centre and `height` at the farthest pixel, as a
+    thickness bowl of a wedge-polished or ion-milled sample; float32."""
+    h, w = shape
+    cy, cx = rng.uniform(0.25, 0.75) * (h - 1), rng.uniform(0.25, 0.75) * (w - 1)
+    e = rng.uniform(0.6, 1.0)  # a slightly elliptical bowl
+    yy = ((np.arange(h, dtype=np.float32) - cy) ** 2)[:, None]
+    xx = ((np.arange(w, dtype=np.float32) - cx) ** 2 * e)[None, :]
+    r2 = yy + xx
+    return (np.float32(height / max(float(r2.max()), 1e-9)) * r2).astype(np.float32)
+
+
+def thickness_field(shape, rng, amplitude: float, scale_px: float) -> np.ndarray:
+    """A smooth multiplicative thickness factor 1 + amplitude * f (f a smooth field of
+    correlation length `scale_px`, zero mean and unit std over this field), clipped to
+    >= 0.1: multiplying a render by it
+    changes both its mean and its contrast, as a change of sample thickness does."""
+    f = smooth_field(shape, rng, scale_px)
+    f -= f.mean()
+    f *= np.float32(amplitude / (float(f.std()) or 1.0))  # relative std over this field
+    f += np.float32(1.0)
+    np.maximum(f, np.float32(0.1), out=f)
+    return f
+
+
+def band_limited_noise(shape, rng, kernel_ft: np.ndarray) -> np.ndarray:
+    """Unit-std Gaussian noise whose power spectrum is |kernel_ft|^2: white noise seen
+    through a probe (the speckle of amorphous material at the probe's scale).
+
+    `kernel_ft` is a kernel's transform on the rfft grid of an (hp, wp) field with
+    hp >= H, wp >= W (e.g. ``probe_ft`` of an unpadded :class:`atomlens.sim.render.Grid`);
+    the noise is drawn in Fourier space (one inverse FFT) and cropped to `shape`.
+    """
+    from scipy import fft as sfft
+
+    hp, nkx = kernel_ft.shape
+    wp = 2 * (nkx - 1)
+    spec = np.empty((hp, nkx), np.complex64)
+    spec.real = rng.standard_normal((hp, nkx), dtype=np.float32)
+    spec.imag = rng.standard_normal((hp, nkx), dtype=np.float32)
+    spec *= kernel_ft
+    out = sfft.irfft2(spec, s=(hp, wp), workers=1)[:shape[0], :shape[1]]
+    out -= out.mean()
+    sd = float(out.std()) or 1.0
+    return np.ascontiguousarray(out / sd, dtype=np.float32)
+
+
+def patch_mask(shape, rng, area: float, edge_px: float | None = None) -> np.ndarray:
+    """One contamination patch: a soft-edged blob of irregular outline covering about
+    `area` (fraction of the field), centred anywhere in the image (so it may run off an
+    edge).  Values 0..1, float32."""
+    h, w = shape
+    r0 = math.sqrt(max(area, 1e-4) * h * w / math.pi)
+    cy, cx = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
+    yy = np.arange(h, dtype=np.float32)[:, None] - np.float32(cy)
+    xx = np.arange(w, dtype=np.float32)[None, :] - np.float32(cx)
+    d = np.sqrt(yy * yy + xx * xx)
+    th = np.arctan2(yy, xx)
+    r = np.ones_like(d)
+    for k in (2, 3, 5):  # an irregular outline: a few harmonics of the radius
+        r += np.float32(rng.uniform(0, 0.45 / k)) * np.cos(k * th + np.float32(rng.uniform(0, 2 * np.pi)))
+    r *= np.float32(r0)
+    e = np.float32(edge_px if edge_px is not None else max(1.0, rng.uniform(0.08, 0.25) * r0))
+    return (0.5 * (1.0 + np.tanh((r - d) / e))).astype(np.float32)
+
+
+def probe_tail(image: np.ndarray, fraction: float, sigma_px: float) -> np.ndarray:
+    """Move `fraction` of the intensity into a broad Gaussian halo of std `sigma_px` (px),
+    as residual aberrations and the probe's tails do: (1 - f) I + f (G * I).
+
+    The halo is smooth, so it is computed on a block-averaged copy (blocks of ~sigma/3 px)
+    and interpolated back (mirror edges): the cost does not grow with its width.
+    """
+    if fraction <= 0 or sigma_px <= 0:
+        return image
+    h, w = image.shape
+    k = max(1, int(sigma_px // 3))
+    if k > 1:
+        hb, wb = -(-h // k), -(-w // k)
+        big = np.pad(image, ((0, hb * k - h), (0, wb * k - w)), mode="edge")
+        small = big.reshape(hb, k, wb, k).mean(axis=(1, 3), dtype=np.float32)
+        small = ndimage.gaussian_filter(small, sigma_px / k, mode="reflect", truncate=3.0)
+        # block centres sit at (k - 1) / 2 + k i: map the pixel grid onto them
+        yy = (np.arange(h, dtype=np.float32) - (k - 1) / 2) / k
+        xx = (np.arange(w, dtype=np.float32) - (k - 1) / 2) / k
+        halo = ndimage.map_coordinates(small, np.meshgrid(yy, xx, indexing="ij"), order=1, mode="nearest")
+    else:
+        halo = ndimage.gaussian_filter(image, sigma_px, mode="reflect", truncate=3.0)
+    return ((1.0 - fraction) * image + fraction * halo).astype(np.float32)
+
+
+def scan_streaks(image: np.ndarray, rng, rate: float, *, max_rows: int = 3,
+                 strength: float = 0.3) -> tuple[np.ndarray, list]:
+    """Scan streaks: a Poisson(`rate`) number of events, each a run of 1-`max_rows` scan
+    lines whose gain jumps (x U(1 - strength, 1 + strength)) or whose offset jumps
+    (+- U(0.2, 1) * strength * the image's contrast), as detector or scan-electronics
+    glitches give.  From a random column on, or the whole line.  Returns (image, events)
+    with events as (row, n_rows, kind) for the record."""
+    n = int(rng.poisson(rate)) if rate > 0 else 0
+    if n == 0:
+        return image, []
+    out = np.array(image, dtype=np.float32, copy=True)
+    h, w = out.shape
+    c = contrast(out)
+    ev = []
+    for _ in range(n):
+        r = int(rng.integers(h))
+        k = int(rng.integers(1, max_rows + 1))
+        x0 = int(rng.integers(w)) if rng.random() < 0.3 else 0
+        if rng.random() < 0.5:
+            out[r:r + k, x0:] *= np.float32(rng.uniform(1 - strength, 1 + strength))
+            ev.append((r, k, "gain"))
+        else:
+            out[r:r + k, x0:] += np.float32(rng.choice([-1, 1]) * rng.uniform(0.2, 1.0) * strength * c)
+            ev.append((r, k, "offset"))
+    return out, ev

@@ -19,7 +19,7 @@ from . import augment, defects, imaging, noise
 from .atoms import ATOM, CLASSES, DEFECT_TYPES, DOPANT, VACANCY, AtomTable
 from .elements import atomic_number
 from .render import Grid, gaussian_ft, render_points
-from .structures import amorphous_support, build, from_cif, fcc
+from .structures import amorphous_support, build, fcc, film_edge, from_cif, layered_support_map
 
 __all__ = ["SimConfig", "SimResult", "simulate", "draw"]
 
@@ -111,12 +111,33 @@ def _sites(cell, role):
     return None if role in (None, "any") else cell.role_index(role)
 
 
-def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None]:
-    """Heavy single atoms and small clusters on amorphous carbon."""
+def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None, dict | None]:
+    """Heavy single atoms and small clusters on amorphous carbon.
+
+    Parameters (``structure_params``, drawn): element, n_atoms, n_clusters, cluster_element,
+    and for the support either the thin film of old (support_density, support_thickness:
+    one layer of columns whose counts are scaled) or, when ``support_layers`` is given, a
+    thick film of that many independent layers (mean ~ layers, speckle ~ sqrt(layers)),
+    with ``support_thickness_var`` (relative smooth thickness change over the field) and
+    ``vacuum_prob`` (probability that the film ends inside the field, vacuum beyond a
+    smooth edge; no atoms there).  The thick film is returned as a spec (third item) and
+    rendered as a count map at imaging time, one FFT whatever its thickness.
+    """
     z = atomic_number(draw(rng, params.get("element", "Pt")))
-    t = amorphous_support(*field_A, rng, density_per_A2=draw(rng, params.get("support_density", [0.3, 0.5])),
-                          margin_A=margin_A)
-    t.count *= np.float32(draw(rng, params.get("support_thickness", [1.0, 3.0])))
+    thick = None
+    if "support_layers" in params:
+        support = None
+        if rng.random() < float(params.get("vacuum_prob", 0.0)):
+            support = film_edge(*field_A, rng)
+        thick = {"layers": float(params["support_layers"]),
+                 "density": float(params.get("support_density", 0.38)),
+                 "thickness_var": float(params.get("support_thickness_var", 0.0)),
+                 "support": support, "vacuum": support is not None}
+        t = AtomTable.empty()
+    else:
+        t = amorphous_support(*field_A, rng, density_per_A2=draw(rng, params.get("support_density", [0.3, 0.5])),
+                              margin_A=margin_A)
+        t.count *= np.float32(draw(rng, params.get("support_thickness", [1.0, 3.0])))
     n_atoms = int(round(draw(rng, params.get("n_atoms", [3, 15]))))
     t = defects.adatoms(t.subset(np.ones(len(t), bool)), rng, n_atoms, z, field_A, min_dist_A=0.0)
     t.cls[t.cls == DOPANT] = ATOM
@@ -130,7 +151,9 @@ def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None]:
         pts.append(cl)
     for cl in pts:
         t = t.concat(cl)
-    return t, None
+    if thick is not None and thick["support"] is not None and len(t):
+        t = t.subset(thick["support"](t.xy[:, 0], t.xy[:, 1]) > 0.5)  # heavy atoms sit on the film
+    return t, None, thick
 
 
 def simulate(config, seed: int) -> SimResult:
@@ -158,8 +181,9 @@ def simulate(config, seed: int) -> SimResult:
     thickness = float(draw(rng, cfg.thickness))
     d = cfg.defects
     cell = None
+    thick = None
     if structure == "single_atoms":
-        t, cell = _single_atoms(field, rng, params, margin)
+        t, cell, thick = _single_atoms(field, rng, params, margin)
     else:
         cell = from_cif(cfg.cif, tuple(cfg.zone_axis)) if cfg.cif else build(structure, **params)
         gb = d.get("grain_boundary", {})
@@ -241,6 +265,11 @@ def simulate(config, seed: int) -> SimResult:
         zexp = float(draw(rng, cfg.z_exponent))
         meta["probe"], meta["z_exponent"] = dataclasses.asdict(probe), zexp
         img = imaging.render_stem(t, (h, w), px, mode=mode, probe=probe, z_exponent=zexp)
+        if thick is not None:
+            img = img + _thick_support(thick, (h, w), px, rng, mode, probe, zexp)
+            meta["support"] = {k: v for k, v in thick.items() if k != "support"}
+        if any(k in nz for k in _REAL_KEYS):
+            img, t = _real_artefacts(img, t, nz, rng, px, probe, meta)
         if nz.get("floor", 0):  # diffuse scattering from thick or amorphous material, detector floor
             img = img + np.float32(nz["floor"] * noise.robust_peak(img))
         if nz.get("background", 0):
@@ -250,6 +279,8 @@ def simulate(config, seed: int) -> SimResult:
             img = noise.stem_counts(img, rng, nz["dose_e_per_A2"], px, nz.get("collection", 0.05),
                                     exact=bool(nz.get("exact_poisson", False)))
         img, shifts = noise.line_jitter(img, rng, nz.get("jitter_px", 0.0))
+        if nz.get("streaks", 0):
+            img, meta["streaks"] = noise.scan_streaks(img, rng, float(nz["streaks"]))
         img = noise.blur(img, nz.get("blur_px", 0.0))
         if nz.get("read_noise", 0):
             img = noise.read_noise(img, rng, nz["read_noise"] * float(img.std() or 1.0))
@@ -272,6 +303,79 @@ def simulate(config, seed: int) -> SimResult:
     meta["defect_types"] = present or ["pristine"]
     meta["n_atoms"] = {c: int((lab.cls == i).sum()) for i, c in enumerate(CLASSES) if i > 0}
     return SimResult(np.ascontiguousarray(img, dtype=np.float32), lab, masks, px, meta)
+
+
+#: ``noise`` keys of the real-image artefacts applied between the render and the dose
+_REAL_KEYS = ("ramp", "bowl", "patch", "thickness_var", "probe_tail")
+
+
+def _thick_support(thick: dict, shape, px: float, rng, mode: str, probe, zexp: float) -> np.ndarray:
+    """Render the thick amorphous carbon of `_single_atoms` (a count map through the probe)."""
+    grid = Grid(shape, px, imaging.pad_px(px))
+    counts = layered_support_map((grid.hp, grid.wp), grid.pad, px, rng, layers=thick["layers"],
+                                 density_per_A2=thick["density"], thickness_var=thick["thickness_var"],
+                                 support=thick["support"])
+    if mode in ("HAADF", "ADF"):
+        return imaging.render_count_map(counts, shape, px, Z=6, mode=mode, probe=probe, z_exponent=zexp)
+    raise ValueError(f"support_layers renders in HAADF or ADF only, not {mode}")
+
+
+def _real_artefacts(img: np.ndarray, t: AtomTable, nz: dict, rng, px: float, probe, meta: dict):
+    """The artefacts of real HAADF images that come before the detector (issue 24), in the
+    order the physics applies them: contamination patches (material, scattered), a smooth
+    thickness change (multiplies the scattered signal), probe tails (spread all of it), then
+    the additive backgrounds (ramp, bowl).  Heights are multiples of the clean render's
+    1-99 % contrast.  Atoms under a thick patch (brightness > 5 where the patch is over
+    half its height) are unlabelled: the patch hides them.  Returns (image, table)."""
+    h, w = img.shape
+    c = noise.contrast(img)
+    rec: dict[str, Any] = {"contrast": c}
+    pa = nz.get("patch")
+    if pa:
+        pa = pa if isinstance(pa, dict) else {"prob": float(pa)}
+        if rng.random() < float(draw(rng, pa.get("prob", 1.0))):
+            # the patches' own amorphous speckle, at the probe's scale and in clumps of a few
+            # probe widths: one noise field for all of them
+            grid = Grid((h, w), px, 0)
+            P = imaging.probe_ft_filled(grid, probe)
+            s = noise.band_limited_noise((h, w), rng, P * (1.0 + 3.0 * gaussian_ft(grid, 1.5)))
+            total = np.zeros((h, w), np.float32)
+            hide = np.zeros((h, w), bool)
+            spots = []
+            for _ in range(max(1, int(round(float(draw(rng, pa.get("n", 1))))))):
+                area = float(draw(rng, pa.get("area", [0.05, 0.3])))
+                b = float(draw(rng, pa.get("brightness", [1.0, 5.0])))
+                tex = float(np.clip(draw(rng, pa.get("texture", 0.5)), 0.0, 1.0))
+                m = noise.patch_mask((h, w), rng, area)
+                body = (1.0 - tex) + tex * np.clip(1.0 + 0.6 * s, 0.0, None)
+                total += np.float32(b * c) * m * body.astype(np.float32)
+                if b > 5:
+                    hide |= m > 0.5
+                spots.append({"area": area, "brightness": b, "texture": tex})
+            img = img + total
+            rec["patches"] = spots
+            if hide.any() and len(t):
+                xi = np.clip(np.rint(t.xy[:, 0] / px).astype(int), 0, w - 1)
+                yi = np.clip(np.rint(t.xy[:, 1] / px).astype(int), 0, h - 1)
+                inside = (t.xy[:, 0] >= 0) & (t.xy[:, 1] >= 0) & (t.xy[:, 0] < w * px) & (t.xy[:, 1] < h * px)
+                under = inside & hide[yi, xi]
+                if under.any():
+                    t = t.copy()
+                    t.labelled = t.labelled & ~under
+                    rec["hidden_atoms"] = int(under.sum())
+    if nz.get("thickness_var", 0):
+        scale = float(rng.uniform(0.25, 0.7)) * max(h, w)
+        img = img * noise.thickness_field((h, w), rng, float(nz["thickness_var"]), scale)
+    if nz.get("probe_tail", 0):
+        sig_A = float(draw(rng, nz.get("probe_tail_sigma_A", [3.0, 8.0])))
+        img = noise.probe_tail(img, float(nz["probe_tail"]), sig_A / px)
+        rec["probe_tail_sigma_A"] = sig_A
+    if nz.get("ramp", 0):
+        img = img + noise.ramp((h, w), rng, float(nz["ramp"]) * c)
+    if nz.get("bowl", 0):
+        img = img + noise.bowl((h, w), rng, float(nz["bowl"]) * c)
+    meta["artefacts"] = rec
+    return img, t
 
 
 _SUB = 16  # sub-pixel positions of the disc stencils

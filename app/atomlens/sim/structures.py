@@ -19,7 +19,7 @@ from .atoms import ATOM, AtomTable
 from .elements import atomic_number
 
 __all__ = ["Site", "ProjectedCell", "STRUCTURES", "build", "custom", "from_ase", "from_cif",
-           "amorphous_support"]
+           "amorphous_support", "film_edge", "layered_support_map"]
 
 SQ3 = math.sqrt(3.0)
 SQ2 = math.sqrt(2.0)
@@ -316,3 +316,71 @@ def amorphous_support(width_A: float, height_A: float, rng: np.random.Generator,
     keep[pairs[:, 1]] = False  # of each close pair drop the later point (Matern thinning)
     pts = pts[keep][:n] - margin_A
     return AtomTable.from_arrays(pts, Z, count=rng.uniform(0.5, 1.5, len(pts)), labelled=False)
+
+
+def film_edge(width_A: float, height_A: float, rng: np.random.Generator, *,
+              coverage=(0.1, 0.5), wiggle=(0.03, 0.12), edge_A: float = 1.5):
+    """The edge of a support film: a smooth random curve across the field with vacuum on
+    one side (the film ends, as at the rim of a hole in a carbon film).
+
+    Returns ``support(x_A, y_A) -> 0..1`` (1 on the film, 0 in vacuum, soft over ~`edge_A`),
+    broadcasting over arrays of coordinates in Å.  The vacuum side covers roughly a
+    fraction `coverage` of the field; the curve wanders by `wiggle` (fraction of the field
+    size) over a few harmonics.
+    """
+    a = rng.uniform(0, 2 * np.pi)
+    n = np.array([np.cos(a), np.sin(a)])  # points into vacuum
+    t = np.array([-n[1], n[0]])
+    size = float(max(width_A, height_A))
+    centre = np.array([width_A, height_A]) / 2
+    # distance of the edge from the centre along n: the vacuum half-plane beyond it holds
+    # ~`coverage` of a square field (linear in the offset, near enough for a random draw)
+    off = (0.5 - rng.uniform(*coverage)) * size
+    amps = rng.uniform(*wiggle, 3) * size / np.array([1.0, 2.0, 3.5])
+    freqs = rng.uniform(0.5, 1.5, 3) * np.array([1.0, 2.0, 4.0]) * 2 * np.pi / size
+    phs = rng.uniform(0, 2 * np.pi, 3)
+
+    def support(x, y):
+        x = np.asarray(x, np.float64)
+        y = np.asarray(y, np.float64)
+        u = (x - centre[0]) * n[0] + (y - centre[1]) * n[1] - off
+        s = (x - centre[0]) * t[0] + (y - centre[1]) * t[1]
+        for am, fr, ph in zip(amps, freqs, phs):
+            u = u - am * np.cos(fr * s + ph)
+        return 0.5 * (1.0 - np.tanh(u / edge_A))
+
+    return support
+
+
+def layered_support_map(grid_shape, pad: int, px_size_A: float, rng: np.random.Generator, *,
+                        layers: float, density_per_A2: float = 0.38, thickness_var: float = 0.0,
+                        thickness_scale_A: float | None = None, support=None) -> np.ndarray:
+    """Projected atom counts per pixel of a thick amorphous support of `layers` independent
+    layers (each of `density_per_A2` columns per Å^2), on the padded (hp, wp) render grid
+    whose image starts at (`pad`, `pad`).
+
+    Independent layers superpose as a Poisson point process: the mean count grows with the
+    thickness and its fluctuation (the speckle, once seen through the probe) with the
+    square root, as in real amorphous films, unlike scaling one layer's counts.  Positions
+    are binned to pixels (the support is unlabelled, and the probe is several pixels wide
+    at 0.1-0.4 Å/px, so the binning does not show).  `thickness_var` (relative std over the
+    field) varies the thickness smoothly over `thickness_scale_A`; `support(x_A, y_A)` (see
+    :func:`film_edge`) removes the film where it is 0.  Returns float32 (hp, wp).
+    """
+    from .noise import poisson, smooth_field
+
+    hp, wp = grid_shape
+    lam = np.full((hp, wp), np.float32(max(layers, 0.0) * density_per_A2 * px_size_A**2), np.float32)
+    if thickness_var:
+        scale = (thickness_scale_A if thickness_scale_A else rng.uniform(0.15, 0.5) * max(hp, wp) * px_size_A)
+        f = smooth_field((hp, wp), rng, scale / px_size_A)
+        f -= f.mean()
+        f *= np.float32(thickness_var / (float(f.std()) or 1.0))  # relative std over the field
+        f += np.float32(1.0)
+        np.maximum(f, 0, out=f)
+        lam *= f
+    if support is not None:
+        xs = (np.arange(wp) - pad) * px_size_A
+        ys = (np.arange(hp) - pad) * px_size_A
+        lam *= support(xs[None, :], ys[:, None]).astype(np.float32)
+    return poisson(lam, rng)
