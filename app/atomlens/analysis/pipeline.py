@@ -19,6 +19,7 @@ import numpy as np
 from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
+from .domain import domain_check
 from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
 from .scene import SCENE_NOTE, isolated_atoms
@@ -140,6 +141,7 @@ class AnalysisResult:
             "px_size_A_used": self.info.get("px_size_A"),
             "tta": bool(self.info.get("tta", False)), "views": self.info.get("views"),
             "notes": list(self.info.get("notes", [])),
+            "domain": self.info.get("domain"),
             "threshold": self.threshold, "refine": self.refine, "material": self.material,
             "edge_margin_px": self.edge_margin_px, "frame": self.frame,
             "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
@@ -209,6 +211,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                                          progress=part(0.0, share), cancel=cancel)
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
+    if info.get("px_size_A"):  # an image the model may not know: said in the notes (figures: info["domain"])
+        ood, info["domain"] = domain_check(img, info["px_size_A"], prob, atoms.xy, limits=predictor.card.get("domain"))
+        info["notes"] += ood
     nn = median_nn_distance(atoms.xy)
     stripes = stripes_note(img, atoms.xy, info.get("px_size_A"), nn_px=nn)
     if stripes:
