@@ -159,3 +159,27 @@ def test_support_thickness_var_varies_the_mean_smoothly():
         return im.reshape(8, 16, 8, 16).mean(axis=(1, 3))
 
     assert block_means(var.image).std() > 3 * block_means(flat.image).std()
+
+
+def test_support_roughness_adds_mottling_at_its_scale():
+    smooth, rough = _support(30, seed=6), _support(30, seed=6, support_roughness=0.3, support_roughness_scale_A=4.0)
+
+    def band_power(im):
+        f = np.abs(np.fft.rfft2(im - im.mean())) ** 2
+        k = np.hypot(*np.meshgrid(np.fft.rfftfreq(128), np.fft.fftfreq(128))) / 0.3  # 1/A
+        return f[(k > 0.01) & (k < 0.06)].mean()  # periods of 15-100 A: the roughness band
+
+    assert band_power(rough.image) > 5 * band_power(smooth.image)
+    assert rough.image.mean() == pytest.approx(smooth.image.mean(), rel=0.1)  # same thickness on average
+
+
+def test_film_edge_is_smooth_and_covers_part_of_the_field():
+    from atomlens.sim.structures import film_edge
+
+    for seed in range(5):
+        f = film_edge(50.0, 50.0, np.random.default_rng(seed))
+        yy, xx = np.mgrid[0:50:0.5, 0:50:0.5]
+        s = f(xx, yy)
+        assert 0.0 <= s.min() and s.max() <= 1.0
+        assert 0.2 < s.mean() < 0.97  # film and vacuum both present
+        assert np.abs(np.diff(s, axis=0)).max() < 0.3  # soft, not a jump between 0.5 A samples

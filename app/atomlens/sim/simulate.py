@@ -118,8 +118,9 @@ def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None, dict
     and for the support either the thin film of old (support_density, support_thickness:
     one layer of columns whose counts are scaled) or, when ``support_layers`` is given, a
     thick film of that many independent layers (mean ~ layers, speckle ~ sqrt(layers)),
-    with ``support_thickness_var`` (relative smooth thickness change over the field) and
-    ``vacuum_prob`` (probability that the film ends inside the field, vacuum beyond a
+    with ``support_thickness_var`` (relative smooth thickness change over the field),
+    ``support_roughness`` (relative std of its mottling at ``support_roughness_scale_A``,
+    default 4 Å) and ``vacuum_prob`` (probability that the film ends inside the field, vacuum beyond a
     smooth edge; no atoms there).  The thick film is returned as a spec (third item) and
     rendered as a count map at imaging time, one FFT whatever its thickness.
     """
@@ -132,6 +133,8 @@ def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None, dict
         thick = {"layers": float(params["support_layers"]),
                  "density": float(params.get("support_density", 0.38)),
                  "thickness_var": float(params.get("support_thickness_var", 0.0)),
+                 "roughness": float(params.get("support_roughness", 0.0)),
+                 "roughness_scale_A": float(params.get("support_roughness_scale_A", 4.0)),
                  "support": support, "vacuum": support is not None}
         t = AtomTable.empty()
     else:
@@ -314,6 +317,7 @@ def _thick_support(thick: dict, shape, px: float, rng, mode: str, probe, zexp: f
     grid = Grid(shape, px, imaging.pad_px(px))
     counts = layered_support_map((grid.hp, grid.wp), grid.pad, px, rng, layers=thick["layers"],
                                  density_per_A2=thick["density"], thickness_var=thick["thickness_var"],
+                                 roughness=thick["roughness"], roughness_scale_A=thick["roughness_scale_A"],
                                  support=thick["support"])
     if mode in ("HAADF", "ADF"):
         return imaging.render_count_map(counts, shape, px, Z=6, mode=mode, probe=probe, z_exponent=zexp)

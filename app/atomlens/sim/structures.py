@@ -319,12 +319,13 @@ def amorphous_support(width_A: float, height_A: float, rng: np.random.Generator,
 
 
 def film_edge(width_A: float, height_A: float, rng: np.random.Generator, *,
-              coverage=(0.1, 0.5), wiggle=(0.03, 0.12), edge_A: float = 1.5):
+              coverage=(0.1, 0.5), wiggle=(0.03, 0.12), edge_A=(2.0, 40.0)):
     """The edge of a support film: a smooth random curve across the field with vacuum on
     one side (the film ends, as at the rim of a hole in a carbon film).
 
-    Returns ``support(x_A, y_A) -> 0..1`` (1 on the film, 0 in vacuum, soft over ~`edge_A`),
-    broadcasting over arrays of coordinates in Å.  The vacuum side covers roughly a
+    Returns ``support(x_A, y_A) -> 0..1`` (1 on the film, 0 in vacuum), broadcasting over
+    arrays of coordinates in Å.  The film thins out towards its edge over a width drawn
+    from `edge_A` (Å, a [lo, hi] range or a number), as a real film's rim tapers.  The vacuum side covers roughly a
     fraction `coverage` of the field; the curve wanders by `wiggle` (fraction of the field
     size) over a few harmonics.
     """
@@ -339,6 +340,7 @@ def film_edge(width_A: float, height_A: float, rng: np.random.Generator, *,
     amps = rng.uniform(*wiggle, 3) * size / np.array([1.0, 2.0, 3.5])
     freqs = rng.uniform(0.5, 1.5, 3) * np.array([1.0, 2.0, 4.0]) * 2 * np.pi / size
     phs = rng.uniform(0, 2 * np.pi, 3)
+    edge = float(rng.uniform(*edge_A)) if np.ndim(edge_A) else float(edge_A)
 
     def support(x, y):
         x = np.asarray(x, np.float64)
@@ -347,14 +349,15 @@ def film_edge(width_A: float, height_A: float, rng: np.random.Generator, *,
         s = (x - centre[0]) * t[0] + (y - centre[1]) * t[1]
         for am, fr, ph in zip(amps, freqs, phs):
             u = u - am * np.cos(fr * s + ph)
-        return 0.5 * (1.0 - np.tanh(u / edge_A))
+        return 0.5 * (1.0 - np.tanh(u / edge))
 
     return support
 
 
 def layered_support_map(grid_shape, pad: int, px_size_A: float, rng: np.random.Generator, *,
                         layers: float, density_per_A2: float = 0.38, thickness_var: float = 0.0,
-                        thickness_scale_A: float | None = None, support=None) -> np.ndarray:
+                        thickness_scale_A: float | None = None, roughness: float = 0.0,
+                        roughness_scale_A: float = 4.0, support=None) -> np.ndarray:
     """Projected atom counts per pixel of a thick amorphous support of `layers` independent
     layers (each of `density_per_A2` columns per Å^2), on the padded (hp, wp) render grid
     whose image starts at (`pad`, `pad`).
@@ -365,7 +368,9 @@ def layered_support_map(grid_shape, pad: int, px_size_A: float, rng: np.random.G
     are binned to pixels (the support is unlabelled, and the probe is several pixels wide
     at 0.1-0.4 Å/px, so the binning does not show).  `thickness_var` (relative std over the
     field) varies the thickness smoothly over `thickness_scale_A`; `support(x_A, y_A)` (see
-    :func:`film_edge`) removes the film where it is 0.  Returns float32 (hp, wp).
+    :func:`film_edge`) removes the film where it is 0.  `roughness` (relative std) adds
+    the mottling of a real film at `roughness_scale_A` (Gaussian-correlated, a few Å: its
+    clumps and surface roughness), which a pure point process lacks.  Returns float32 (hp, wp).
     """
     from .noise import poisson, smooth_field
 
@@ -379,6 +384,15 @@ def layered_support_map(grid_shape, pad: int, px_size_A: float, rng: np.random.G
         f += np.float32(1.0)
         np.maximum(f, 0, out=f)
         lam *= f
+    if roughness:
+        from .noise import band_limited_noise
+        from .render import Grid, gaussian_ft
+
+        g = band_limited_noise((hp, wp), rng, gaussian_ft(Grid((hp, wp), px_size_A, 0), roughness_scale_A))
+        g *= np.float32(roughness)
+        g += np.float32(1.0)
+        np.maximum(g, 0, out=g)
+        lam *= g
     if support is not None:
         xs = (np.arange(wp) - pad) * px_size_A
         ys = (np.arange(hp) - pad) * px_size_A
