@@ -3,6 +3,26 @@
 A config is a JSON-serialisable dict (or :class:`SimConfig`).  Any number in it may be given
 as a range ``[lo, hi]`` (drawn uniformly for each image) and any string as a list of choices,
 so one config describes a whole randomised training distribution.
+
+Real-image artefacts (issue 24; all optional, and a config without them renders bit for bit
+as before, since their random numbers are drawn only when a key is present).  ``noise`` keys,
+STEM modes, heights in multiples of the clean render's 1-99 % contrast:
+
+* ``ramp``: linear background of this height across the image, random direction;
+* ``bowl``: background rising quadratically from a random centre to this height at the edge;
+* ``patch``: {prob, n, area (field fraction), brightness, texture (0 smooth .. 1 speckled)}:
+  hydrocarbon patches, soft irregular edges, own speckle; atoms under a patch brighter than
+  5x (where it is over half its height) are unlabelled;
+* ``thickness_var``: relative std of a smooth multiplicative thickness change;
+* ``probe_tail``: fraction of the intensity in a Gaussian halo of std ``probe_tail_sigma_A``
+  (default [3, 8] Å);
+* ``streaks``: mean number of scan streaks (1-3 lines with a gain or offset jump) per image.
+
+These (except streaks) act before the dose, so they get shot noise.  ``single_atoms``
+``structure_params``: ``support_layers`` (a thick a-C film of that many independent layers,
+rendered as a Poisson count map through the probe), ``support_thickness_var``,
+``support_roughness`` (+ ``support_roughness_scale_A``), ``vacuum_prob`` (the film ends
+inside the field along a smooth, tapering edge; no atoms beyond it).
 """
 
 from __future__ import annotations
