@@ -212,8 +212,8 @@ def lattice_peaks(image, px_size_A: float, *, period_A=(1.0, 6.0), peak_ratio: f
     # keeps its power while the noise's spread shrinks (a sum of 9 exponential variables);
     # the lines fx = 0 and fy = 0 are left out (scan lines and flyback put power there)
     pw = ndimage.uniform_filter(pw, 3, mode="wrap")
-    band &= (np.abs(fx) > 0.5 / w) & (np.abs(fy) > 0.5 / h)
-    if not band.any():
+    off_axes = (np.abs(fx) > 0.5 / w) & (np.abs(fy) > 0.5 / h)
+    if not (band & off_axes).any():
         return {"peak_ratio": 0.0, "period_A": None}
     # each ring's typical power: its median (a few spots barely move it)
     rb = np.rint(q[band] * n).astype(np.int64)
@@ -226,15 +226,20 @@ def lattice_peaks(image, px_size_A: float, *, period_A=(1.0, 6.0), peak_ratio: f
     ring[rs[starts]] = pb[order][starts + counts // 2]
     ratio = np.zeros_like(pw)
     ratio[band] = pb / np.maximum(ring[rb], 1e-300)
-    strongest = float(ratio.max())
-    strong = ratio >= peak_ratio
-    lab, n_peaks = ndimage.label(strong)
+    seeds = (ratio >= peak_ratio) & off_axes
+    strongest = float(ratio[off_axes].max())
+    # each reflection: the frequencies above a tenth of the threshold around a seed (those on
+    # the axes too: a reflection next to one is not cut in half), at their power-weighted centre
+    lab, n_peaks = ndimage.label(ratio >= peak_ratio / 10.0)
+    keep = np.unique(lab[seeds])
     period = None
-    if n_peaks:  # each reflection at the frequency of its strongest pixel
-        ids, r, qs = lab[strong], ratio[strong], q[strong]
-        order = np.lexsort((-r, ids))  # by reflection, strongest first
-        first = order[np.r_[True, ids[order][1:] != ids[order][:-1]]]
-        period = float(px_size_A / qs[first].min())
+    if len(keep):
+        sel = np.isin(lab, keep)
+        ids, wt = lab[sel], pw[sel]
+        tot = np.bincount(ids, weights=wt, minlength=n_peaks + 1)[keep]
+        cx = np.bincount(ids, weights=wt * fx[sel], minlength=n_peaks + 1)[keep] / tot
+        cy = np.bincount(ids, weights=wt * fy[sel], minlength=n_peaks + 1)[keep] / tot
+        period = float(px_size_A / np.hypot(cx, cy).min())
     return {"peak_ratio": strongest, "period_A": period}
 
 
@@ -335,7 +340,7 @@ def domain_check(image, px_size_A: float, prob=None, atoms_xy=None, *, limits=No
                      f"away from the atoms found (probabilities between {lo:g} and {hi:g})")
     if fig["background_ratio"] > lim["background_ratio"]:
         notes.append(f"{OOD_PREFIX} the smooth background varies by {fig['background_ratio']:.1f}x the local "
-                     f"contrast (ramp, thickness change or contamination; training images: up to "
+                     f"contrast (a ramp, a thickness change or contamination; the limit is "
                      f"{lim['background_ratio']:g}x)")
     if fig["bright_fraction"] > lim["bright_fraction"]:
         notes.append(f"{OOD_PREFIX} a bright region (contamination, a thick area or a strong ramp) covers "

@@ -11,6 +11,7 @@ import html
 
 from PyQt5 import QtCore, QtWidgets, sip
 
+from ..analysis.domain import OOD_PREFIX, is_ood_note
 from ..analysis.material import MATERIALS
 
 __all__ = ["AnalysisDock", "default_model_name", "material_combo", "mode_group", "REFINE_MODES", "STM_MODES",
@@ -30,6 +31,8 @@ MODE_GROUPS = {"HAADF": "HAADF/ADF", "ADF": "HAADF/ADF", "MAADF": "HAADF/ADF", "
 #: The lattice period an uncalibrated image is assumed to have (atomlens.nn.infer.TYPICAL_PERIOD_A,
 #: which imports torch: the tests check that the two agree).
 LATTICE_PERIOD_A = 2.5
+_STYLE_OOD = ("QLabel { background: #fde2e1; color: #7a1010; border: 1px solid #e08080; border-radius: 4px;"
+              " padding: 3px; }")
 _STYLE_ASSUMED = ("QLabel { background: #fff3cd; color: #5c4400; border: 1px solid #e0c060; border-radius: 4px;"
                   " padding: 3px; }")
 
@@ -107,7 +110,9 @@ class AnalysisDock(QtWidgets.QDockWidget):
     """Settings and controls of the analysis.
 
     Signals: ``runRequested()``, ``runAllRequested()``, ``cancelRequested()``,
-    ``thresholdChanged(float)``, ``refineChanged(str)``, ``materialChanged(object)`` (a
+    ``retrainRequested()`` (the "Retrain…" button under an out-of-domain note; when nothing is
+    connected to it the window's ``act_retrain`` action is triggered), ``thresholdChanged(float)``,
+    ``refineChanged(str)``, ``materialChanged(object)`` (a
     material name or None), ``edgeMarginChanged(float)`` (px), ``pxSizeEdited(object)`` (nm, or None
     for "estimate"), ``devicesWanted()`` (the device list is opened before it was probed:
     the devices are otherwise reported after the first run, which imports torch anyway).
@@ -116,6 +121,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
     runRequested = QtCore.pyqtSignal()
     runAllRequested = QtCore.pyqtSignal()
     cancelRequested = QtCore.pyqtSignal()
+    retrainRequested = QtCore.pyqtSignal()
     thresholdChanged = QtCore.pyqtSignal(float)
     refineChanged = QtCore.pyqtSignal(str)
     materialChanged = QtCore.pyqtSignal(object)
@@ -252,6 +258,19 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.notes.setStyleSheet("color: #a05a00;")
         self.notes.hide()
         form.addRow(self.notes)
+        # an image outside what the model knows (atomlens.analysis.domain): said apart, with a way on
+        self.ood_notes = QtWidgets.QLabel()
+        self.ood_notes.setTextFormat(QtCore.Qt.RichText)
+        self.ood_notes.setWordWrap(True)
+        self.ood_notes.setStyleSheet(_STYLE_OOD)
+        self.ood_notes.hide()
+        form.addRow(self.ood_notes)
+        self.retrain_button = QtWidgets.QPushButton("Retrain on images like this…")
+        self.retrain_button.setToolTip("Model > Retrain…: fine-tune the model on simulations and on your corrected "
+                                       "atoms of this image (Annotate mode), so that it learns images like this one")
+        self.retrain_button.clicked.connect(self._on_retrain_clicked)
+        self.retrain_button.hide()
+        form.addRow(self.retrain_button)
         for combo in body.findChildren(QtWidgets.QComboBox):  # a long model name must not widen the dock
             combo.setSizeAdjustPolicy(QtWidgets.QComboBox.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
@@ -584,19 +603,48 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.status.setText(text)
 
     def set_notes(self, notes: list) -> None:
-        text = "<br>".join(f"⚠ {html.escape(n)}" for n in notes)
-        changed = text != self.notes.text()
+        """Show the analysis's notes; those saying the image is outside what the model knows
+        (:func:`atomlens.analysis.domain.is_ood_note`) apart, highlighted, with the Retrain button."""
+        ood = [n for n in notes if is_ood_note(n)]
+        rest = [n for n in notes if not is_ood_note(n)]
+        text = "<br>".join(f"⚠ {html.escape(n)}" for n in rest)
+        ood_text = ""
+        if ood:
+            items = "<br>".join(f"• {html.escape(n[len(OOD_PREFIX):].strip())}" for n in ood)
+            ood_text = (f"<b>This image looks {html.escape(OOD_PREFIX.rstrip(':'))}</b>; the atoms found may be "
+                        f"few or wrong:<br>{items}<br>Correct a few atoms in Annotate mode (E), then retrain the "
+                        "model on them.")
+        changed = text != self.notes.text() or ood_text != self.ood_notes.text()
         self.notes.setText(text)
-        self.notes.setVisible(bool(notes))
+        self.notes.setVisible(bool(rest))
+        self.ood_notes.setText(ood_text)
+        self.ood_notes.setVisible(bool(ood))
+        self.retrain_button.setVisible(bool(ood))
         if notes and changed:  # below the Run button: scrolled into view once laid out
             QtCore.QTimer.singleShot(0, self._show_notes)
 
+    def out_of_domain(self) -> bool:
+        """Whether the notes shown say the image is outside what the model knows."""
+        return not self.ood_notes.isHidden()
+
+    def _on_retrain_clicked(self) -> None:
+        if self.receivers(self.retrainRequested) > 0:
+            self.retrainRequested.emit()
+            return
+        act = getattr(self.window(), "act_retrain", None)  # the main window's Model > Retrain…
+        if act is not None and act.isEnabled():
+            act.trigger()
+
     def _show_notes(self) -> None:
-        if not sip.isdeleted(self) and not sip.isdeleted(self.notes) and self.notes.isVisible():
-            area = self.widget()
-            x = area.horizontalScrollBar().value()  # scroll down only, never sideways
-            area.ensureWidgetVisible(self.notes, 0, 0)
-            area.horizontalScrollBar().setValue(x)
+        if sip.isdeleted(self):
+            return
+        area = self.widget()
+        x = area.horizontalScrollBar().value()  # scroll down only, never sideways
+        # the Retrain button first, then the topmost note: that one wins where not all fit
+        for w in (self.retrain_button, self.ood_notes, self.notes):
+            if not sip.isdeleted(w) and w.isVisible():
+                area.ensureWidgetVisible(w, 0, 0)
+        area.horizontalScrollBar().setValue(x)
 
     def set_device_used(self, device: str | None) -> None:
         self.device_used.setText(f"used: {device}" if device else "")
