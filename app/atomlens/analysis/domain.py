@@ -226,10 +226,15 @@ def lattice_peaks(image, px_size_A: float, *, period_A=(1.0, 6.0), peak_ratio: f
     ring[rs[starts]] = pb[order][starts + counts // 2]
     ratio = np.zeros_like(pw)
     ratio[band] = pb / np.maximum(ring[rb], 1e-300)
-    seeds = (ratio >= peak_ratio) & off_axes
     strongest = float(ratio[off_axes].max())
-    # each reflection: the frequencies above a tenth of the threshold around a seed (those on
-    # the axes too: a reflection next to one is not cut in half), at their power-weighted centre
+    if strongest < peak_ratio:
+        return {"peak_ratio": strongest, "period_A": None}
+    # a lattice: its reflections are those at least a quarter as strong (the first ring of a
+    # lattice can be weaker than the second; a weaker one taken for a reflection only lowers
+    # the atoms expected), each made of the frequencies above a tenth of the threshold around
+    # it (those on the axes too: a reflection next to one is not cut in half), located at
+    # their power-weighted centre
+    seeds = (ratio >= peak_ratio / 4.0) & off_axes
     lab, n_peaks = ndimage.label(ratio >= peak_ratio / 10.0)
     keep = np.unique(lab[seeds])
     period = None
