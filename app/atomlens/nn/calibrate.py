@@ -109,14 +109,14 @@ def calibrate_cam_bundle(bundle, recipe: dict | None = None, n_per_variant: int 
     if isinstance(sim, str):
         sim = json.loads(Path(sim).read_text())
     names = list(card["classes"])
-    norm = normalisation_spec(card.get("normalisation"))["method"]
+    norm = normalisation_spec(card.get("normalisation"))
     L, truths = [], []
     model.eval()
     with torch.inference_mode():
         for vi, label, cfg in variant_configs(sim, size, float(card["px_size_A"]), dose):
             for i in range(n_per_variant):
                 r = simulate(cfg, CALIB_SEED_BASE + 1000 * vi + i)
-                logits, _maps = model.cam(torch.from_numpy(normalise(r.image, method=norm))[None, None])
+                logits, _maps = model.cam(torch.from_numpy(normalise(r.image, method=norm, px_A=r.px_size_A))[None, None])
                 L.append(logits[0].float().numpy())
                 truths.append({DEFECT_TYPES[k] for k in np.flatnonzero(r.defect_labels)} or {"pristine"})
     L = np.asarray(L)

@@ -14,32 +14,14 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..sim import simulate
 from ..sim.simulate import SimConfig
-from .norm import NORMALISATION, NORMALISATION_METHODS, normalisation_spec
+from .background import STATS_SAMPLE_PX, _subsample, local_normalise
+from .norm import LOCAL_METHODS, NORMALISATION, NORMALISATION_METHODS, normalisation_spec
 
 __all__ = ["NORMALISATION", "NORMALISATION_METHODS", "STATS_SAMPLE_PX", "VAL_SEED_BASE", "SimStream", "defect_site_maps",
            "inverse_scale", "is_flat", "make_validation_set", "normalisation_spec", "normalisation_stats", "normalise",
            "sample_stats", "stats_sample"]
 
 VAL_SEED_BASE = 2_000_000_000
-
-
-#: The normalisation statistics use every pixel of an image up to this many, else this many
-#: pixels drawn at random (seeded by the shape, so an image is always scaled the same way).
-#: A random draw cannot alias with a lattice, as a fixed stride can (a stride of 25 columns
-#: on a lattice of period 25/k samples one phase of it only).
-STATS_SAMPLE_PX = 2**18
-
-
-def _subsample(img: np.ndarray, n: int = STATS_SAMPLE_PX) -> np.ndarray:
-    """The pixels of the 2D `img` the statistics are taken from (float64, 1D): all of them
-    up to `n`, else `n` drawn uniformly at random (seeded by the shape)."""
-    img = np.asarray(img)
-    h, w = img.shape[-2:]
-    if h * w <= n:
-        return np.asarray(img, np.float64).ravel()
-    rng = np.random.default_rng([h, w, 0x5CA1E])
-    idx = np.sort(rng.integers(0, h * w, int(n)))  # sorted: memory maps are read in order
-    return np.asarray(img[idx // w, idx % w], np.float64)
 
 
 def _centre_scale(clipped: np.ndarray, method: str) -> tuple[float, float]:
@@ -99,12 +81,23 @@ def sample_stats(sample: np.ndarray, method: str = "clip-zscore") -> tuple[float
     return (lo, hi, *_centre_scale(np.clip(sub, lo, hi), method))
 
 
-def normalise(image: np.ndarray, stats=None, method: str = "clip-zscore") -> np.ndarray:
-    """Clip to the 0.1-99.9 percentiles, then centre and scale by `method` (see
-    :data:`NORMALISATION_METHODS`; float32).  The result does not depend on the image's
-    intensity scale: any affine rescaling that float32 holds gives the same values.
+def normalise(image: np.ndarray, stats=None, method="clip-zscore", px_A: float | None = None) -> np.ndarray:
+    """`image` scaled as a model whose card gives normalisation `method` (a name of
+    :data:`NORMALISATION_METHODS` or a card entry) expects (float32).
 
-    `stats` (from :func:`normalisation_stats`) applies another image's scaling instead."""
+    "clip-zscore" and "clip-robust": clip to the 0.1-99.9 percentiles, then centre and scale.
+    The result does not depend on the image's intensity scale: any affine rescaling that
+    float32 holds gives the same values.  `stats` (from :func:`normalisation_stats`) applies
+    another image's scaling instead.
+
+    "local-contrast" (:mod:`atomlens.nn.background`) needs the pixel size `px_A` (Å/px) of
+    `image`; `stats` is then the contrast floor (image intensity units) of the whole image."""
+    spec = normalisation_spec(method)
+    if spec["method"] in LOCAL_METHODS:
+        if px_A is None:
+            raise ValueError("the local-contrast normalisation needs the pixel size (px_A)")
+        return local_normalise(image, px_A, spec, stats)
+    method = spec["method"]
     img = np.asarray(image, np.float32)
     lo, hi, m, s = normalisation_stats(img, method) if stats is None else stats
     inv = inverse_scale((lo, hi, m, s))
@@ -155,10 +148,10 @@ def defect_site_maps(r, n_types: int, stride: int, sigma_A: float = 1.0) -> np.n
     return out
 
 
-def _sample(cfg: SimConfig, seed: int, task: str, n_types: int, norm: str = "clip-zscore", loc_stride: int = 0,
+def _sample(cfg: SimConfig, seed: int, task: str, n_types: int, norm="clip-zscore", loc_stride: int = 0,
             loc_sigma_A: float = 1.0):
     r = simulate(cfg, seed)
-    x = torch.from_numpy(normalise(r.image, method=norm))[None]
+    x = torch.from_numpy(normalise(r.image, method=norm, px_A=r.px_size_A))[None]
     if task == "cam":
         y = torch.from_numpy(r.defect_labels[:n_types].astype(np.float32))
         if loc_stride:
@@ -197,7 +190,7 @@ class SimStream(IterableDataset):
     """
 
     def __init__(self, sim_config, task: str = "segmentation", seed: int = 0, n_types: int = 9, pool: int = 0,
-                 norm: str = "clip-zscore", loc_stride: int = 0, loc_sigma_A: float = 1.0):
+                 norm="clip-zscore", loc_stride: int = 0, loc_sigma_A: float = 1.0):
         super().__init__()
         self.cfg = SimConfig.from_any(sim_config)
         self.task, self.seed, self.n_types, self.norm = task, int(seed), n_types, norm

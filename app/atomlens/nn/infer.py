@@ -15,6 +15,8 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
+from .background import contrast_floor, floor_sample, local_contrast, margin_A
+from .norm import LOCAL_METHODS
 from .data import (TTA_VIEWS, dihedral_unview, dihedral_view, inverse_scale, normalisation_spec,
                    normalisation_stats, normalise, sample_stats, stats_sample)
 from .precision import CPU_BF16_ENV, cpu_bf16_choice, cpu_has_fast_bf16, use_bf16
@@ -99,11 +101,22 @@ class Predictor:
     @property
     def norm(self) -> str:
         """The card's normalisation method (:data:`atomlens.nn.norm.NORMALISATION_METHODS`)."""
-        return normalisation_spec(self.card.get("normalisation"))["method"]
+        return self.norm_spec["method"]
+
+    @property
+    def norm_spec(self) -> dict:
+        """The card's normalisation entry, completed with the defaults of its method."""
+        return normalisation_spec(self.card.get("normalisation"))
+
+    @property
+    def local_norm(self) -> bool:
+        """True when the card's normalisation works on local windows (lengths in Å)."""
+        return self.norm in LOCAL_METHODS
 
     def normalise(self, image: np.ndarray, stats=None) -> np.ndarray:
-        """`image` (at the model's pixel size) scaled as this model was trained."""
-        return normalise(image, stats, self.norm)
+        """`image` (at the model's pixel size) scaled as this model was trained; `stats` are
+        the whole image's (:meth:`image_stats`) for a part of it."""
+        return normalise(image, stats, self.norm_spec, px_A=self.px_size_A)
 
     def _set_logit_shift(self) -> None:
         """A CAM card's per-type decision thresholds (:mod:`atomlens.nn.calibrate`) as logit
@@ -277,14 +290,17 @@ class Predictor:
 
         h, w = img.shape
         s = px_A / self.px_size_A
-        stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
-        lo, hi, m, _sd = stats
-        t = _as_tensor(img).to(self.device)[None, None]
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
-        if (hs, ws) != (h, w):
-            t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
-                              **({} if s < 1 else {"align_corners": False}))
-        x = (t.clamp(lo, hi) - m) * inverse_scale(stats)
+        if self.local_norm:  # the filters run on the CPU (scipy), the rest on the device
+            x = _as_tensor(self.normalise(self._resample(img, s))).to(self.device)[None, None]
+        else:
+            stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
+            lo, hi, m, _sd = stats
+            t = _as_tensor(img).to(self.device)[None, None]
+            if (hs, ws) != (h, w):
+                t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
+                                  **({} if s < 1 else {"align_corners": False}))
+            x = (t.clamp(lo, hi) - m) * inverse_scale(stats)
         prob_s = self._forward(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)[0]
         min_d_model = max(2.0, 1.0 / self.px_size_A)
         xs, ys, cls, score = find_atoms_tensor(prob_s, threshold=threshold, min_distance_px=min_d_model,
@@ -355,15 +371,25 @@ class Predictor:
         from ..analysis.atoms import AtomList, find_atoms
 
         h, w = img.shape
-        pad = int(math.ceil(max(64, 8.0 / px_A)))
+        # a local normalisation reads its neighbours out to margin_A: a tile's margin covers it
+        reach_A = 8.0 + (margin_A(self.norm_spec) if self.local_norm else 0.0)
+        pad = int(math.ceil(max(64, reach_A / px_A)))
         ys, xs = list(range(0, h, side)), list(range(0, w, side))
         tiles = [(y0, x0) for y0 in ys for x0 in xs]
         # one normalisation for all tiles, that of the whole image at the model's pixel size
         # (as in training): each resampled tile gives its share of one random sample
         s = px_A / self.px_size_A
-        sample = [stats_sample(self._resample(img[y0:y0 + side, x0:x0 + side], s),
-                               min(side, h - y0) * min(side, w - x0) / (h * w)) for y0, x0 in tiles]
-        scale = (px_A, notes, sample_stats(np.concatenate(sample), self.norm))
+        sample = []
+        for y0, x0 in tiles:
+            share = min(side, h - y0) * min(side, w - x0) / (h * w)
+            t = self._resample(img[y0:y0 + side, x0:x0 + side], s)
+            if self.local_norm:
+                _hp, r, unit = local_contrast(t, self.px_size_A, self.norm_spec)
+                sample.append(floor_sample(r, unit))
+            else:
+                sample.append(stats_sample(t, share))
+        joined = np.concatenate(sample)
+        scale = (px_A, notes, contrast_floor(joined) if self.local_norm else sample_stats(joined, self.norm))
         parts, info = [], {}
         for k, (y0, x0) in enumerate(tiles):
             y1, x1 = min(h, y0 + side), min(w, x0 + side)

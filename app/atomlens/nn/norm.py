@@ -6,7 +6,7 @@ Kept apart from :mod:`atomlens.nn.data` (torch, the simulator) so that reading a
 
 from __future__ import annotations
 
-__all__ = ["NORMALISATION", "NORMALISATION_METHODS", "normalisation_spec"]
+__all__ = ["LOCAL_METHODS", "NORMALISATION", "NORMALISATION_METHODS", "normalisation_spec"]
 
 #: Recorded in model cards: how images are scaled before the network sees them.
 NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
@@ -14,7 +14,13 @@ NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
 #: "clip-robust": the same clip, then zero median and unit spread measured by the
 #: interquartile range (IQR / 1.349, the standard deviation of a Gaussian), so that a few
 #: very bright pixels (a heavy adatom on graphene) no longer shrink the lattice's contrast.
-NORMALISATION_METHODS = ("clip-zscore", "clip-robust")
+#: "local-contrast": the smooth background removed by a local linear fit at
+#: ``background_sigma_A``, then divided by the local RMS contrast at ``contrast_sigma_A`` (never
+#: by less than the image's median local contrast), then clipped to ``clip``: a ramp, a bowl
+#: or a bright patch leaves the rest of the image as it was (:mod:`atomlens.nn.background`).
+NORMALISATION_METHODS = ("clip-zscore", "clip-robust", "local-contrast")
+#: The methods whose parameters are lengths in Å (the pixel size must be known to apply them).
+LOCAL_METHODS = ("local-contrast",)
 
 
 def normalisation_spec(spec=None) -> dict:
@@ -24,4 +30,14 @@ def normalisation_spec(spec=None) -> dict:
     method = spec if isinstance(spec, str) else (spec or {}).get("method", NORMALISATION["method"])
     if method not in NORMALISATION_METHODS:
         raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATION_METHODS)}")
+    if method in LOCAL_METHODS:
+        from .background import LOCAL_DEFAULTS
+
+        given = {} if isinstance(spec, str) else dict(spec)
+        out = {"method": method}
+        for k, v in LOCAL_DEFAULTS.items():
+            out[k] = [float(a) for a in given.get(k, v)] if isinstance(v, list) else float(given.get(k, v))
+        if not (out["background_sigma_A"] > 0 and out["contrast_sigma_A"] > 0 and out["clip"][0] < out["clip"][1]):
+            raise ValueError(f"bad local-contrast normalisation parameters: {out}")
+        return out
     return {"method": method, "clip_percentiles": list(NORMALISATION["clip_percentiles"])}

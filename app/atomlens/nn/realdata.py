@@ -216,11 +216,11 @@ class RealPatches:
     """
 
     def __init__(self, items, model_px_A: float, patch_shape, holdout: float = 0.2, label_radius_A: float = 0.5,
-                 model_mode: str | None = None, norm: str = "clip-zscore"):
+                 model_mode: str | None = None, norm="clip-zscore"):
         if not items:
             raise ValueError("no annotated images given")
         self.patch_shape = (int(patch_shape[0]), int(patch_shape[1]))
-        self.norm = norm
+        self.norm, self.model_px_A = norm, float(model_px_A)
         self.images, self.labels = [], []
         ph, pw = self.patch_shape
         for it in items:
@@ -257,7 +257,7 @@ class RealPatches:
         x, y = np.rot90(x, rot), np.rot90(y, rot)
         if rng.random() < 0.5:
             x, y = x[:, ::-1], y[:, ::-1]
-        x = normalise(np.ascontiguousarray(x), method=self.norm)
+        x = normalise(np.ascontiguousarray(x), method=self.norm, px_A=self.model_px_A)
         return torch.from_numpy(x)[None], torch.from_numpy(np.ascontiguousarray(y).astype(np.int64))
 
 

@@ -39,8 +39,9 @@ image file, number of atoms, weight).
 many images and reuse them with random 90-degree rotations and mirror images (a fixed set, for
 machines where simulating is the bottleneck).
 
-``normalisation`` (optional: "clip-zscore", the default, or "clip-robust"; see
-:data:`atomlens.nn.norm.NORMALISATION_METHODS`): how images are scaled for the network;
+``normalisation`` (optional: "clip-zscore", the default, "clip-robust", or "local-contrast", a
+name or ``{"method": ..., parameters}``; see :data:`atomlens.nn.norm.NORMALISATION_METHODS`
+and :mod:`atomlens.nn.background`): how images are scaled for the network;
 recorded in the card, and a fine-tuned model keeps its parent's unless the recipe names one.
 
 ``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
@@ -267,7 +268,7 @@ def _validate(model, recipe, val, device, reals=None) -> dict:
     losses, f1s, rmses, per = [], [], [], {c: [] for c in CLASSES[1:]}
     cam_hits = []
     for r in val:
-        x = torch.from_numpy(normalise(r.image, method=recipe["normalisation"]["method"]))[None, None].to(device)
+        x = torch.from_numpy(normalise(r.image, method=recipe["normalisation"], px_A=r.px_size_A))[None, None].to(device)
         if recipe["task"] == "cam":
             out, maps = model.forward_maps(x)
             y = torch.from_numpy(r.defect_labels[: out.shape[1]].astype(np.float32))[None].to(device)
@@ -507,7 +508,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     n_types = len(DEFECT_TYPES)
     loc = _loc_spec(rec)
     stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
-                       n_types=n_types, pool=int(rec.get("sim_pool") or 0), norm=rec["normalisation"]["method"],
+                       n_types=n_types, pool=int(rec.get("sim_pool") or 0), norm=rec["normalisation"],
                        loc_stride=model.stride() if loc else 0, loc_sigma_A=loc["sigma_A"] if loc else 1.0)
     sim_cfg = stream.cfg  # the recipe's simulation, parsed once
     if reals:
@@ -516,7 +517,7 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
         labels = sim_cfg.labels or {}
         patches = RealPatches(reals, rec["px_size_A"], sim_cfg.shape,
                               holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)),
-                              model_mode=rec.get("mode"), norm=rec["normalisation"]["method"])
+                              model_mode=rec.get("mode"), norm=rec["normalisation"])
         stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
         log(f"{len(reals)} annotated image(s), {sum(r.n_atoms for r in reals)} atoms; "
             f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
