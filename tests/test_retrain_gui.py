@@ -183,6 +183,11 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stem-haadf"]))
     assert w.name_edit.text().startswith("stem-haadf-ft-") and w.batch_spin.value() == 12
     assert w.lr_spin.value() == pytest.approx(0.001 / 4) and w.patch_spin.value() == 160
+    # its recipe picks checkpoints by simulated class F1: the user's run does not inherit that
+    # (its own default picks by the F1 on the held-back annotated atoms)
+    assert read_card(bundled["stem-haadf"])["recipe"].get("select_by") == "val_class_f1"
+    assert "select_by" not in build_finetune_recipe(read_card(bundled["stem-haadf"]), bundled["stem-haadf"],
+                                                    w.settings())[0]
     # an STM image: STM mode and a height noise in pm
     img, _ = _lattice()
     stm = Micrograph(data=img * 1e-11, px_size_nm=0.02, mode="STM", value_units="m")

@@ -114,7 +114,9 @@ def build_finetune_recipe(card: dict, base_path, s: dict) -> tuple[dict, dict]:
     time) ends the run and the best checkpoint is kept.
     """
     rec = base_recipe(card)
-    for k in ("profile", "recipe_file", "real"):
+    # select_by goes too: the user's run keeps the checkpoint its own default picks (the F1 on
+    # the held-back annotated atoms when there are any), not the base recipe's choice
+    for k in ("profile", "recipe_file", "real", "select_by"):
         rec.pop(k, None)
     px = float(s["px_size_A"])
     lo, hi = rec.get("valid_px_size_A", card.get("valid_px_size_A", [px, px]))
