@@ -183,3 +183,20 @@ def test_film_edge_is_smooth_and_covers_part_of_the_field():
         assert 0.0 <= s.min() and s.max() <= 1.0
         assert 0.2 < s.mean() < 0.97  # film and vacuum both present
         assert np.abs(np.diff(s, axis=0)).max() < 0.3  # soft, not a jump between 0.5 A samples
+
+
+def test_stm_topographs_take_a_tilt_and_a_bow_in_units_of_their_contrast():
+    base = {"shape": [96, 96], "structure": "graphene", "px_size_A": 0.15, "mode": "STM",
+            "noise": {"sigma_A": 0.0, "line_offset_A": 0.0}}
+    clean = simulate(base, 5)
+    tilted = simulate({**base, "noise": {**base["noise"], "ramp": 3.0}}, 5)
+    bowed = simulate({**base, "noise": {**base["noise"], "bowl": 2.0}}, 5)
+    c = tilted.meta["artefacts"]["contrast"]
+    for r, height in ((tilted, 3.0), (bowed, 2.0)):
+        d = r.image - clean.image
+        assert np.ptp(d) == pytest.approx(height * c, rel=1e-3)
+        assert np.array_equal(r.masks, clean.masks)  # the labels do not move
+    yy, xx = np.indices(tilted.image.shape)
+    A = np.c_[np.ones(xx.size), xx.ravel(), yy.ravel()]
+    res = (tilted.image - clean.image).ravel() - A @ np.linalg.lstsq(A, (tilted.image - clean.image).ravel(), rcond=None)[0]
+    assert np.abs(res).max() < 1e-4 * c * 3  # a plane

@@ -278,6 +278,13 @@ def simulate(config, seed: int) -> SimResult:
         stm = imaging.StmParams(**sp)
         meta["stm"] = dataclasses.asdict(stm)
         img = imaging.render_stm(t, (h, w), px, stm)
+        if nz.get("ramp") or nz.get("bowl"):  # a tilted sample plane; the scanner's bow
+            c = noise.contrast(img)
+            if nz.get("ramp"):
+                img = img + noise.ramp((h, w), rng, float(nz["ramp"]) * c)
+            if nz.get("bowl"):
+                img = img + noise.bowl((h, w), rng, float(nz["bowl"]) * c)
+            meta["artefacts"] = {"contrast": c, "ramp": float(nz.get("ramp", 0)), "bowl": float(nz.get("bowl", 0))}
         img = noise.stm_noise(img, rng, sigma_A=nz.get("sigma_A", 0.02), line_offset_A=nz.get("line_offset_A", 0.03),
                               tip_change_prob=nz.get("tip_change_prob", 0.0))
         shifts = np.zeros(h, np.float32)
