@@ -19,6 +19,8 @@ import numpy as np
 from ..fileio import atomic_save_npy, atomic_write_text
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
+from .defect_check import (CHECK_NOTE, DEFAULT_MIN_DEFECT_SCORE, SCORE_NOTE, check_atom_defects,
+                           check_cam_defects, filter_by_score)
 from .domain import domain_check
 from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
@@ -130,7 +132,8 @@ class AnalysisResult:
         """Whether :meth:`rederive` with these settings needs the image: Gaussian refinement,
         a material hint and a Z-contrast image's test for single atoms on a support read it."""
         material = self.material if material == "keep" else material
-        return (refine or self.refine) == "gaussian" or bool(material) or _z_contrast(self.info)
+        return ((refine or self.refine) == "gaussian" or bool(material) or _z_contrast(self.info)
+                or bool(self.info.get("defect_check")))
 
     def to_dict(self) -> dict:
         """JSON-friendly summary: settings, calibration, counts, atoms and defects."""
@@ -164,7 +167,8 @@ def _with_nm(d: dict, px_size_nm, offset_nm) -> dict:
 def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None,
                   threshold: float = 0.5, refine: str = "centroid", cam_predictor=None, frame: int = 0,
                   material: str | None = None, edge_margin_px: float = 0.0, progress=None,
-                  cancel=None) -> AnalysisResult:
+                  cancel=None, defect_check: bool = True,
+                  min_defect_score: float = DEFAULT_MIN_DEFECT_SCORE) -> AnalysisResult:
     """Find and class the atoms of one image (and its defects, given a CAM predictor).
 
     Parameters
@@ -189,6 +193,12 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         own pixels; 0 keeps every column, those cut by the edge included).
     progress : callable(fraction, message), optional
     cancel : object with ``is_set()``, optional; raises InterruptedError when set.
+    defect_check : bool
+        Check the vacancies and dopants (atom classes and CAM defects) against the lattice and
+        the image (:mod:`atomlens.analysis.defect_check`); ``info["notes"]`` says how many went.
+    min_defect_score : float
+        Leave out the defects scored below this (0..1): vacancies and CAM defects dropped,
+        dopants called atom (:func:`atomlens.analysis.defect_check.filter_by_score`; 0 keeps all).
     """
     img = np.asarray(image, np.float32)
     if img.ndim != 2:
@@ -224,6 +234,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     # kept even when a material is given: shown whenever the hint is taken off again
     if _z_contrast(info) and px_size_nm is not None:  # an estimated scale cannot tell h-BN from a TMD
         info["material_suggestion"] = suggest_material(atoms, img, info.get("px_size_A"))
+    info["defect_check"], info["min_defect_score"] = bool(defect_check), _check_score(min_defect_score)
     found = atoms
     atoms, added = _after_detection(atoms, img, material, edge_margin_px, img.shape, info)
     info["notes"] += added
@@ -238,6 +249,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         info["cam_model"] = cinfo.get("model")
         # the CAM peak is only as sharp as the CAM's grid: pin point defects to their column
         defects = snap_defects(defects, atoms, max_dist_px=3.0 / info["px_size_A"], image=img)
+        defects, cam_notes = _checked_cam_defects(defects, atoms, img, info)
+        info["notes"] += cam_notes
     if progress:
         progress(1.0, f"{len(atoms)} atoms")
     return AnalysisResult(atoms=atoms, prob=prob, defects=defects, cam=cam, info=info,
@@ -253,7 +266,31 @@ def _finite_or_none(v: float) -> float | None:
 
 EDGE_NOTE = "edge margin"
 #: The notes that :func:`_after_detection` writes (a re-derivation replaces them).
-_DERIVED_NOTES = (SCENE_NOTE, "material hint", SUGGEST_NOTE, EDGE_NOTE)
+_DERIVED_NOTES = (SCENE_NOTE, "material hint", SUGGEST_NOTE, EDGE_NOTE, CHECK_NOTE, SCORE_NOTE)
+#: The prefix of the notes on the CAM defects (not re-derived: the CAM is not run again).
+CAM_NOTE = "CAM "
+
+
+def _check_score(s) -> float:
+    s = float(s)
+    if not (math.isfinite(s) and 0 <= s <= 1):
+        raise ValueError(f"the minimum defect score must be between 0 and 1, not {s!r}")
+    return s
+
+
+def _checked_cam_defects(defects, atoms, img, info):
+    """The CAM defects after the lattice check (``info["defect_check"]``) and the score
+    filter (``info["min_defect_score"]``), and the notes saying how many went."""
+    notes = []
+    if info.get("defect_check"):
+        defects, note = check_cam_defects(defects, atoms, img, z_contrast=_z_contrast(info))
+        if note:
+            notes.append(CAM_NOTE + note)
+    s = float(info.get("min_defect_score") or 0.0)
+    _, defects, n = filter_by_score(None, defects, s)
+    if n:
+        notes.append(f"{CAM_NOTE}{SCORE_NOTE}: {n} CAM defects scored below {s:g} left out")
+    return defects, notes
 
 
 def _after_detection(atoms, img, material, margin_px, shape, info):
@@ -261,7 +298,11 @@ def _after_detection(atoms, img, material, margin_px, shape, info):
     :meth:`AnalysisResult.rederive`: in a Z-contrast image whose columns form no lattice,
     single atoms on a support (:func:`atomlens.analysis.scene.isolated_atoms`); the material
     hint (without one, the suggestion found when the image was analysed,
-    ``info["material_suggestion"]``); then the edge margin.  Returns (atoms, the notes they add)."""
+    ``info["material_suggestion"]``); the defect check (``info["defect_check"]``,
+    :func:`atomlens.analysis.defect_check.check_atom_defects`: vacancies off the lattice
+    dropped, in Z-contrast images dopants that do not stand out called atom); the defect-score
+    filter (``info["min_defect_score"]``); then the edge margin.  Returns (atoms, the notes
+    they add)."""
     notes = []
     if img is not None and _z_contrast(info):
         atoms, note = isolated_atoms(atoms, img, info.get("px_size_A"))
@@ -272,6 +313,14 @@ def _after_detection(atoms, img, material, margin_px, shape, info):
         notes.append(note)
     elif info.get("material_suggestion"):
         notes.append(info["material_suggestion"])
+    if info.get("defect_check") and img is not None:
+        atoms, note = check_atom_defects(atoms, img, z_contrast=_z_contrast(info))
+        if note:
+            notes.append(note)
+    s = float(info.get("min_defect_score") or 0.0)
+    atoms, _, n = filter_by_score(atoms, None, s)
+    if n:
+        notes.append(f"{SCORE_NOTE}: {n} vacancies and dopants scored below {s:g} left out (dopants called atom)")
     atoms, note = _edge_margin(atoms, shape, margin_px)
     if note:
         notes.append(note)
