@@ -280,6 +280,16 @@ def _detect_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", help="channel or sub-image of multi-image files")
     p.add_argument("--frame", default="0", help="frame of a stack: an index or 'all'")
     p.add_argument("--json", action="store_true", help="also write <stem>.json (settings, counts, atoms, defects)")
+    from .analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
+
+    p.add_argument("--min-defect-score", type=float, default=DEFAULT_MIN_DEFECT_SCORE, metavar="S",
+                   help="leave out the defects scored below S (0..1): vacancies and --cam defects are not written, "
+                        "dopants are written as atom (default %(default)g: the defect maps' empty peaks, scored "
+                        "0 to 1e-3 on clean lattices, never reach the output; 0 keeps every one)")
+    p.add_argument("--no-defect-check", action="store_true",
+                   help="keep the network's vacancies and dopants as they are; by default a vacancy must sit on a "
+                        "site of the lattice found, darker than its neighbours, and a dopant in a HAADF/ADF image "
+                        "must stand out from the columns of its sublattice (the notes say how many went)")
     return p
 
 
@@ -296,6 +306,9 @@ def cmd_detect(argv: list[str]) -> int:
     from .nn.bundle import BundleError
 
     if _bad_analysis_options(args):
+        return EXIT_USAGE
+    if not 0 <= args.min_defect_score <= 1:
+        print("error: --min-defect-score must be between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     if args.frame != "all" and not args.frame.lstrip("-").isdigit():
         print(f"error: --frame must be a frame index or 'all', not {args.frame!r}", file=sys.stderr)
@@ -341,7 +354,8 @@ def cmd_detect(argv: list[str]) -> int:
             try:
                 res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
                                     threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
-                                    material=args.material, edge_margin_px=args.edge_margin_px)
+                                    material=args.material, edge_margin_px=args.edge_margin_px,
+                                    defect_check=not args.no_defect_check, min_defect_score=args.min_defect_score)
             except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
                 print(f"error: {path}: {exc}", file=sys.stderr)
                 status = EXIT_BAD_INPUT
