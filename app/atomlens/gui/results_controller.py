@@ -42,6 +42,7 @@ class ResultsController(QtCore.QObject):
         window.resultChanged.connect(self._on_result)
         self.dock.atomActivated.connect(window.highlight_atom)
         self.dock.defectActivated.connect(self._centre_defect)
+        self.dock.minDefectScoreChanged.connect(lambda _v: self.refresh())
         window.image_view.graphics.scene().sigMouseClicked.connect(self._on_click)
         self.click_enabled = True  # the annotation mode turns this off while it edits
         self.actions = {}
@@ -123,18 +124,22 @@ class ResultsController(QtCore.QObject):
         from ..io.export import corrected_result
 
         self._refresh_timer.stop()
+        from ..analysis.defect_check import result_above_score
+
         raw = self._raw
+        # the defect-score filter first: what is shown, corrected and exported
+        scored = result_above_score(raw, self.dock.min_defect_score())
         try:
-            shown = corrected_result(raw, self._ann())
+            shown = corrected_result(scored, self._ann())
         except Exception as exc:  # noqa: BLE001 - never lose the dock over a bad annotation
             self.w.statusBar().showMessage(f"Could not apply the annotations to the results: {exc}", 8000)
-            shown = raw
+            shown = scored
         self._shown = shown
         self.dock.set_result(shown, self.w.micrograph)
         if shown is not None and shown.info.get("colours"):
             self.dock.set_class_colours(shown.info["colours"])
         ov = self.w.overlays
-        corrected = corrections_of(shown) is not None
+        corrected = corrections_of(shown) is not None or shown is not raw  # corrected or score-filtered
         if corrected or self._overlays_corrected:
             src = shown if corrected else raw
             colours = src.info.get("colours") if src is not None else None

@@ -3,7 +3,8 @@
 Signals: ``atomActivated(int)`` and ``defectActivated(int)`` with the index into
 ``result.atoms`` / ``result.defects`` when the user picks a row (or a point of the
 distortion plot); ``neighboursShown(int, object)`` with the atom index and an int array of
-its first-shell neighbours whenever :meth:`ResultsDock.show_neighbours` lists them.
+its first-shell neighbours whenever :meth:`ResultsDock.show_neighbours` lists them;
+``minDefectScoreChanged(float)`` when the user moves the defect-score filter (Defects tab).
 
 A result corrected in Annotate mode (:func:`atomlens.io.export.corrected_result`) is shown as
 corrected: its counts, table (with each atom's origin) and histogram, and a line saying what
@@ -57,6 +58,7 @@ class ResultsDock(QtWidgets.QDockWidget):
     atomActivated = QtCore.pyqtSignal(int)
     defectActivated = QtCore.pyqtSignal(int)
     neighboursShown = QtCore.pyqtSignal(int, object)
+    minDefectScoreChanged = QtCore.pyqtSignal(float)
 
     def __init__(self, parent=None):
         super().__init__("Results", parent)
@@ -127,6 +129,27 @@ class ResultsDock(QtWidgets.QDockWidget):
         self.tabs.addTab(w, "Atoms")
 
     def _build_defects_tab(self) -> None:
+        from ..analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
+
+        w = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(w)
+        lay.setContentsMargins(0, 4, 0, 0)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(QtWidgets.QLabel("Min. defect score:"))
+        self.min_score_spin = QtWidgets.QDoubleSpinBox()
+        self.min_score_spin.setObjectName("minDefectScore")
+        self.min_score_spin.setRange(0.0, 1.0)
+        self.min_score_spin.setDecimals(3)
+        self.min_score_spin.setSingleStep(0.05)
+        self.min_score_spin.setValue(DEFAULT_MIN_DEFECT_SCORE)
+        self.min_score_spin.setToolTip(
+            "Show and export only the defects scored at least this (0..1): defect markers and vacancies below it "
+            f"are hidden, dopants below it shown as atoms. The analysis itself leaves out those below "
+            f"{DEFAULT_MIN_DEFECT_SCORE:g} (atomlens detect --min-defect-score).")
+        self.min_score_spin.valueChanged.connect(lambda v: self.minDefectScoreChanged.emit(float(v)))
+        row.addWidget(self.min_score_spin)
+        row.addStretch(1)
+        lay.addLayout(row)
         self.defect_table = QtWidgets.QTableWidget(0, 5)
         self.defect_table.setHorizontalHeaderLabels(["type", "score", "x px", "y px", "#"])
         self.defect_table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
@@ -136,7 +159,8 @@ class ResultsDock(QtWidgets.QDockWidget):
         self.defect_table.horizontalHeader().setStretchLastSection(True)
         self.defect_table.cellClicked.connect(
             lambda r, _c: self.defectActivated.emit(int(self.defect_table.item(r, 4).value)))
-        self.tabs.addTab(self.defect_table, "Defects")
+        lay.addWidget(self.defect_table, 1)
+        self.tabs.addTab(w, "Defects")
 
     def _build_bonds_tab(self) -> None:
         self.hist_plot = pg.PlotWidget()
@@ -171,6 +195,10 @@ class ResultsDock(QtWidgets.QDockWidget):
         self.tabs.addTab(w, "Distortion")
 
     # ================================================================= public API
+    def min_defect_score(self) -> float:
+        """The defect-score filter (0..1): defects scored below it are neither shown nor exported."""
+        return float(self.min_score_spin.value())
+
     def set_class_colours(self, colours: dict) -> None:
         """Class name -> '#rrggbb' used for counts and the class column."""
         self.class_colours = dict(DEFAULT_CLASS_COLOURS, **colours)
