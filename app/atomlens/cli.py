@@ -284,8 +284,8 @@ def _detect_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--min-defect-score", type=float, default=DEFAULT_MIN_DEFECT_SCORE, metavar="S",
                    help="leave out the defects scored below S (0..1): vacancies and --cam defects are not written, "
-                        "dopants are written as atom (default %(default)g: the defect maps' empty peaks, scored "
-                        "0 to 1e-3 on clean lattices, never reach the output; 0 keeps every one)")
+                        "dopants are written as atom (default %(default)g: the defect maps' weak peaks on clean "
+                        "lattices, scored 0 to 0.02, never reach the output; 0 keeps every one)")
     p.add_argument("--no-defect-check", action="store_true",
                    help="keep the network's vacancies and dopants as they are; by default a vacancy must sit on a "
                         "site of the lattice found, darker than its neighbours, and a dopant in a HAADF/ADF image "
