@@ -196,3 +196,28 @@ def test_results_dock_score_filter_follows_the_spin_box(qtbot):
     assert res.atoms.names().count("vacancy") == 1  # the result itself is untouched
     dock.set_result(shown)
     assert dock.defect_table.rowCount() == 1
+
+
+def test_window_layers_and_export_follow_the_score_filter(qtbot, tmp_path):
+    from _gui_helpers import make_window
+
+    from atomlens.analysis.pipeline import AnalysisResult
+
+    win = make_window(qtbot, tmp_path)
+    xy = np.array([[10.0, 10], [20, 10], [30, 10], [40, 10]])
+    atoms = AtomList(xy[:, 0], xy[:, 1], [1, 2, 2, 3], [0.9, 0.2, 0.8, 0.3])
+    d = DefectList([5.0, 6.0], [5.0, 6.0], ["vacancy", "dopant"], [0.1, 0.7])
+    res = AnalysisResult(atoms=atoms, prob=None, defects=d, cam=None, info={"notes": []}, px_size_nm=None,
+                         offset_nm=(0.0, 0.0), threshold=0.5, refine="centroid", frame=0, shape=(20, 50))
+    win.overlays.atoms.set_atoms(res.atoms)  # as the analysis controller shows a new result
+    win.overlays.defects.set_defects(res.defects)
+    win.resultChanged.emit(res)
+    assert win.results.result is res and len(win.overlays.defects.defects) == 2
+    win.results.dock.min_score_spin.setValue(0.5)
+    shown = win.results.result
+    assert shown.atoms.names() == ["atom", "atom", "dopant"] and shown.defects.names() == ["dopant"]
+    assert win.overlays.atoms.atoms.names() == shown.atoms.names() and len(win.overlays.defects.defects) == 1
+    assert win.results.export_csv(str(tmp_path / "a.csv"))
+    assert AtomList.from_csv(tmp_path / "a.csv").names() == ["atom", "atom", "dopant"]
+    win.results.dock.min_score_spin.setValue(0.0)
+    assert win.results.result is res and len(win.overlays.defects.defects) == 2
