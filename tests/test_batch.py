@@ -140,6 +140,12 @@ def test_cli_batch(folder, tmp_path, capsys):
     summary = json.loads((tmp_path / "o4" / "g.json").read_text())
     assert summary["material"] == "MoS2"
     assert any(n.startswith("material hint MoS2 not applied") for n in summary["notes"])
+    # the defect options of detect: passed through (the JSON records them), out of range refused
+    assert main(["batch", str(good), "--out", str(tmp_path / "o5"), "--px-size-nm", str(PX_NM), "--device", "cpu",
+                 "--json", "--min-defect-score", "0.3", "--no-defect-check"]) == EXIT_OK
+    d = json.loads((tmp_path / "o5" / "g.json").read_text())
+    assert d["min_defect_score"] == 0.3 and d["defect_check"] is False
+    assert main(["batch", str(good), "--out", str(tmp_path / "o6"), "--min-defect-score", "2"]) == EXIT_USAGE
     assert main(["batch", str(tmp_path / "missing"), "--out", str(tmp_path / "o3")]) == EXIT_USAGE
     empty = tmp_path / "empty"
     empty.mkdir()

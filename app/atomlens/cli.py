@@ -242,6 +242,16 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
     p.add_argument("--tta", action="store_true",
                    help="average the networks over the 8 rotations and mirror images of the image (about 3-8x "
                         "slower; steadier on weak features: CAM type accuracy 0.933 -> 0.947)")
+    from .analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
+
+    p.add_argument("--min-defect-score", type=float, default=DEFAULT_MIN_DEFECT_SCORE, metavar="S",
+                   help="leave out the defects scored below S (0..1): vacancies and --cam defects are not written, "
+                        "dopants are written as atom (default %(default)g: the defect maps' weak peaks on clean "
+                        "lattices, scored 0 to 0.02, never reach the output; 0 keeps every one)")
+    p.add_argument("--no-defect-check", action="store_true",
+                   help="keep the network's vacancies and dopants as they are; by default a vacancy must sit on a "
+                        "site of the lattice found, darker than its neighbours, and a dopant in a HAADF/ADF image "
+                        "must stand out from the columns of its sublattice (the notes say how many went)")
 
 
 def _material_arg(text: str) -> str:
@@ -255,6 +265,9 @@ def _bad_analysis_options(args) -> bool:
     """Report out-of-range --threshold / --px-size-nm on stderr; True when one was."""
     if not 0 < args.threshold < 1:
         print("error: --threshold must be between 0 and 1", file=sys.stderr)
+        return True
+    if not 0 <= args.min_defect_score <= 1:
+        print("error: --min-defect-score must be between 0 and 1", file=sys.stderr)
         return True
     if args.px_size_nm is not None and not args.px_size_nm > 0:
         print("error: --px-size-nm must be positive", file=sys.stderr)
@@ -280,16 +293,6 @@ def _detect_parser() -> argparse.ArgumentParser:
     p.add_argument("--channel", help="channel or sub-image of multi-image files")
     p.add_argument("--frame", default="0", help="frame of a stack: an index or 'all'")
     p.add_argument("--json", action="store_true", help="also write <stem>.json (settings, counts, atoms, defects)")
-    from .analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
-
-    p.add_argument("--min-defect-score", type=float, default=DEFAULT_MIN_DEFECT_SCORE, metavar="S",
-                   help="leave out the defects scored below S (0..1): vacancies and --cam defects are not written, "
-                        "dopants are written as atom (default %(default)g: the defect maps' weak peaks on clean "
-                        "lattices, scored 0 to 0.02, never reach the output; 0 keeps every one)")
-    p.add_argument("--no-defect-check", action="store_true",
-                   help="keep the network's vacancies and dopants as they are; by default a vacancy must sit on a "
-                        "site of the lattice found, darker than its neighbours, and a dopant in a HAADF/ADF image "
-                        "must stand out from the columns of its sublattice (the notes say how many went)")
     return p
 
 
@@ -306,9 +309,6 @@ def cmd_detect(argv: list[str]) -> int:
     from .nn.bundle import BundleError
 
     if _bad_analysis_options(args):
-        return EXIT_USAGE
-    if not 0 <= args.min_defect_score <= 1:
-        print("error: --min-defect-score must be between 0 and 1", file=sys.stderr)
         return EXIT_USAGE
     if args.frame != "all" and not args.frame.lstrip("-").isdigit():
         print(f"error: --frame must be a frame index or 'all', not {args.frame!r}", file=sys.stderr)
@@ -419,6 +419,7 @@ def cmd_batch(argv: list[str]) -> int:
                              frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
                              single_view=args.single_view,
                              material=args.material, edge_margin_px=args.edge_margin_px,
+                             defect_check=not args.no_defect_check, min_defect_score=args.min_defect_score,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:
         bar.close()

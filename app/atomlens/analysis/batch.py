@@ -91,7 +91,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                   json_summary: bool = False, progress=None, cancel=None, log=print,
                   predictors: dict | None = None, tta: bool = False, single_view: bool = False,
                   material: str | None = None,
-                  edge_margin_px: float = 0.0) -> list[dict]:
+                  edge_margin_px: float = 0.0, defect_check: bool = True,
+                  min_defect_score: float | None = None) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
     Parameters
@@ -114,6 +115,8 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
         Material hint for every file (see :func:`atomlens.analysis.material.apply_material_hint`).
     edge_margin_px : float
         Leave out the atoms within this many pixels of an image edge (0: keep every column).
+    defect_check, min_defect_score :
+        As :func:`~atomlens.analysis.pipeline.analyse_image` (None: its default score).
     frames : {"first", "all"}
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` as with ``detect``).
     json_summary : bool
@@ -208,7 +211,9 @@ def process_paths(paths, out_dir, *, model: str = "auto", cam: bool = False, dev
                     res = analyse_image(mg.frame(f if mg.is_stack else 0), pred, px_size_nm=px,
                                         offset_nm=mg.offset_nm, mode=mg.mode, threshold=threshold, refine=refine,
                                         cam_predictor=cam_pred, frame=f, material=material,
-                                        edge_margin_px=edge_margin_px, progress=sub)
+                                        edge_margin_px=edge_margin_px, progress=sub,
+                                        defect_check=defect_check,
+                                        **({} if min_defect_score is None else {"min_defect_score": min_defect_score}))
                 except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
                     raise LoadError(f"{path.name}: {exc}") from exc
                 res.info["notes"] = assumed + res.info["notes"]  # as atomlens detect (and its JSON)

@@ -147,6 +147,8 @@ class AnalysisResult:
             "domain": self.info.get("domain"),
             "threshold": self.threshold, "refine": self.refine, "material": self.material,
             "edge_margin_px": self.edge_margin_px, "frame": self.frame,
+            "defect_check": bool(self.info.get("defect_check", False)),
+            "min_defect_score": self.info.get("min_defect_score"),
             "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
             "counts": self.counts(),
             "atoms": _with_nm(self.atoms.to_dict(), self.px_size_nm, self.offset_nm),

@@ -217,7 +217,10 @@ class AnalysisWorker(QtCore.QObject):
                                        mode=req.mode, threshold=req.threshold, refine=req.refine,
                                        cam_predictor=cam, frame=req.frame, material=req.material,
                                        edge_margin_px=req.edge_margin_px, progress=report,
-                                       cancel=req.cancel)
+                                       cancel=req.cancel,
+                                       # every scored defect comes back: the Results dock's
+                                       # "Min. defect score" filters them, down to 0 if asked
+                                       min_defect_score=0.0)
                 break
             except RuntimeError as exc:
                 if not _is_cuda_failure(exc) or device == "cpu" or fallback is not None:
