@@ -22,7 +22,7 @@ def test_new_code_paths_stay_unused_without_their_keys(monkeypatch):
         raise AssertionError("a new artefact ran although its key is absent")
 
     for name in ("ramp", "bowl", "patch_mask", "thickness_field", "probe_tail", "scan_streaks",
-                 "band_limited_noise", "contrast"):
+                 "band_limited_noise", "contrast", "line_blur"):
         monkeypatch.setattr(noise, name, boom)
     cfg = {**BASE, "noise": {"dose_e_per_A2": 1e4, "jitter_px": 0.3, "background": 0.1, "floor": 0.2}}
     a, b = simulate(cfg, 5), simulate(cfg, 5)
@@ -200,3 +200,18 @@ def test_stm_topographs_take_a_tilt_and_a_bow_in_units_of_their_contrast():
     A = np.c_[np.ones(xx.size), xx.ravel(), yy.ravel()]
     res = (tilted.image - clean.image).ravel() - A @ np.linalg.lstsq(A, (tilted.image - clean.image).ravel(), rcond=None)[0]
     assert np.abs(res).max() < 1e-4 * c * 3  # a plane
+
+
+def test_line_blur_correlates_the_noise_along_the_scan_lines_only():
+    from scipy import ndimage
+
+    base = {"shape": [128, 128], "structure": "graphene", "px_size_A": 0.15, "noise": {"dose_e_per_A2": 300.0}}
+    a, b = simulate(base, 3), simulate({**base, "noise": {**base["noise"], "line_blur_px": 1.5}}, 3)
+
+    def corr(img, axis):  # lag-1 correlation of the fine-scale part (mostly noise at this dose)
+        d = img - ndimage.gaussian_filter(img, 3.0)
+        return float((d * np.roll(d, 1, axis)).mean() / (d * d).mean())
+
+    assert corr(b.image, 1) > corr(a.image, 1) + 0.2  # along the rows: correlated
+    assert abs(corr(b.image, 0) - corr(a.image, 0)) < 0.1  # across them: as before
+    assert np.array_equal(a.masks, b.masks)

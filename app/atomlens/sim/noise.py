@@ -15,7 +15,7 @@ from scipy import ndimage
 
 __all__ = ["robust_peak", "poisson", "stem_counts", "read_noise", "line_jitter", "background", "gain_offset", "blur",
            "stm_noise", "contrast", "smooth_field", "ramp", "bowl", "thickness_field", "band_limited_noise",
-           "patch_mask", "probe_tail", "scan_streaks"]
+           "patch_mask", "probe_tail", "scan_streaks", "line_blur"]
 
 
 def robust_peak(image: np.ndarray) -> float:
@@ -125,6 +125,15 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     if sigma_px <= 0:
         return image
     return ndimage.gaussian_filter(image, sigma_px).astype(np.float32)
+
+
+def line_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
+    """Gaussian blur of `sigma_px` along the rows only (the fast scan direction): the finite
+    response of a STEM detector and its amplifier smears each pixel's signal, and its noise,
+    into the next pixels of the same scan line (float32).  Symmetric, so columns stay put."""
+    if sigma_px <= 0:
+        return image
+    return ndimage.gaussian_filter1d(image, sigma_px, axis=1).astype(np.float32)
 
 
 def stm_noise(height_A: np.ndarray, rng, *, sigma_A: float = 0.02, line_offset_A: float = 0.05,

@@ -312,6 +312,8 @@ def simulate(config, seed: int) -> SimResult:
         if nz.get("streaks", 0):
             img, meta["streaks"] = noise.scan_streaks(img, rng, float(nz["streaks"]))
         img = noise.blur(img, nz.get("blur_px", 0.0))
+        if nz.get("line_blur_px", 0):  # the detector's response along the fast scan: noise streaked along rows
+            img = noise.line_blur(img, float(nz["line_blur_px"]))
         if nz.get("read_noise", 0):
             img = noise.read_noise(img, rng, nz["read_noise"] * float(img.std() or 1.0))
         img = noise.gain_offset(img, nz.get("gain", 1.0), nz.get("offset", 0.0))
