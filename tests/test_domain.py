@@ -192,6 +192,11 @@ def test_analyse_image_carries_the_notes_and_figures():
     assert any(is_ood_note(n) for n in d["notes"])
     res = analyse_image(img, _FakePredictor(xy), px_size_nm=PX_A / 10)
     assert not any(is_ood_note(n) for n in res.info["notes"]) and res.to_dict()["domain"]["found_fraction"] > 0.5
+    # a re-derivation at another threshold checks "few atoms found" again with the atoms it keeps
+    res.rederive(0.99, image=img)  # above the maps' 0.97: no atom is left
+    assert len(res.atoms) == 0 and any("Fourier transform" in n for n in res.info["notes"] if is_ood_note(n))
+    res.rederive(0.5, image=img)
+    assert len(res.atoms) > 0 and not any(is_ood_note(n) for n in res.info["notes"])
 
 
 # ================================================================= the Analysis dock

@@ -21,7 +21,7 @@ from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .defect_check import (CHECK_NOTE, DEFAULT_MIN_DEFECT_SCORE, SCORE_NOTE, check_atom_defects,
                            check_cam_defects, filter_by_score)
-from .domain import domain_check
+from .domain import domain_check, is_ood_note
 from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
 from .scene import SCENE_NOTE, isolated_atoms
@@ -122,6 +122,11 @@ class AnalysisResult:
         margin = self.edge_margin_px if edge_margin_px is None else float(edge_margin_px)
         atoms, added = _after_detection(atoms, img, material, margin, self.shape, self.info)
         self.info["notes"] = [n for n in self.info.get("notes", []) if not n.startswith(_DERIVED_NOTES)] + added
+        if img is not None and self.info.get("px_size_A") and "domain" in self.info:
+            # "few atoms found" depends on the atoms: checked again with the ones kept now
+            ood, self.info["domain"] = domain_check(img, self.info["px_size_A"], self.prob, atoms.xy,
+                                                    limits=self.info.get("domain_limits"))
+            self.info["notes"] = [n for n in self.info["notes"] if not is_ood_note(n)] + ood
         self.info["median_nn_px"] = _finite_or_none(median_nn_distance(atoms.xy))
         self.atoms = atoms
         self.threshold, self.refine, self.material = float(threshold), refine, material
@@ -224,7 +229,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
     if info.get("px_size_A"):  # an image the model may not know: said in the notes (figures: info["domain"])
-        ood, info["domain"] = domain_check(img, info["px_size_A"], prob, atoms.xy, limits=predictor.card.get("domain"))
+        info["domain_limits"] = predictor.card.get("domain")
+        ood, info["domain"] = domain_check(img, info["px_size_A"], prob, atoms.xy, limits=info["domain_limits"])
         info["notes"] += ood
     nn = median_nn_distance(atoms.xy)
     stripes = stripes_note(img, atoms.xy, info.get("px_size_A"), nn_px=nn)
