@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # real_data's overlay()
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "data" / "real"
 REAL_IMAGES = ("G-Si-2nm", "G-GrainBoundary-4nm")
@@ -123,6 +124,9 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="stem-haadf")
     ap.add_argument("--images", default=",".join(REAL_IMAGES + tuple(SIM_IMAGES)))
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pictures", default=None,
+                    help="folder for overlays of the grain boundary with a 15 %% patch at 10x and a 10x ramp")
+    ap.add_argument("--prefix", default="sweep", help="file name prefix of the overlays")
     args = ap.parse_args(argv)
     from atomlens.nn.infer import Predictor
 
@@ -140,6 +144,11 @@ def main(argv=None) -> int:
             atoms, _, _ = pred.detect(pert.astype(np.float32), px_nm)
             keep = np.ones(img.shape, bool) if kind != "patch" else bg < PATCH_EDGE * bg.max()
             f1 = score(atoms, ref, keep, r_px)
+            if args.pictures and name == "G-GrainBoundary-4nm" and label in ("patch 15% at 10x", "ramp 10x"):
+                from real_data import overlay
+
+                tag = "patch" if kind == "patch" else "ramp"
+                overlay(pert, atoms, Path(args.pictures) / f"{args.prefix}_{tag}_{pred.card['name']}-{pred.card['version']}.png")
             worst[kind] = min(worst.get(kind, 1.0), f1)
             print(f"  {label:24s} F1 {f1:.3f} against the clean image ({len(atoms)} atoms; "
                   f"{keep.mean():.0%} of the field scored)")
