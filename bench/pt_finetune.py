@@ -44,7 +44,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_data  # noqa: E402  (the Pt scoring of bench/real_data.py)

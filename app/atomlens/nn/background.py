@@ -6,17 +6,20 @@ global clip and z-score lets such a background set the scale of the whole image,
 everywhere else shrinks to nothing.  Here instead, at a length set by the physics (a few
 neighbour distances, in Å):
 
-1. the smooth background is removed by a local linear fit (Gaussian weights of
-   ``background_sigma_A``, edge-corrected, so that a linear ramp is removed exactly up to the
-   image edges and a bowl leaves only a constant);
-2. the result is divided by the local RMS contrast (Gaussian window of ``contrast_sigma_A``),
-   but never by less than the image's median local contrast (``floor``), so that a bright,
-   busy patch is scaled down where it is while flat regions (vacuum, thin support) are not
-   blown up into false atoms;
+1. the smooth background is removed by a local quadratic fit (Gaussian weights of
+   ``background_sigma_A``, over the pixels inside the image, so that a ramp or a bowl is
+   removed exactly up to the image edges);
+2. the result is divided by the local RMS contrast (Gaussian window of ``contrast_sigma_A``;
+   squares above (OUTLIER_CAP x the median local RMS)^2 count as that, so that the residue of
+   a sharp bright edge does not spread), but never by less than the image's median local
+   contrast (``floor``), so that a bright, busy patch is scaled down where it is while flat
+   regions (vacuum, thin support) are not blown up into false atoms;
 3. values are clipped to ``clip`` (in units of that contrast).
 
 Only the floor is a statistic of the whole image; an image processed in tiles passes the
-floor of the whole image to every tile (:func:`contrast_floor` of joined samples).
+floor of the whole image to every tile (:func:`contrast_floor` of joined samples).  (The
+outlier cap is each tile's own: tiles are 1024 px or more, whose median local contrast is
+that of the image unless most of the tile is vacuum or contamination.)
 
 numpy and scipy only: importable without torch.
 """
@@ -26,7 +29,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = ["LOCAL_DEFAULTS", "contrast_floor", "floor_sample", "local_background", "local_contrast",
            "local_normalise", "margin_A"]
