@@ -45,9 +45,12 @@ bench: $(VENV)/.test-stamp
 MODELS := build/models
 models: $(VENV)/.run-stamp
 	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf.json --out $(MODELS)/stem-haadf-stage1
-	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-ft.json --init-from $(MODELS)/stem-haadf-stage1 --out $(MODELS)/stem-haadf
+	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-ft.json --init-from $(MODELS)/stem-haadf-stage1 --out $(MODELS)/stem-haadf-stage2
+	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-real.json --init-from $(MODELS)/stem-haadf-stage2 --out $(MODELS)/stem-haadf-stage3
+	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-real-pt.json --init-from $(MODELS)/stem-haadf-stage3 --out $(MODELS)/stem-haadf
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam.json --out $(MODELS)/defect-cam-stage1
-	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-ft.json --init-from $(MODELS)/defect-cam-stage1 --out $(MODELS)/defect-cam
+	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-ft.json --init-from $(MODELS)/defect-cam-stage1 --out $(MODELS)/defect-cam-stage2
+	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-real.json --init-from $(MODELS)/defect-cam-stage2 --out $(MODELS)/defect-cam
 	$(BIN)/atomlens train --recipe resources/recipes/stm-topo.json --out $(MODELS)/stm-topo-stage1
 	$(BIN)/atomlens train --recipe resources/recipes/stm-topo-ft.json --init-from $(MODELS)/stm-topo-stage1 --out $(MODELS)/stm-topo
 

@@ -21,19 +21,30 @@ def stem():
 
 
 def test_bundled_stem_haadf_card_records_its_recipe():
-    """stem-haadf is trained in two stages: its card records the stage-2 recipe and the stage-1
-    parent, whose own card (with the stage-1 recipe) is kept beside it."""
+    """stem-haadf 1.2 is trained in four stages (1.0 on an H100, 1.1 and two stages for real
+    images on the CPU): its card records the stage-4 recipe and the stage-3 parent, and each
+    earlier stage's card (with its recipe) is kept beside it, chained by parent and sha256."""
     names = {n: p for n, p, origin in list_bundles() if origin == "bundled"}
     assert "stem-haadf" in names
-    card = read_card(names["stem-haadf"])
-    assert card["recipe"]["recipe_file"] == "stem-haadf-ft.json" and card["seed"] == card["recipe"]["seed"]
-    assert card["training"]["seconds"] <= 60 * 60 and card["validation"]["val_f1"] > 0.95
-    stage1 = json.loads((names["stem-haadf"] / "stage1_card.json").read_text(encoding="utf-8"))
-    assert stage1["recipe"]["recipe_file"] == "stem-haadf.json" and stage1["training"]["seconds"] <= 60 * 60
-    assert card["parent"] == {"name": "stem-haadf", "version": stage1["version"],
-                              "weights_sha256": stage1["weights_sha256"]}
-    assert (names["stem-haadf"] / "weights.safetensors").stat().st_size < 10e6
-    load_bundle(names["stem-haadf"])  # sha256 matches
+    folder = names["stem-haadf"]
+    card = read_card(folder)
+    assert card["version"] == "1.2" and card["recipe"]["recipe_file"] == "stem-haadf-real-pt.json"
+    assert card["seed"] == card["recipe"]["seed"] and card["normalisation"]["method"] == "local-contrast"
+    assert card["training"]["seconds"] <= 60 * 60 and card["training"]["device"] == "cpu"
+    stages = {k: json.loads((folder / f"stage{k}_card.json").read_text(encoding="utf-8")) for k in (1, 2, 3)}
+    files = {1: "stem-haadf.json", 2: "stem-haadf-ft.json", 3: "stem-haadf-real.json"}
+    for k, st in stages.items():
+        assert st["recipe"]["recipe_file"] == files[k] and st["training"]["seconds"] <= 60 * 60
+    chain = [stages[1], stages[2], stages[3], card]
+    for older, newer in zip(chain, chain[1:]):
+        assert newer["parent"] == {"name": "stem-haadf", "version": older["version"],
+                                   "weights_sha256": older["weights_sha256"]}
+    assert stages[2]["validation"]["val_f1"] > 0.95  # 1.1 on the clean mix
+    # the validation figures of the benches, before and after, are in the card
+    bench = card["validation_bench"]
+    assert any("background_sweep" in k for k in bench) and any("--pt" in k for k in bench)
+    assert (folder / "weights.safetensors").stat().st_size < 10e6
+    load_bundle(folder)  # sha256 matches
 
 
 def test_bundled_stm_topo_card_records_both_stages():
@@ -175,7 +186,9 @@ def test_material_hint_sorts_mose2_vacancies_from_dopants(stem):
         # without a material, the note suggests naming one (MoSe2 among those that fit)
         suggested = [n for n in res.info["notes"] if n.startswith(SUGGEST_NOTE)]
         assert len(suggested) == (material is None) and "MoSe2" in res.info["material_suggestion"]
-    assert scores["MoSe2"][3]["f1"] > 0.9 and scores[None][3]["f1"] < 0.6
+    # (vacancy F1 without / with the hint: stem-haadf 1.1 below 0.6 / 0.93; 1.2, retrained for
+    # real images, 0.67 / 0.90)
+    assert scores["MoSe2"][3]["f1"] > 0.85 and scores["MoSe2"][3]["f1"] > scores[None][3]["f1"] + 0.15
     assert scores["MoSe2"][2]["f1"] >= scores[None][2]["f1"]
     assert res.material == "MoSe2" and res.to_dict()["material"] == "MoSe2"
     assert any(n.startswith("material hint MoSe2:") and "corrected" in n for n in res.info["notes"])

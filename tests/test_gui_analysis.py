@@ -217,7 +217,7 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
                        "partial_vacancy": {"rate": 0.05, "sites": "chalcogen"}},
            "probe": {"kv": 80, "alpha_mrad": 30, "source_fwhm_A": 0.7}, "noise": {"dose_e_per_A2": 1e5}}
     path = tmp_path / "mose2.npy"
-    np.save(path, simulate(cfg, 3_000_000_323).image)  # the network calls 11 Se2 -> Se columns dopants
+    np.save(path, simulate(cfg, 3_000_000_323).image)  # the network calls some Se2 -> Se columns dopants
     win = window
     open_and_wait(qtbot, win, path, px_size_nm=0.02)
     dock = win.analysis_dock
@@ -234,7 +234,8 @@ def test_material_hint_reclasses_from_the_cached_maps(qtbot, window, tmp_path, m
         dock.set_material("MoSe2")
     res = win.analysis.current_result()
     assert win.analysis.runner.worker.network_runs == runs and res.prob is first.prob
-    assert int((res.atoms.cls == 2).sum()) <= n_dop - 8  # dim "dopants" are vacancies now
+    # dim "dopants" are vacancies now (stem-haadf 1.1 called 11 of them dopants, 1.2 about 5)
+    assert int((res.atoms.cls == 2).sum()) <= n_dop - 3
     assert "material hint MoSe2" in dock.notes.text() and dock.notes.isVisible()
     assert "material hint suggested" not in dock.notes.text()
     with qtbot.waitSignal(win.resultChanged, timeout=RUN_MS, check_params_cb=lambda r: r.material is None):

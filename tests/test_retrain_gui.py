@@ -179,10 +179,11 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     assert read_card(gpu)["recipe"]["batch_size"] == 32
     assert w.name_edit.text().startswith("stm-topo-gpu-ft-") and w.batch_spin.value() == 12
     assert w.lr_spin.value() == pytest.approx(0.004 / 4) and w.patch_spin.value() == 160
-    # stem-haadf 1.1 was fine-tuned on the CPU from stage 1: its card's own recipe (lr 1e-3)
+    # stem-haadf 1.2 was fine-tuned on the CPU from stage 3: its card's own recipe (lr 4e-4)
     w.base_combo.setCurrentIndex(w.base_combo.findData(bundled["stem-haadf"]))
     assert w.name_edit.text().startswith("stem-haadf-ft-") and w.batch_spin.value() == 12
-    assert w.lr_spin.value() == pytest.approx(0.001 / 4) and w.patch_spin.value() == 160
+    assert w.lr_spin.value() == pytest.approx(read_card(bundled["stem-haadf"])["recipe"]["lr"] / 4)
+    assert w.patch_spin.value() == 160
     # its recipe picks checkpoints by simulated class F1: the user's run does not inherit that
     # (its own default picks by the F1 on the held-back annotated atoms)
     assert read_card(bundled["stem-haadf"])["recipe"].get("select_by") == "val_class_f1"

