@@ -32,3 +32,23 @@ def test_atoms_in_vacuum_go_and_lattice_atoms_stay():
     xy2 = np.vstack([cols - [80, 0], cols])
     kept2, note2 = _vacuum_atoms(AtomList(xy2[:, 0], xy2[:, 1], np.ones(len(xy2), int), np.ones(len(xy2))), full, 0.2)
     assert len(kept2) == len(xy2) and note2 is None
+
+
+def test_the_contrast_map_is_computed_once_per_result(monkeypatch):
+    """A re-derivation (threshold slider) reuses the map kept in the result's info."""
+    import atomlens.nn.background as bg
+
+    img, cols = _half_vacuum()
+    fake = np.array([[20.0, 30.0]])
+    xy = np.vstack([cols, fake])
+    atoms = AtomList(xy[:, 0], xy[:, 1], np.ones(len(xy), int), np.ones(len(xy)))
+    info = {}
+    first, _ = _vacuum_atoms(atoms, img, 0.2, info)
+    assert info["_contrast_ratio"].shape == img.shape
+
+    def boom(*a, **k):
+        raise AssertionError("computed again")
+
+    monkeypatch.setattr(bg, "local_contrast", boom)
+    again, note = _vacuum_atoms(atoms, img, 0.2, info)
+    assert len(again) == len(first) == len(cols) and "1 atoms" in note

@@ -326,6 +326,19 @@ def dopant_z(index, cols, image, shape=None) -> np.ndarray:
     return z
 
 
+def _check_vacancies(xy, vi, cols, img, keep, x, y, parts, what: str) -> None:
+    """The lattice check of the vacancies at rows `vi` of `xy` (:func:`vacancy_sites` against
+    the columns `cols`), in place: those off the lattice get ``keep`` False, the others move
+    onto their sites in `x`, `y`; a note part saying how many went is added to `parts`."""
+    if not len(vi):
+        return
+    ok, site, reason = vacancy_sites(xy[vi], cols, img.shape, img)
+    keep[vi[~ok]] = False
+    x[vi[ok]], y[vi[ok]] = site[ok, 0], site[ok, 1]
+    if (~ok).any():
+        parts.append(f"{int((~ok).sum())} of {len(vi)} {what} dropped ({_why(reason, ok)})")
+
+
 def check_atom_defects(atoms, image, *, z_contrast: bool):
     """The atoms with their unsupported defect classes corrected: vacancies off the lattice
     (see :func:`vacancy_sites`) dropped, and, in a Z-contrast image, dopants that do not stand
@@ -346,13 +359,7 @@ def check_atom_defects(atoms, image, *, z_contrast: bool):
     parts = []
     keep = np.ones(len(atoms), bool)
     x, y, cls = atoms.x.copy(), atoms.y.copy(), atoms.cls.copy()
-    vi = np.flatnonzero(is_vac)
-    if len(vi):
-        ok, site, reason = vacancy_sites(atoms.xy[vi], cols, img.shape, img)
-        keep[vi[~ok]] = False
-        x[vi[ok]], y[vi[ok]] = site[ok, 0], site[ok, 1]
-        if (~ok).any():
-            parts.append(f"{int((~ok).sum())} of {len(vi)} vacancies dropped ({_why(reason, ok)})")
+    _check_vacancies(atoms.xy, np.flatnonzero(is_vac), cols, img, keep, x, y, parts, "vacancies")
     if z_contrast and dop_c >= 0:
         di = np.flatnonzero(atoms.cls == dop_c)
         if len(di):
@@ -385,13 +392,7 @@ def check_cam_defects(defects, atoms, image, *, z_contrast: bool):
     keep = np.ones(len(defects), bool)
     x, y = defects.x.copy(), defects.y.copy()
     parts = []
-    vi = np.flatnonzero(names == "vacancy")
-    if len(vi):
-        ok, site, reason = vacancy_sites(defects.xy[vi], cols, img.shape, img)
-        keep[vi[~ok]] = False
-        x[vi[ok]], y[vi[ok]] = site[ok, 0], site[ok, 1]
-        if (~ok).any():
-            parts.append(f"{int((~ok).sum())} of {len(vi)} CAM vacancies dropped ({_why(reason, ok)})")
+    _check_vacancies(defects.xy, np.flatnonzero(names == "vacancy"), cols, img, keep, x, y, parts, "CAM vacancies")
     di = np.flatnonzero(names == "dopant")
     if len(di):
         nn = _nn_scale(cols)

@@ -322,7 +322,7 @@ def _after_detection(atoms, img, material, margin_px, shape, info):
         atoms, note = isolated_atoms(atoms, img, info.get("px_size_A"))
         if note:
             notes.append(note)
-        atoms, note = _vacuum_atoms(atoms, img, info.get("px_size_A"))
+        atoms, note = _vacuum_atoms(atoms, img, info.get("px_size_A"), info)
         if note:
             notes.append(note)
     if material:
@@ -344,20 +344,27 @@ def _after_detection(atoms, img, material, margin_px, shape, info):
     return atoms, notes
 
 
-def _vacuum_atoms(atoms, img, px_A):
+def _vacuum_atoms(atoms, img, px_A, cache=None):
     """The atoms of a Z-contrast image that do not sit in vacuum (local contrast below
-    VACUUM_CONTRAST of the image's median), and a note saying how many went."""
+    VACUUM_CONTRAST of the image's median), and a note saying how many went.
+
+    The image's local contrast over its median is kept in `cache` (a result's info) under
+    ``"_contrast_ratio"``, so re-deriving the atoms (the threshold slider) does not compute it
+    again."""
     if not len(atoms) or not px_A:
         return atoms, None
-    from ..nn.background import contrast_floor, floor_sample, local_contrast
+    ratio = None if cache is None else cache.get("_contrast_ratio")
+    if ratio is None or ratio.shape != img.shape:
+        from ..nn.background import contrast_floor, floor_sample, local_contrast
 
-    _hp, r, unit = local_contrast(img, float(px_A))
-    floor = contrast_floor(floor_sample(r, unit)) / unit if unit > 0 else 0.0
-    if not floor > 0:
-        return atoms, None
+        _hp, r, unit = local_contrast(img, float(px_A))
+        floor = contrast_floor(floor_sample(r, unit)) / unit if unit > 0 else 0.0
+        ratio = r / np.float32(floor) if floor > 0 else np.full(img.shape, np.inf, np.float32)
+        if cache is not None:
+            cache["_contrast_ratio"] = ratio
     iy = np.clip(np.round(atoms.y).astype(int), 0, img.shape[0] - 1)
     ix = np.clip(np.round(atoms.x).astype(int), 0, img.shape[1] - 1)
-    keep = r[iy, ix] >= VACUUM_CONTRAST * floor
+    keep = ratio[iy, ix] >= VACUUM_CONTRAST
     if keep.all():
         return atoms, None
     return atoms.subset(keep), (f"{VACUUM_NOTE}: {int((~keep).sum())} atoms where the image holds no contrast "
