@@ -109,7 +109,7 @@ def main() -> int:
                          "to Z-contrast images (atomlens.analysis.scene): the network's calls alone")
     args = ap.parse_args()
     from atomlens.analysis.material import MATERIALS, apply_material_hint
-    from atomlens.analysis.pipeline import Z_CONTRAST_MODES
+    from atomlens.io.modes import is_z_contrast
     from atomlens.analysis.scene import isolated_atoms
     from atomlens.analysis.metrics import detection_scores
     from atomlens.nn.infer import Predictor
@@ -118,7 +118,7 @@ def main() -> int:
     pred = Predictor(args.model, "auto", tta=args.tta, single_view=args.single_view)
     recipe = json.loads(Path(args.recipe).read_text())
     px = args.px or pred.px_size_A
-    scene = not args.no_scene and (pred.card.get("mode") or "").upper() in Z_CONTRAST_MODES
+    scene = not args.no_scene and is_z_contrast(pred.card.get("mode"))
     allres = {}
     print(f"model {args.model} ({len(pred.views)} view(s)), test pixel size {px} Å, dose {args.dose:g} e/Å², {args.n} images per family, "
           f"seeds from {args.seed_base}" + (", material hint for the TMDs" if args.material_hint else "")

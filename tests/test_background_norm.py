@@ -4,7 +4,7 @@ rest of the image as it was; older cards keep their global normalisation."""
 import numpy as np
 import pytest
 
-from atomlens.nn.background import LOCAL_DEFAULTS, local_background, local_normalise, margin_A
+from atomlens.analysis.background import LOCAL_DEFAULTS, local_background, local_normalise, margin_A
 from atomlens.nn.norm import normalisation_spec
 
 PX_A = 0.2

@@ -180,7 +180,7 @@ def test_large_images_are_tiled_along_both_axes(haadf, monkeypatch):
     monkeypatch.setattr(infer, "STRIP_MIN_PIXELS", 0)
     tiled, none, info = haadf.detect(img, 0.02, strip_px=160)
     # the margin: at least 64 px and 8 Å, plus the reach of a local normalisation's windows
-    from atomlens.nn.background import margin_A
+    from atomlens.analysis.background import margin_A
 
     reach_A = 8.0 + (margin_A(haadf.norm_spec) if haadf.local_norm else 0.0)
     pad = int(np.ceil(max(64, reach_A / 0.2)))  # 0.2 Å/px

@@ -36,7 +36,7 @@ def test_atoms_in_vacuum_go_and_lattice_atoms_stay():
 
 def test_the_contrast_map_is_computed_once_per_result(monkeypatch):
     """A re-derivation (threshold slider) reuses the map kept in the result's info."""
-    import atomlens.nn.background as bg
+    import atomlens.analysis.background as bg
 
     img, cols = _half_vacuum()
     fake = np.array([[20.0, 30.0]])

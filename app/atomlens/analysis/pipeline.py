@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_save_npy, atomic_write_text
+from ..io.modes import is_z_contrast, needs_inversion
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .defect_check import (CHECK_NOTE, DEFAULT_MIN_DEFECT_SCORE, SCORE_NOTE, check_atom_defects,
@@ -26,21 +27,9 @@ from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
 from .scene import SCENE_NOTE, isolated_atoms
 
-__all__ = ["AnalysisResult", "analyse_image", "write_results", "needs_inversion", "RESULT_FORMAT"]
+__all__ = ["AnalysisResult", "analyse_image", "write_results", "RESULT_FORMAT"]
 
 RESULT_FORMAT = "atomlens-result/1"
-
-#: Model modes whose images are Z-contrast images (where the material hint applies).
-Z_CONTRAST_MODES = ("HAADF", "ADF", "STEM", "MAADF")
-#: Imaging modes in which atom columns are dark on a bright background.
-DARK_ATOM_MODES = ("ABF", "BF")
-
-
-def needs_inversion(mode, model_mode) -> bool:
-    """True when an image of `mode` (dark columns, e.g. ABF) is shown to a bright-atom model."""
-    m = (mode or "").upper()
-    return m in DARK_ATOM_MODES and (model_mode or "HAADF").upper() != m
-
 
 @dataclasses.dataclass
 class AnalysisResult:
@@ -275,7 +264,7 @@ def _finite_or_none(v: float) -> float | None:
 EDGE_NOTE = "edge margin"
 #: The notes that :func:`_after_detection` writes (a re-derivation replaces them).
 VACUUM_NOTE = "vacuum"
-#: An atom where the local contrast (:func:`atomlens.nn.background.local_contrast`) is below this
+#: An atom where the local contrast (:func:`atomlens.analysis.background.local_contrast`) is below this
 #: share of the image's median is in vacuum (beyond a film's edge, in a hole): left out.  Chosen
 #: on the labelled Pt-on-carbon images (validation F1 0.22 -> 0.40; none of the clean real
 #: lattices loses a column at 0.85), so their figure with it is not a transfer figure.
@@ -355,7 +344,7 @@ def _vacuum_atoms(atoms, img, px_A, cache=None):
         return atoms, None
     ratio = None if cache is None else cache.get("_contrast_ratio")
     if ratio is None or ratio.shape != img.shape:
-        from ..nn.background import contrast_floor, floor_sample, local_contrast
+        from .background import contrast_floor, floor_sample, local_contrast
 
         _hp, r, unit = local_contrast(img, float(px_A))
         floor = contrast_floor(floor_sample(r, unit)) / unit if unit > 0 else 0.0
@@ -387,13 +376,13 @@ def _contrast_mode(info) -> str:
 
 
 def _z_contrast(info) -> bool:
-    return _contrast_mode(info) in Z_CONTRAST_MODES
+    return is_z_contrast(_contrast_mode(info))
 
 
 def _material_hint(atoms, img, material, info):
     """The material hint for a Z-contrast model's atoms (an STM model's are left alone)."""
     mode = _contrast_mode(info)
-    if mode not in Z_CONTRAST_MODES:
+    if not is_z_contrast(mode):
         return atoms, (f"material hint {material} not applied: it reads column intensities of "
                        f"Z-contrast images (HAADF, ADF), and this is {mode}")
     return apply_material_hint(atoms, img, material, px_size_A=info.get("px_size_A"))

@@ -1,13 +1,22 @@
-"""Recognise the imaging mode (HAADF, ABF, STM...) from metadata text."""
+"""Imaging modes: recognised from metadata text (HAADF, ABF, STM...), and the families every
+other part of AtomLens asks about (:func:`mode_family`, :func:`is_dark_atom`,
+:func:`is_z_contrast`, :func:`needs_inversion`).  This module is their one home."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["MODES", "mode_from_text", "mode_from_metadata"]
+__all__ = ["MODES", "SPM_MODES", "DARK_ATOM_MODES", "Z_CONTRAST_MODES", "mode_from_text", "mode_from_metadata",
+           "mode_family", "is_dark_atom", "is_z_contrast", "needs_inversion"]
 
 #: Imaging modes AtomLens knows, with the words that name them in files.
 MODES = ("HAADF", "ADF", "ABF", "BF", "DF", "iDPC", "DPC", "STM", "AFM", "TEM")
+#: Scanning-probe modes: images of a surface, read by the STM model.
+SPM_MODES = ("STM", "SPM", "AFM")
+#: Imaging modes in which atom columns are dark on a bright background.
+DARK_ATOM_MODES = ("ABF", "BF")
+#: Modes whose column intensity grows with the atomic number (where Z-contrast tests apply).
+Z_CONTRAST_MODES = ("HAADF", "ADF", "STEM", "MAADF")
 
 # word boundaries that also split on "_" and digits ("test_ADF_cropped", "DF4")
 _B, _E = r"(?<![a-z])", r"(?![a-z])"
@@ -41,3 +50,59 @@ def mode_from_metadata(*texts) -> str | None:
             if m:
                 return m
     return None
+
+
+def mode_family(mode) -> str:
+    """``"spm"`` for a scanning-probe mode (STM, SPM, AFM), ``"stem"`` for anything else
+    (HAADF, ABF..., and an unknown or missing mode: the microscope images most users have).
+
+    Parameters
+    ----------
+    mode : str or None
+        An imaging mode, any case.
+
+    Returns
+    -------
+    str
+        ``"spm"`` or ``"stem"``.
+
+    Examples
+    --------
+    >>> mode_family("stm"), mode_family("HAADF"), mode_family(None)
+    ('spm', 'stem', 'stem')
+    """
+    return "spm" if str(mode or "").upper() in SPM_MODES else "stem"
+
+
+def is_dark_atom(mode) -> bool:
+    """True for a mode in which the columns are dark on a bright background (ABF, BF)."""
+    return str(mode or "").upper() in DARK_ATOM_MODES
+
+
+def is_z_contrast(mode) -> bool:
+    """True for a Z-contrast mode (HAADF, ADF and the like); an unknown mode is not one."""
+    return str(mode or "").upper() in Z_CONTRAST_MODES
+
+
+def needs_inversion(mode, model_mode) -> bool:
+    """Whether an image of `mode` must be inverted before a model trained on `model_mode` sees it.
+
+    Parameters
+    ----------
+    mode : str or None
+        The image's imaging mode.
+    model_mode : str or None
+        The model's imaging mode (its card's ``mode``); None means HAADF.
+
+    Returns
+    -------
+    bool
+        True when the image's columns are dark (ABF, BF) and the model's are not.
+
+    Examples
+    --------
+    >>> needs_inversion("ABF", "HAADF"), needs_inversion("ABF", "ABF"), needs_inversion("HAADF", None)
+    (True, False, False)
+    """
+    m = str(mode or "").upper()
+    return is_dark_atom(m) and str(model_mode or "HAADF").upper() != m

@@ -14,7 +14,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..sim import simulate
 from ..sim.simulate import SimConfig
-from .background import STATS_SAMPLE_PX, _subsample, local_normalise
+from ..analysis.background import STATS_SAMPLE_PX, _subsample, local_normalise
 from .norm import LOCAL_METHODS, NORMALISATION, NORMALISATION_METHODS, normalisation_spec
 
 __all__ = ["NORMALISATION", "NORMALISATION_METHODS", "STATS_SAMPLE_PX", "VAL_SEED_BASE", "SimStream", "defect_site_maps",
@@ -90,7 +90,7 @@ def normalise(image: np.ndarray, stats=None, method="clip-zscore", px_A: float |
     float32 holds gives the same values.  `stats` (from :func:`normalisation_stats`) applies
     another image's scaling instead.
 
-    "local-contrast" (:mod:`atomlens.nn.background`) needs the pixel size `px_A` (Å/px) of
+    "local-contrast" (:mod:`atomlens.analysis.background`) needs the pixel size `px_A` (Å/px) of
     `image`; `stats` is then the contrast floor (image intensity units) of the whole image."""
     spec = normalisation_spec(method)
     if spec["method"] in LOCAL_METHODS:

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from .bundle import load_bundle, resolve_bundle
-from .background import contrast_floor, floor_sample, local_contrast, margin_A
+from ..analysis.background import contrast_floor, floor_sample, local_contrast, margin_A
 from .norm import LOCAL_METHODS
 from .data import (TTA_VIEWS, dihedral_unview, dihedral_view, inverse_scale, normalisation_spec,
                    normalisation_stats, normalise, sample_stats, stats_sample)

@@ -17,7 +17,7 @@ NORMALISATION = {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}
 #: "local-contrast": the smooth background removed by a local linear fit at
 #: ``background_sigma_A``, then divided by the local RMS contrast at ``contrast_sigma_A`` (never
 #: by less than the image's median local contrast), then clipped to ``clip``: a ramp, a bowl
-#: or a bright patch leaves the rest of the image as it was (:mod:`atomlens.nn.background`).
+#: or a bright patch leaves the rest of the image as it was (:mod:`atomlens.analysis.background`).
 NORMALISATION_METHODS = ("clip-zscore", "clip-robust", "local-contrast")
 #: The methods whose parameters are lengths in Å (the pixel size must be known to apply them).
 LOCAL_METHODS = ("local-contrast",)
@@ -31,7 +31,7 @@ def normalisation_spec(spec=None) -> dict:
     if method not in NORMALISATION_METHODS:
         raise ValueError(f"unknown normalisation {method!r}; known: {', '.join(NORMALISATION_METHODS)}")
     if method in LOCAL_METHODS:
-        from .background import LOCAL_DEFAULTS
+        from ..analysis.background import LOCAL_DEFAULTS
 
         given = {} if isinstance(spec, str) else dict(spec)
         out = {"method": method}

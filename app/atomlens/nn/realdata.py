@@ -48,7 +48,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from ..analysis.annotations import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, Annotations, holdout_row, label_map
 from ..analysis.atoms import names_to_indices
 from ..analysis.metrics import match_points
-from ..analysis.pipeline import needs_inversion
+from ..io.modes import needs_inversion
 from .data import normalise
 from .infer import TYPICAL_PERIOD_A, Predictor
 
@@ -84,7 +84,7 @@ class AnnotatedImage:
     mode : str or None
         Imaging mode (default ``ann.mode``).  Images of a dark-atom mode (ABF, BF) are
         inverted for a bright-atom model, in training windows and in evaluation alike, as the
-        analysis inverts them (:func:`atomlens.analysis.pipeline.needs_inversion`).
+        analysis inverts them (:func:`atomlens.io.modes.needs_inversion`).
     """
 
     image: np.ndarray

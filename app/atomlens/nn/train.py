@@ -41,7 +41,7 @@ machines where simulating is the bottleneck).
 
 ``normalisation`` (optional: "clip-zscore", the default, "clip-robust", or "local-contrast", a
 name or ``{"method": ..., parameters}``; see :data:`atomlens.nn.norm.NORMALISATION_METHODS`
-and :mod:`atomlens.nn.background`): how images are scaled for the network;
+and :mod:`atomlens.analysis.background`): how images are scaled for the network;
 recorded in the card, and a fine-tuned model keeps its parent's unless the recipe names one.
 
 ``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
