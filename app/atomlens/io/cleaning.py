@@ -33,6 +33,30 @@ def value_range(data, file=None) -> tuple[int, object, object]:
     the values are read from that file (a raw array of `data`'s dtype and size at `offset`, as
     in a ``.npy``) with ordinary reads, so that scanning a large memory-mapped file does not map
     it all into memory.  Returns ``(0, None, None)`` when no value is finite.
+
+    Parameters
+    ----------
+    data : array-like
+        Any shape and numeric dtype (an ndarray or a ``np.memmap``); only ``dtype`` and ``size``
+        are used when `file` is given.
+    file : (path, offset) tuple, optional
+        Read the values from this file instead, starting `offset` bytes in.  None (default):
+        scan `data` itself.
+
+    Returns
+    -------
+    n : int
+        Number of finite values (every value, for integer and boolean data).
+    lo, hi : int, float or None
+        Lowest and highest finite value; None when ``n == 0``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> value_range(np.array([3.0, np.nan, -1.5, np.inf]))
+    (2, -1.5, 3.0)
+    >>> value_range(np.array([1, 2**63 + 5], dtype=np.uint64))
+    (2, 1, 9223372036854775813)
     """
     dtype = np.dtype(data.dtype)
     n, lo, hi = 0, None, None
@@ -84,6 +108,32 @@ def float32_plan(dtype, lo, hi) -> tuple[object, float] | None:
     leaves one level), or lie outside float32's range (1e300 becomes inf).  The offset is the
     lowest value, computed exactly (integers) or in float64; the scale is a power of two, so
     that it loses nothing.  `lo`, `hi`: the finite range, as :func:`value_range` gives it.
+
+    Parameters
+    ----------
+    dtype : numpy dtype or dtype-like
+        The data's dtype.  Integers of 32 bits or more and floats of 64 bits or more may get a
+        plan; anything else (uint16, float32, bool...) returns None.
+    lo, hi : int, float or None
+        Lowest and highest finite value of the data (ints exact for integer data).  ``lo=None``
+        (no finite value) returns None.
+
+    Returns
+    -------
+    (offset, scale) or None
+        `offset` in the data's units (an int for integer data, else a float; 0.0 when only a
+        scale is needed); `scale` a power of two (1.0 for integers).  None: a plain cast to
+        float32 keeps the contrast.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float32_plan(np.int64, 2**40, 2**40 + 7)  # a pedestal 2^37 times the spread
+    (1099511627776, 1.0)
+    >>> float32_plan(np.float64, 0.0, 1.0) is None
+    True
+    >>> float32_plan(np.float64, 1e300, 2e300) == (0.0, 2.0**997)  # beyond float32: scaled down
+    True
     """
     dtype = np.dtype(dtype)
     if lo is None or dtype.kind not in "iuf" or dtype.itemsize < (4 if dtype.kind in "iu" else 8):
@@ -110,6 +160,29 @@ def to_float32(data, plan=None) -> np.ndarray:
     Integer offsets are subtracted in modular 64-bit integer arithmetic, which is exact for
     any spread below 2^64 (int64 data spanning more than 2^63 included).  Converted block by
     block: no float64 copy of the whole array is made.
+
+    Parameters
+    ----------
+    data : array-like
+        Any shape, real numeric dtype (a memory map is read through).
+    plan : (offset, scale) tuple, optional
+        As :func:`float32_plan` returns it: the values become ``(data - offset) / scale``.
+        None (default): a plain cast.
+
+    Returns
+    -------
+    ndarray, float32
+        Same shape as `data`, C-contiguous.  Without a plan this may be `data` itself when it
+        already is C-contiguous float32.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = np.array([2**40, 2**40 + 7], dtype=np.int64)
+    >>> to_float32(d, (2**40, 1.0)).tolist()
+    [0.0, 7.0]
+    >>> np.unique(to_float32(d)).size  # a plain cast: float32 cannot tell 2^40 from 2^40 + 7
+    1
     """
     if plan is None:
         arr = np.asarray(data)
@@ -172,6 +245,23 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
 
     The alpha channel, if any, is ignored.  Accepts integer or float data.  Returns float32,
     or float64 for data wider than 16 bits (converted to float32 later, keeping the contrast).
+
+    Parameters
+    ----------
+    rgb : (..., 3) or (..., 4) array
+        Colour data, channels last in the order R, G, B (, A); any integer or float dtype.
+
+    Returns
+    -------
+    (...) ndarray, float32 or float64
+        ``0.2126 R + 0.7152 G + 0.0722 B``, in the input's units (0..255 stays 0..255).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> g = to_grey(np.array([[[255, 0, 0], [0, 255, 0]]], dtype=np.uint8))
+    >>> g.shape, g.dtype.name, [f"{v:.2f}" for v in g[0]]
+    ((1, 2), 'float32', ['54.21', '182.38'])
     """
     rgb = np.asarray(rgb)
     if rgb.dtype.itemsize > 2:  # wide integers or float64: float32 may not hold them (see float32_plan)
@@ -183,6 +273,23 @@ def to_grey(rgb: np.ndarray) -> np.ndarray:
 
 def complex_to_real(data: np.ndarray) -> np.ndarray:
     """Modulus of complex data (an exit wave, a hologram reconstruction...): float32 for
-    complex64, float64 for wider types (converted to float32 later, keeping the contrast)."""
+    complex64, float64 for wider types (converted to float32 later, keeping the contrast).
+
+    Parameters
+    ----------
+    data : ndarray
+        Any shape; complex (real data pass too, as their absolute value).
+
+    Returns
+    -------
+    ndarray
+        ``|data|``, same shape; float32 for items of 4 bytes or less, else float64.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> complex_to_real(np.array([3 + 4j], dtype=np.complex64)).tolist()
+    [5.0]
+    """
     out = np.abs(data)
     return out.astype(np.float32) if out.dtype.itemsize <= 4 else out.astype(np.float64, copy=False)

@@ -128,7 +128,19 @@ class NameHints:
     hints: tuple = ()
 
     def get(self, kind: str) -> NameHint | None:
-        """The hint of `kind`, or None."""
+        """The hint of `kind`, or None.
+
+        Parameters
+        ----------
+        kind : str
+            ``"fov"``, ``"bias"``, ``"setpoint"``, ``"high_tension"`` or ``"mode"`` (see
+            :class:`NameHint`).
+
+        Returns
+        -------
+        NameHint or None
+            The first hint of that kind; None when the name says nothing of it.
+        """
         return next((h for h in self.hints if h.kind == kind), None)
 
     def _value(self, kind):
@@ -142,10 +154,12 @@ class NameHints:
 
     @property
     def bias_V(self) -> float | None:
+        """The tip bias in V (signed: ``-1.4V`` gives -1.4, ``500mV`` 0.5), or None."""
         return self._value("bias")
 
     @property
     def setpoint_A(self) -> float | None:
+        """The setpoint (tunnelling) current in A (``100pA`` gives 1e-10), or None."""
         return self._value("setpoint")
 
     @property
@@ -154,7 +168,24 @@ class NameHints:
         return self._value("mode")
 
     def px_size_nm(self, shape) -> tuple[float, float] | None:
-        """(x, y) pixel size in nm of an image of `shape` (H, W) over the field of view, or None."""
+        """(x, y) pixel size in nm of an image of `shape` (H, W) over the field of view, or None.
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The image's shape, (H, W) px; only the last two entries are used, so (N, H, W) works.
+
+        Returns
+        -------
+        (float, float) or None
+            ``(fov width / W, fov height / H)`` in nm per pixel; None when the name gives no field
+            of view.
+
+        Examples
+        --------
+        >>> hints_from_name("scan_10x5nm.png").px_size_nm((100, 200))
+        (0.05, 0.05)
+        """
         fov = self.fov_nm
         if fov is None:
             return None
@@ -222,6 +253,17 @@ def hints_from_name(name, mode: str | None = None, shape=None) -> NameHints:
     NameHints
         ``hints`` in the order fov, bias, setpoint, high_tension, mode (each at most once), each
         with the text it was read from.
+
+    Examples
+    --------
+    >>> h = hints_from_name("WSe2-SL445_211118_-1.4V_5x5_Z_021.jpg")
+    >>> h.fov_nm, h.bias_V, h.mode
+    ((5.0, 5.0), -1.4, 'STM')
+    >>> [hint.describe() for hint in h.hints]  # doctest: +NORMALIZE_WHITESPACE
+    ["5 x 5 nm field of view ('5x5', no unit: nm assumed)", "bias -1.4 V ('-1.4V')",
+     "imaging mode STM ('Z', STM topography)"]
+    >>> hints_from_name("graphene_512x512.tif").fov_nm is None  # an image size, not a field
+    True
     """
     name = PurePath(str(name)).name
     stem = _stem(name)
@@ -312,6 +354,13 @@ def apply_filename_hints(mg) -> dict:
     :func:`atomlens.io.load` already guessed from the name is recorded there too.  Nothing the
     file itself gives is changed.
 
+    Parameters
+    ----------
+    mg : Micrograph
+        A loaded micrograph (:func:`atomlens.io.load`); changed in place: ``mode``,
+        ``px_size_nm`` / ``px_size_y_nm`` (nm per pixel), ``notes`` and ``assumed``.  One without
+        a ``path`` is left as it is.
+
     Returns
     -------
     dict
@@ -350,7 +399,25 @@ def assumption_notes(mg, *, px_size_given: bool = False, model_given: bool = Fal
     """Notes saying what an analysis of `mg` assumes about it (for ``atomlens detect``'s notes and
     JSON): the entries of ``mg.assumed`` (the pixel size's only when none was given), and, when
     the model is picked from the mode and `mg` has none, that HAADF is assumed (`override` says
-    how to choose another: the CLI's flag by default, the Analysis dock in the app)."""
+    how to choose another: the CLI's flag by default, the Analysis dock in the app).
+
+    Parameters
+    ----------
+    mg : Micrograph
+        The micrograph analysed (only ``assumed`` and ``mode`` are read).
+    px_size_given : bool
+        The user gave the pixel size (``--px-size-nm``), so the one read from the name is not used
+        and not reported.
+    model_given : bool
+        The user chose the model, so no imaging mode needs assuming.
+    override : str
+        The end of the HAADF note, in parentheses: how the user chooses another model.
+
+    Returns
+    -------
+    list of str
+        One sentence per assumption, in the order of ``mg.assumed``, then the HAADF note.
+    """
     assumed = getattr(mg, "assumed", None) or {}
     notes = [v for k, v in assumed.items() if not (k == "px_size" and px_size_given)]
     if mg.mode is None and not model_given:

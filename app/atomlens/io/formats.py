@@ -26,7 +26,20 @@ HYPERSPY_EXTENSIONS: frozenset[str] = frozenset(ALL_EXTENSIONS) - {"sxm", "npy"}
 
 
 def file_dialog_filter() -> str:
-    """A Qt file-dialog filter string: all supported files first, then one entry per format."""
+    """A Qt file-dialog filter string: all supported files first, then one entry per format.
+
+    Returns
+    -------
+    str
+        Entries ``"Description (*.ext1 *.ext2)"`` joined by ``";;"``: every extension of
+        :data:`ALL_EXTENSIONS`, then each of :data:`FORMATS` in order, then ``All files (*)``.
+
+    Examples
+    --------
+    >>> parts = file_dialog_filter().split(";;")
+    >>> parts[1], parts[-1]
+    ('Gatan DigitalMicrograph (*.dm3 *.dm4)', 'All files (*)')
+    """
     everything = " ".join(f"*.{e}" for e in ALL_EXTENSIONS)
     parts = [f"All supported files ({everything})"]
     parts += [f"{desc} ({' '.join('*.' + e for e in exts)})" for desc, exts in FORMATS]

@@ -86,6 +86,28 @@ def read_plain_hdf5(path, channel: str | None = None) -> Micrograph:
 
     With several image datasets, `channel` names the one to read (default: the first one,
     preferring a dataset called ``image_data``, ``image`` or ``data``).
+
+    Parameters
+    ----------
+    path : str or Path
+        The HDF5 file.
+    channel : str, optional
+        Full name of the dataset to read (``"group/image"``), one of the returned
+        ``channels``.  None (default): chosen as above.
+
+    Returns
+    -------
+    Micrograph
+        Not yet checked nor converted (:func:`atomlens.io.load` does that): ``data`` is the
+        dataset as stored, (H, W) or (N, H, W) in its own dtype.  ``px_size_nm`` (nm per pixel)
+        comes from a JSON ``metadata`` dataset's pixel size, else its scan size over the width
+        W, else None; ``channels`` lists every 2D/3D numeric dataset.
+
+    Raises
+    ------
+    LoadError
+        When the file is not readable HDF5, holds no image dataset, has no dataset `channel`,
+        or the dataset cannot be read.
     """
     import h5py
 

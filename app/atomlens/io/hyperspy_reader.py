@@ -133,6 +133,28 @@ def read_with_hyperspy(path, channel: str | None = None, *, reader: str | None =
                        lazy: bool | None = None) -> Micrograph:
     """Read `path` with HyperSpy and return its (chosen) image as a Micrograph.
 
+    Parameters
+    ----------
+    path : str or Path
+        Any file HyperSpy/RosettaSciIO reads (see :data:`atomlens.io.formats.FORMATS`).
+    channel : str, optional
+        Which image to read, by its title as listed in the returned ``channels`` (a repeated
+        title gets `` (i)``, its 1-based position).  None (default): the first image.
+    reader : str, optional
+        HyperSpy's reader to use (``"HSPY"`` for ``.hdf5``/``.h5``); None: chosen by extension.
+    lazy : bool, optional
+        Open with dask, reading nothing until needed.  None (default): lazy for files over
+        :data:`LAZY_FILE_BYTES` (256 MiB).
+
+    Returns
+    -------
+    Micrograph
+        Not yet checked nor converted (:func:`atomlens.io.load` does that): ``data`` is (H, W)
+        or (N, H, W) in the file's dtype (a dask array when lazy; RGB as (..., 3)).
+        ``px_size_nm`` / ``px_size_y_nm`` in nm per pixel and ``offset_nm`` in nm, or None
+        where the axes carry no length unit (a unitless scale is taken as m or nm where
+        plausible, with a note).
+
     Raises
     ------
     NotHyperSpyFile

@@ -119,7 +119,31 @@ class Micrograph:
         """Return frame `index` as a C-contiguous float32 ndarray of shape (H, W).
 
         For a lazy stack only that frame is read from disk.  Non-finite values in the
-        frame are replaced by the mean of the finite ones (see :func:`atomlens.io.clean`).
+        frame are replaced by the mean of the finite ones (see
+        :func:`atomlens.io.cleaning.clean_nonfinite`).
+
+        Parameters
+        ----------
+        index : int
+            Frame number, 0-based; negative counts from the end.  A single image has only frame 0.
+
+        Returns
+        -------
+        (H, W) ndarray, float32
+            The frame's values; kept on disk in the file's own dtype, they are converted with
+            ``value_transform``.
+
+        Raises
+        ------
+        IndexError
+            When `index` is out of range (anything but 0 for a single image).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> mg = Micrograph(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+        >>> mg.n_frames, mg.shape, mg.frame(-1)[0].tolist()
+        (2, (3, 4), [12.0, 13.0, 14.0, 15.0])
         """
         if not self.is_stack:
             if index != 0:
@@ -144,7 +168,23 @@ class Micrograph:
 
     # ------------------------------------------------------------------ calibration
     def set_px_size_nm(self, px_size_nm: float | None, px_size_y_nm: float | None = None) -> None:
-        """Set (or clear, with None) the pixel size by hand, e.g. for an uncalibrated file."""
+        """Set (or clear, with None) the pixel size by hand, e.g. for an uncalibrated file.
+
+        Removes ``assumed["px_size"]`` (a size read from the file name) and adds a note.
+
+        Parameters
+        ----------
+        px_size_nm : float or None
+            Pixel size along x (columns), nm per pixel; None clears the calibration.
+        px_size_y_nm : float, optional
+            Pixel size along y (rows), nm per pixel, for non-square pixels; None (default): the
+            same as `px_size_nm`.
+
+        Raises
+        ------
+        ValueError
+            When `px_size_nm` is not a finite positive number.
+        """
         if px_size_nm is not None:
             px_size_nm = float(px_size_nm)
             if not np.isfinite(px_size_nm) or px_size_nm <= 0:
@@ -157,7 +197,24 @@ class Micrograph:
         )
 
     def to_nm(self, x: float, y: float) -> tuple[float, float] | None:
-        """Convert pixel coordinates (x = column, y = row) to nm, or None if uncalibrated."""
+        """Convert pixel coordinates (x = column, y = row) to nm, or None if uncalibrated.
+
+        Parameters
+        ----------
+        x, y : float
+            Position in px (pixel centres at integers), x along columns, y along rows.
+
+        Returns
+        -------
+        (float, float) or None
+            ``offset_nm + (x, y) * pixel size``, in nm; None when ``px_size_nm`` is None.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Micrograph(np.zeros((8, 8), np.float32), px_size_nm=0.25).to_nm(4, 2)
+        (1.0, 0.5)
+        """
         if self.px_size_nm is None:
             return None
         return (

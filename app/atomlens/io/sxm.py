@@ -32,7 +32,25 @@ _END_TAG = b":SCANIT_END:"
 
 
 def parse_sxm_header(raw: bytes) -> dict[str, str]:
-    """Parse the text header of an .sxm file into ``{KEY: value text}`` (values stripped)."""
+    """Parse the text header of an .sxm file into ``{KEY: value text}`` (values stripped).
+
+    Parameters
+    ----------
+    raw : bytes
+        The header, from ``:NANONIS_VERSION:`` up to and including ``:SCANIT_END:``, decoded as
+        Latin-1.
+
+    Returns
+    -------
+    dict of str to str
+        Each ``:KEY:`` line's key (without the colons) mapped to its value lines, joined by
+        newlines and stripped (multi-line tables such as ``DATA_INFO`` stay tab-separated).
+
+    Examples
+    --------
+    >>> parse_sxm_header(b":NANONIS_VERSION:\\n2\\n:SCAN_PIXELS:\\n   256   128\\n:SCANIT_END:\\n")
+    {'NANONIS_VERSION': '2', 'SCAN_PIXELS': '256   128', 'SCANIT_END': ''}
+    """
     header: dict[str, str] = {}
     key = None
     lines: list[str] = []
@@ -129,7 +147,24 @@ def _channel_list(info: list[dict[str, str]]) -> list[tuple[str, str, bool]]:
 
 
 def sxm_channels(path) -> list[str]:
-    """Names of the images in an .sxm file, e.g. ``['Z forward', 'Z backward', ...]``."""
+    """Names of the images in an .sxm file, e.g. ``['Z forward', 'Z backward', ...]``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.sxm`` file (only its header is parsed, though the file is read whole).
+
+    Returns
+    -------
+    list of str
+        ``"<channel> forward"`` and, for channels scanned in both directions,
+        ``"<channel> backward"``, in the file's order.
+
+    Raises
+    ------
+    LoadError
+        When the file cannot be read or is not a Nanonis ``.sxm`` file.
+    """
     header, _, _ = _read_header(Path(path))
     return [c[0] for c in _channel_list(_data_info(header.get("DATA_INFO", "")))]
 
@@ -152,6 +187,30 @@ def read_sxm(path, channel: str | None = None) -> Micrograph:
     """Read one channel of a Nanonis .sxm file (``Z forward`` by default).
 
     Heights are returned in the file's units (``m`` for Z); lengths are converted to nm.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.sxm`` file.
+    channel : str, optional
+        A name from :func:`sxm_channels` (case-insensitive; ``"Current"`` means
+        ``"Current forward"``).  None (default): ``Z forward``, else ``Z backward``, else the
+        first channel.
+
+    Returns
+    -------
+    Micrograph
+        ``data``: (rows, cols) float32, row 0 at the top, backward scans mirrored to the forward
+        orientation; NaN where the scan was stopped early (:func:`atomlens.io.load` replaces
+        them).  ``px_size_nm`` / ``px_size_y_nm``: ``SCAN_RANGE`` (m) over the pixel counts, in
+        nm per pixel (NaN without a ``SCAN_RANGE``); ``offset_nm``: the centre of pixel (0, 0)
+        in nm; ``mode``: ``"STM"`` for Z and current channels, else ``"SPM"``.
+
+    Raises
+    ------
+    LoadError
+        When the file is not a readable ``.sxm``, its header is damaged, its data type is not
+        FLOAT, it has no channel `channel`, or it is truncated before that channel's data.
     """
     path = Path(path)
     header, start, raw = _read_header(path)
