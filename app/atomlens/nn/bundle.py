@@ -126,7 +126,33 @@ def _card_problems(card) -> list[str]:
 
 def check_card(card, where) -> dict:
     """`card` if every entry AtomLens reads is present and usable, else BundleError naming
-    `where` (the user's file or folder) and each problem."""
+    `where` (the user's file or folder) and each problem.
+
+    Parameters
+    ----------
+    card : object
+        The parsed ``card.json`` (anything: a non-dict is reported too).  Required entries:
+        :data:`CARD_REQUIRED`; ``px_size_A`` and ``valid_px_size_A`` in Å/px.
+    where : str or Path
+        What the messages name.
+
+    Returns
+    -------
+    dict
+        `card` itself, unchanged.
+
+    Raises
+    ------
+    BundleError
+        Listing every problem found, separated by ``"; "``.
+
+    Examples
+    --------
+    >>> check_card({"name": "x", "task": "detect"}, "card.json")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    atomlens.nn.bundle.BundleError: card.json: not a usable model card: card.json lacks version, ...not 'detect'
+    """
     bad = _card_problems(card)
     if bad:
         raise BundleError(f"{where}: not a usable model card: " + "; ".join(bad))
@@ -140,6 +166,8 @@ def user_models_dir() -> Path:
 
 
 def bundled_models_dir() -> Path | None:
+    """The folder of the models shipped with AtomLens (``atomlens/resources/models``), or None
+    when the installation has none."""
     from ..samples import resource_path
 
     try:
@@ -149,7 +177,24 @@ def bundled_models_dir() -> Path | None:
 
 
 def save_bundle(model, card: dict, out_dir) -> Path:
-    """Write `model`'s weights and `card` (the sha256 is filled in) to `out_dir` atomically."""
+    """Write `model`'s weights and `card` (the sha256 is filled in) to `out_dir` atomically.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network; its ``state_dict`` is saved as CPU tensors in ``weights.safetensors``.
+    card : dict
+        The card's entries (see :data:`CARD_REQUIRED`); not changed: a copy with
+        ``weights_sha256`` and ``weights_bytes`` added is written as ``card.json``.  It is not
+        checked here (:func:`load_bundle` checks it).
+    out_dir : str or Path
+        The bundle folder; created (with its parents) if needed, its files replaced.
+
+    Returns
+    -------
+    Path
+        `out_dir`.
+    """
     from safetensors.torch import save
 
     out = Path(out_dir)
@@ -166,7 +211,25 @@ def save_bundle(model, card: dict, out_dir) -> Path:
 
 def read_card(path, *, label=None) -> dict:
     """The card of the bundle at `path` (a folder), with every entry checked
-    (:func:`check_card`).  Messages name `label` (default: `path`)."""
+    (:func:`check_card`).  Messages name `label` (default: `path`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle folder (holding ``card.json``).
+    label : str or Path, optional
+        What error messages name instead of `path` (e.g. the zip being imported).
+
+    Returns
+    -------
+    dict
+        The card's entries as JSON gives them.
+
+    Raises
+    ------
+    BundleError
+        When there is no ``card.json``, it cannot be read or parsed, or an entry is unusable.
+    """
     p = Path(path)
     where = label or p
     if not (p / "card.json").is_file():
@@ -215,6 +278,28 @@ def load_bundle(path, device: str = "cpu", *, label=None):
     unusable, the weights' sha256 does not match the card (damaged or replaced file), they
     do not fit the architecture, or the network's outputs do not match the card's classes.
     Messages name `label` (default: `path`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The bundle folder (not a model name: see :func:`resolve_bundle`).
+    device : str or torch.device
+        Where the model is moved (``"cpu"``, ``"cuda"``...).
+    label : str or Path, optional
+        What error messages name instead of `path`.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        A :class:`~atomlens.nn.models.UNet` or :class:`~atomlens.nn.models.GapCNN` with the
+        bundle's weights, in eval mode, on `device`.
+    card : dict
+        The checked card.
+
+    Raises
+    ------
+    BundleError
+        As above.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load as st_load
@@ -260,7 +345,24 @@ def list_bundles() -> list[tuple[str, Path, str]]:
 
 
 def resolve_bundle(name_or_path) -> Path:
-    """A bundle folder from a path or a model name (user models shadow bundled ones)."""
+    """A bundle folder from a path or a model name (user models shadow bundled ones).
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A folder holding ``card.json`` (``~`` is expanded), or the folder name of a bundled or
+        user model (as :func:`list_bundles` lists them).
+
+    Returns
+    -------
+    Path
+        The bundle folder (its card is not checked here).
+
+    Raises
+    ------
+    BundleError
+        When it is neither, naming the models installed.
+    """
     p = Path(str(name_or_path)).expanduser()
     if (p / "card.json").is_file():
         return p
@@ -287,7 +389,19 @@ def _check_name(name: str) -> str:
 
 
 def is_user_bundle(path) -> bool:
-    """True when `path` is a bundle folder directly inside :func:`user_models_dir`."""
+    """True when `path` is a bundle folder directly inside :func:`user_models_dir`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder (symbolic links are resolved before comparing).
+
+    Returns
+    -------
+    bool
+        False also for bundled models, folders without ``card.json``, and paths that cannot be
+        resolved.
+    """
     p = Path(path)
     try:
         return p.resolve().parent == user_models_dir().resolve() and (p / "card.json").is_file()
@@ -306,7 +420,16 @@ def _user_only(path, action: str) -> Path:
 
 
 def write_card(folder: Path, card: dict) -> None:
-    """Write a bundle's card.json atomically."""
+    """Write a bundle's card.json atomically.
+
+    Parameters
+    ----------
+    folder : Path
+        The bundle folder (must exist).
+    card : dict
+        The entries, written as indented JSON (values JSON cannot hold, such as paths, as
+        their ``str``); not checked.
+    """
     atomic_write_bytes(folder / "card.json", json.dumps(card, indent=1, default=str).encode())
 
 
@@ -314,6 +437,24 @@ def rename_bundle(path, new_name: str) -> Path:
     """Rename a user bundle: its folder and the card's ``name``; returns the new folder.
 
     Raises BundleError for bundled models, unusable names and names already taken.
+
+    Parameters
+    ----------
+    path : str or Path
+        A bundle folder directly inside :func:`user_models_dir`.
+    new_name : str
+        Up to 80 letters, digits, ``.``, ``_``, ``-`` or spaces, starting with a letter, digit
+        or ``_`` (surrounding spaces are stripped); not ending in ``.`` nor holding ``..``.
+
+    Returns
+    -------
+    Path
+        The renamed folder (`path` itself when the name does not change).
+
+    Raises
+    ------
+    BundleError
+        As above; if writing the card fails, the folder is renamed back.
     """
     p = _user_only(path, "rename")
     new_name = _check_name(new_name)
@@ -333,7 +474,19 @@ def rename_bundle(path, new_name: str) -> Path:
 
 
 def delete_bundle(path) -> None:
-    """Delete a user bundle folder (bundled models are refused with a BundleError)."""
+    """Delete a user bundle folder (bundled models are refused with a BundleError).
+
+    Parameters
+    ----------
+    path : str or Path
+        A bundle folder directly inside :func:`user_models_dir`; removed with everything in it
+        (training logs, resume state).
+
+    Raises
+    ------
+    BundleError
+        When `path` is not a bundle or not a user bundle.
+    """
     p = _user_only(path, "delete")
     shutil.rmtree(p)
 
@@ -363,10 +516,22 @@ def export_bundle(path, dest, as_zip: bool = True) -> Path:
         With `as_zip`: a ``.zip`` file to write, or a folder to write ``<name>.zip`` in.
         Without: a folder in which a copy ``<name>/`` is made.
     as_zip : bool
+        Write one zip file (default) rather than a copy of the folder.
 
     The weights are checked against the card first.  The zip holds ``<name>/card.json``,
     ``<name>/weights.safetensors`` and the bundle's other top-level files (training logs),
     and is written atomically.
+
+    Returns
+    -------
+    Path
+        The zip file, or the new ``<dest>/<name>`` folder.
+
+    Raises
+    ------
+    BundleError
+        When the card is unusable, the weights are missing or do not match its sha256, or (for
+        a folder copy) ``<dest>/<name>`` already exists.
     """
     p = Path(path)
     _check_weights(p)
@@ -457,6 +622,23 @@ def import_bundle(src) -> Path:
     same checks as :func:`load_bundle`); zips with absolute paths, '..' or links in their
     entries are refused.  A name already taken gets "-2", "-3", ... appended (the card's
     ``name`` follows).  Raises BundleError with what is wrong.
+
+    Parameters
+    ----------
+    src : str or Path
+        A bundle folder, or a zip holding one bundle (its ``card.json`` at the top or in one
+        folder), unpacking to at most :data:`MAX_IMPORT_BYTES`.
+
+    Returns
+    -------
+    Path
+        The new folder in :func:`user_models_dir`, named after the card's ``name`` (characters
+        a name may not hold become ``-``), else the folder's or zip's name.
+
+    Raises
+    ------
+    BundleError
+        As above; nothing is left behind in the user model folder.
     """
     src = Path(src)
     base = user_models_dir()

@@ -38,7 +38,36 @@ def _logit(p: float) -> float:
 
 
 def variant_configs(sim: dict, size: int, px_size_A: float, dose: float | None = None):
-    """(label, config) per variant of a recipe's simulation mix (one per named structure)."""
+    """(index, label, config) per variant of a recipe's simulation mix (one per named structure).
+
+    Parameters
+    ----------
+    sim : dict
+        A recipe's ``sim`` entry: simulation settings, with an optional ``variants`` list of
+        settings that override them (their ``weight`` is dropped).  No variants: one variant,
+        the settings themselves.
+    size : int
+        Side of the square images, px (``shape`` becomes ``[size, size]``).
+    px_size_A : float
+        Pixel size, Å/px (the model's).
+    dose : float, optional
+        Electron dose, e/Å², set as the noise's ``dose_e_per_A2``; None keeps the recipe's.
+
+    Yields
+    ------
+    index : int
+        The variant's position in ``variants`` (it offsets the calibration seeds).
+    label : str
+        ``"<index>: <structure(s)> <defects or pristine>"``, for the log.
+    config : dict
+        Settings for :func:`atomlens.sim.simulate`.
+
+    Examples
+    --------
+    >>> sim = {"structure": "graphene", "variants": [{"defects": {"vacancy": 1}, "weight": 2}]}
+    >>> [(i, label, cfg["shape"]) for i, label, cfg in variant_configs(sim, 128, 0.1)]
+    [(0, '0: graphene vacancy', [128, 128])]
+    """
     base = {k: v for k, v in sim.items() if k != "variants"}
     for vi, v in enumerate(sim.get("variants") or [{}]):
         v = {k: val for k, val in v.items() if k != "weight"}
@@ -52,7 +81,31 @@ def variant_configs(sim: dict, size: int, px_size_A: float, dose: float | None =
 
 def decide(logits: np.ndarray, names, thresholds: dict | None = None) -> str:
     """The image's defect type from raw logits (K,): the type whose logit most exceeds its
-    threshold's logit, or "pristine" when none does."""
+    threshold's logit, or "pristine" when none does.
+
+    Parameters
+    ----------
+    logits : (K,) array
+        The GAP-CNN's raw (uncalibrated) logits of one image, one per class name.
+    names : sequence of str
+        The K class names, in the model's order (a ``"pristine"`` class is never chosen on its
+        logit).
+    thresholds : dict, optional
+        Presence threshold (probability, 0-1) per type name, as :func:`fit_thresholds` gives
+        them; a type without one, or None, uses 0.5.
+
+    Returns
+    -------
+    str
+        A type name, or ``"pristine"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> names = ["pristine", "vacancy", "dopant"]
+    >>> decide(np.array([0.0, 0.4, -1.0]), names), decide(np.array([0.0, 0.4, -1.0]), names, {"vacancy": 0.7})
+    ('vacancy', 'pristine')
+    """
     best, margin = "pristine", 0.0
     for k, n in enumerate(names):
         if n == "pristine":
@@ -73,7 +126,27 @@ def fit_thresholds(L: np.ndarray, truths: list, names, rounds: int = 3) -> tuple
     L : (N, K) raw logits; truths : list of sets of true type names ({"pristine"} for none).
     Coordinate ascent over a grid of thresholds, starting from 0.5 for every type; a change
     is kept only when it raises the accuracy, so the result is never worse than 0.5 on these
-    images, and types that need no change keep 0.5.  Returns (thresholds, accuracy)."""
+    images, and types that need no change keep 0.5.  Returns (thresholds, accuracy).
+
+    Parameters
+    ----------
+    L : (N, K) array
+        Raw logits of N calibration images.
+    truths : list of set of str
+        The true type names of each image (``{"pristine"}`` for none); a decision is right when
+        it is one of them.
+    names : sequence of str
+        The K class names.
+    rounds : int
+        At most this many passes over the types (fewer when a pass changes nothing).
+
+    Returns
+    -------
+    thresholds : dict of str to float
+        Probability threshold (0.05-0.95, on a 0.025 grid, or 0.5) per type except pristine.
+    accuracy : float
+        Fraction of the N images whose :func:`decide` is right with these thresholds.
+    """
     thr = {n: 0.5 for n in names if n != "pristine"}
     best = _accuracy(L, truths, names, thr)
     for _ in range(rounds):
@@ -92,7 +165,38 @@ def fit_thresholds(L: np.ndarray, truths: list, names, rounds: int = 3) -> tuple
 def calibrate_cam_bundle(bundle, recipe: dict | None = None, n_per_variant: int = 25, size: int = 128,
                          dose: float | None = None, write: bool = True, log=print) -> dict:
     """Fit the thresholds of the CAM bundle at `bundle` on its recipe's simulations and (with
-    `write`) record them in its card.  Returns the card's ``calibration`` entry."""
+    `write`) record them in its card.  Returns the card's ``calibration`` entry.
+
+    Parameters
+    ----------
+    bundle : str or Path
+        A bundle folder or a model name (:func:`atomlens.nn.bundle.resolve_bundle`); it must be a
+        defect-CAM model (card ``task`` ``"cam"``).
+    recipe : dict, optional
+        The training recipe, with its ``sim`` settings (a dict or a JSON file's path); None
+        (default): the one recorded in the card.
+    n_per_variant : int
+        Calibration images per simulation variant (seeds from :data:`CALIB_SEED_BASE`).
+    size : int
+        Side of the square calibration images, px.
+    dose : float, optional
+        Electron dose (e/Å²) to simulate at instead of the recipe's.
+    write : bool
+        Record ``cam_thresholds`` and ``calibration`` in the bundle's card.
+    log : callable
+        Called with one line of text, the result.
+
+    Returns
+    -------
+    dict
+        ``n_images``, ``size_px``, ``seed_base``, ``type_accuracy_at_0.5`` and ``type_accuracy``
+        (fractions, rounded to 4 decimals).
+
+    Raises
+    ------
+    ValueError
+        When the bundle is not a defect-CAM model or no recipe with ``sim`` settings is known.
+    """
     from ..sim import simulate
     from ..sim.atoms import DEFECT_TYPES
     from .bundle import load_bundle, resolve_bundle, write_card

@@ -45,7 +45,25 @@ def is_flat(lo: float, hi: float, scale: float) -> bool:
     contrast: no spread, or a clip range of at most two float32 steps at its level.
 
     The test is relative, so it holds at any intensity scale (STM heights in metres have
-    standard deviations of 1e-11; counts times 1e19 are as good an image as the counts)."""
+    standard deviations of 1e-11; counts times 1e19 are as good an image as the counts).
+
+    Parameters
+    ----------
+    lo, hi : float
+        The clip range (0.1 and 99.9 percentiles), in the image's intensity units.
+    scale : float
+        The spread (standard deviation or IQR-based), same units.
+
+    Returns
+    -------
+    bool
+        True also when any of them is not finite.
+
+    Examples
+    --------
+    >>> is_flat(1.0, 1.0, 0.0), is_flat(1e-11, 2e-11, 3e-12)
+    (True, False)
+    """
     if not (np.isfinite(scale) and scale > 0 and np.isfinite(lo) and np.isfinite(hi)):
         return True
     level = np.float32(min(max(abs(lo), abs(hi)), float(np.finfo(np.float32).max)))
@@ -54,7 +72,18 @@ def is_flat(lo: float, hi: float, scale: float) -> bool:
 
 def inverse_scale(stats) -> float:
     """The factor :func:`normalise` multiplies the centred image by: 1 / scale, or 0 for a
-    flat image (:func:`is_flat`), which becomes all zeros."""
+    flat image (:func:`is_flat`), which becomes all zeros.
+
+    Parameters
+    ----------
+    stats : (lo, hi, centre, scale) tuple
+        As :func:`normalisation_stats` or :func:`sample_stats` return them.
+
+    Returns
+    -------
+    float
+        ``1 / scale`` (per intensity unit), or 0.0.
+    """
     lo, hi, _m, s = stats
     return 0.0 if is_flat(lo, hi, s) else 1.0 / float(s)
 
@@ -62,7 +91,37 @@ def inverse_scale(stats) -> float:
 def normalisation_stats(image: np.ndarray, method: str = "clip-zscore") -> tuple[float, float, float, float]:
     """(lo, hi, centre, scale) that :func:`normalise` applies, from a subsample of `image`
     (float64, any intensity scale): computed once for a whole image, they let parts of it
-    be normalised identically."""
+    be normalised identically.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Any real dtype (a memory map is only sampled).  Up to :data:`STATS_SAMPLE_PX` pixels all
+        count, beyond that as many drawn at random, seeded by the shape (so always the same).
+    method : {"clip-zscore", "clip-robust"}
+        How centre and scale are measured (see :data:`NORMALISATION_METHODS`).
+
+    Returns
+    -------
+    lo, hi : float
+        The 0.1 and 99.9 percentiles, in the image's intensity units.
+    centre, scale : float
+        Of the clipped pixels, same units: mean and standard deviation (``clip-zscore``), or
+        median and IQR / 1.349 (``clip-robust``; the standard deviation when the IQR is below 5 %
+        of it).
+
+    Raises
+    ------
+    ValueError
+        For another `method` (``local-contrast`` has no such statistics).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lo, hi, centre, scale = normalisation_stats(np.arange(100.0).reshape(10, 10))
+    >>> round(lo, 3), round(hi, 3), centre, round(scale, 3)
+    (0.099, 98.901, 49.5, 28.863)
+    """
     return sample_stats(_subsample(image), method)
 
 
@@ -70,12 +129,50 @@ def stats_sample(image: np.ndarray, share: float = 1.0) -> np.ndarray:
     """The pixels of `image` (float64, 1D) that stand for it in :func:`sample_stats`: for a
     part of an image that makes `share` of its pixels, that share of the sample.  The samples
     of the parts of an image, joined, give the statistics of the whole image without it being
-    held (or resampled) at once."""
+    held (or resampled) at once.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        The image or a part (tile) of it.
+    share : float
+        The part's fraction of the whole image's pixels (1.0: the whole image).
+
+    Returns
+    -------
+    (m,) float64 array
+        Every pixel when there are at most ``ceil(STATS_SAMPLE_PX * share)``, else that many drawn
+        at random (seeded by the shape), in the image's intensity units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stats_sample(np.zeros((1024, 1024)), share=0.25).shape  # a quarter of 2**18
+    (65536,)
+    """
     return _subsample(image, max(1, math.ceil(STATS_SAMPLE_PX * float(share))))
 
 
 def sample_stats(sample: np.ndarray, method: str = "clip-zscore") -> tuple[float, float, float, float]:
-    """(lo, hi, centre, scale) of an image from a sample of its pixels (see :func:`stats_sample`)."""
+    """(lo, hi, centre, scale) of an image from a sample of its pixels (see :func:`stats_sample`).
+
+    Parameters
+    ----------
+    sample : array
+        Pixel values, any shape (flattened), in the image's intensity units.
+    method : {"clip-zscore", "clip-robust"}
+        As in :func:`normalisation_stats`.
+
+    Returns
+    -------
+    (lo, hi, centre, scale) tuple of float
+        As :func:`normalisation_stats` returns them.
+
+    Raises
+    ------
+    ValueError
+        For an unknown `method`.
+    """
     sub = np.asarray(sample, np.float64).ravel()
     lo, hi = (float(v) for v in np.percentile(sub, NORMALISATION["clip_percentiles"]))
     return (lo, hi, *_centre_scale(np.clip(sub, lo, hi), method))
@@ -91,7 +188,43 @@ def normalise(image: np.ndarray, stats=None, method="clip-zscore", px_A: float |
     another image's scaling instead.
 
     "local-contrast" (:mod:`atomlens.analysis.background`) needs the pixel size `px_A` (Å/px) of
-    `image`; `stats` is then the contrast floor (image intensity units) of the whole image."""
+    `image`; `stats` is then the contrast floor (image intensity units) of the whole image.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Any real dtype and intensity scale.
+    stats : tuple or float, optional
+        ``clip-*``: ``(lo, hi, centre, scale)`` from :func:`normalisation_stats` (of the whole
+        image, when `image` is a tile of it).  ``local-contrast``: the contrast floor (float).
+        None (default): computed from `image` itself.
+    method : str or dict
+        A name of :data:`NORMALISATION_METHODS` or a model card's ``normalisation`` entry
+        (see :func:`atomlens.nn.norm.normalisation_spec`).
+    px_A : float, optional
+        Pixel size of `image`, Å/px; required for ``local-contrast``, unused otherwise.
+
+    Returns
+    -------
+    (H, W) ndarray, float32
+        ``clip-*``: ``(clip(image, lo, hi) - centre) / scale`` (all zeros for a flat image).
+        ``local-contrast``: see :func:`atomlens.analysis.background.local_normalise`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or bad card parameters, or ``local-contrast`` without `px_A`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = np.arange(100, dtype=np.float32).reshape(10, 10)
+    >>> out = normalise(img)
+    >>> out.dtype.name, round(float(out.mean()), 6), round(float(out.std()), 4)
+    ('float32', 0.0, 1.0)
+    >>> bool(np.allclose(normalise(img * 1e19), out, atol=1e-6))  # the intensity scale does not matter
+    True
+    """
     spec = normalisation_spec(method)
     if spec["method"] in LOCAL_METHODS:
         if px_A is None:
@@ -132,6 +265,23 @@ def defect_site_maps(r, n_types: int, stride: int, sigma_A: float = 1.0) -> np.n
     as in ``DEFECT_TYPES``), zero for types without sites.  The CAM localisation loss
     (:func:`atomlens.nn.train.cam_localisation_loss`) asks a type's class activation map to
     put its mass there.
+
+    Parameters
+    ----------
+    r : SimResult
+        A simulated image (:func:`atomlens.sim.simulate`): ``image`` (H, W), ``px_size_A``
+        (Å/px), ``atoms.xy`` (n, 2) in Å and ``atoms.defect`` (n,) type codes (0: none).
+    n_types : int
+        Number of map channels; codes of ``n_types`` or more are left out.
+    stride : int
+        The feature cell of the GAP-CNN, px (:meth:`atomlens.nn.models.GapCNN.stride`).
+    sigma_A : float
+        Standard deviation of each site's Gaussian, Å (at least 0.3 cell).
+
+    Returns
+    -------
+    (n_types, H // stride, W // stride) ndarray, float32
+        Unnormalised sums of Gaussians of peak 1; channel 0 (no defect) stays zero.
     """
     h, w = (d // stride for d in r.image.shape)
     out = np.zeros((n_types, h, w), np.float32)
@@ -232,6 +382,25 @@ class SimStream(IterableDataset):
 
 def make_validation_set(sim_config, n: int, task: str = "segmentation", seed: int = VAL_SEED_BASE,
                         n_types: int = 9) -> list:
-    """A fixed list of n SimResults (kept whole: the truth points are needed for F1/RMSE)."""
+    """A fixed list of n SimResults (kept whole: the truth points are needed for F1/RMSE).
+
+    Parameters
+    ----------
+    sim_config : SimConfig, dict or str
+        Anything :meth:`atomlens.sim.simulate.SimConfig.from_any` accepts (a dict of settings or
+        the path of a JSON file).
+    n : int
+        Number of images.
+    task, n_types
+        Not used (kept for the callers' symmetry with :class:`SimStream`).
+    seed : int
+        Seed of the first image; image i uses ``seed + i``.  The default,
+        :data:`VAL_SEED_BASE`, lies beyond every training seed.
+
+    Returns
+    -------
+    list of SimResult
+        Images with their truth (atoms, masks, defect labels), in seed order.
+    """
     cfg = SimConfig.from_any(sim_config)
     return [simulate(cfg, seed + i) for i in range(n)]

@@ -43,11 +43,29 @@ def local_maxima_tensor(v: torch.Tensor, size: int, mask: torch.Tensor | None = 
     exactly the same value (a column centred between two pixels, bf16 arithmetic, a saturated
     probability) would give two atoms.  Maxima within one window of each other are equal by
     construction; they form a group (transitively, so a plateau of any shape is one group) that
-    gives one maximum.  Exact: the group's smallest pixel index is spread over it by min-pooling (float64 indices, exact to 2^53 pixels), no ramp is
-    added to the values.  The group is represented by its member nearest its centroid (the
-    first such in row-major order), so the centroid and class windows that follow sit on the
-    middle of a flat top.  Only pixels where `mask` is true are considered (without one a flat
-    background would be a single image-wide plateau).
+    gives one maximum.  Exact: the group's smallest pixel index is spread over it by min-pooling
+    (float64 indices, exact to 2^53 pixels), no ramp is added to the values.  The group is
+    represented by its member nearest its centroid (the first such in row-major order), so the
+    centroid and class windows that follow sit on the middle of a flat top.  Only pixels where
+    `mask` is true are considered (without one a flat background would be a single image-wide
+    plateau).
+
+    Parameters
+    ----------
+    v : (1, 1, H, W) float tensor
+        The map whose maxima are wanted (e.g. the smoothed foreground probability), on any
+        device.
+    size : int
+        Width of the square suppression window, px; odd (``2 * r + 1``), so that it is centred.
+    mask : (1, 1, H, W) bool tensor, optional
+        Where maxima may lie (e.g. ``probability > threshold``); None: everywhere.
+
+    Returns
+    -------
+    (1, 1, H, W) bool tensor
+        True at one pixel per maximum (or group of equal maxima), on `v`'s device.  A plateau
+        wider than :data:`MAX_PLATEAU_STEPS` windows keeps several maxima, at least a window
+        apart.
     """
     pad = size // 2
     cand = v == F.max_pool2d(v, size, stride=1, padding=pad)
@@ -103,6 +121,8 @@ def find_atoms_tensor(prob: torch.Tensor, *, threshold: float = 0.5, min_distanc
         Half-width of the square window for the centroid and class sums (default:
         ``round(min_distance_px / 2)``, at least 1).
     refine : {"centroid", "none"}
+        ``"centroid"``: each maximum moved to the foreground-weighted centroid of its window
+        (sub-pixel); ``"none"``: the maximum's pixel.
 
     Returns
     -------

@@ -67,6 +67,19 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(ch[0], n_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel class logits.
+
+        Parameters
+        ----------
+        x : (N, in_channels, H, W) tensor
+            Normalised images, any H and W: they are padded (reflected, or replicated for images
+            smaller than the padding) to a multiple of ``2**depth`` and the output is cropped back.
+
+        Returns
+        -------
+        (N, n_classes, H, W) tensor
+            Logits, before softmax; channel 0 is background.
+        """
         h, w = x.shape[-2:]
         m = 2**self.depth
         ph, pw = (-h) % m, (-w) % m
@@ -93,6 +106,18 @@ class GapCNN(nn.Module):
 
     ``forward`` returns logits (N, n_types) for multi-label defect types; ``cam`` returns
     the maps (N, n_types, H, W), upsampled to the input size.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input images.
+    n_types : int
+        Number of defect types (one logit and one map each).
+    base : int
+        Channels of the first level; level i has base * 2**i, the last (dilated) block
+        2 * base * 2**(depth - 1) (``n_features``).
+    depth : int
+        Number of 2x max-poolings: the maps have 1/2**depth of the input's resolution.
     """
 
     def __init__(self, in_channels: int = 1, n_types: int = 8, base: int = 16, depth: int = 3):
@@ -107,6 +132,18 @@ class GapCNN(nn.Module):
         self.fc = nn.Linear(self.n_features, n_types)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Defect-type logits of whole images.
+
+        Parameters
+        ----------
+        x : (N, in_channels, H, W) tensor
+            Normalised images; H and W of at least ``2**depth`` px.
+
+        Returns
+        -------
+        (N, n_types) tensor
+            Independent (multi-label) logits: ``sigmoid`` gives the probability of each type.
+        """
         f = self.features(x)
         return self.fc(f.mean(dim=(2, 3)))
 
@@ -116,13 +153,39 @@ class GapCNN(nn.Module):
 
     def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, maps) with the maps M_c = sum_k w_k^c f_k (bias excluded) at the feature
-        resolution (1/:meth:`stride` of the input); the logits are the maps' means plus the bias."""
+        resolution (1/:meth:`stride` of the input); the logits are the maps' means plus the bias.
+
+        Parameters
+        ----------
+        x : (N, in_channels, H, W) tensor
+            Normalised images.
+
+        Returns
+        -------
+        logits : (N, n_types) tensor
+            As :meth:`forward` gives them.
+        maps : (N, n_types, H // stride, W // stride) tensor
+            Class activation maps, in logit units per feature cell.
+        """
         f = self.features(x)
         logits = self.fc(f.mean(dim=(2, 3)))
         return logits, torch.einsum("ck,nkhw->nchw", self.fc.weight, f)
 
     def cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(logits, maps): M_c = sum_k w_k^c f_k, bias excluded, upsampled to x's size."""
+        """(logits, maps): M_c = sum_k w_k^c f_k, bias excluded, upsampled to x's size.
+
+        Parameters
+        ----------
+        x : (N, in_channels, H, W) tensor
+            Normalised images.
+
+        Returns
+        -------
+        logits : (N, n_types) tensor
+            As :meth:`forward` gives them.
+        maps : (N, n_types, H, W) tensor
+            The maps of :meth:`forward_maps`, bilinearly upsampled to the input's pixels.
+        """
         logits, maps = self.forward_maps(x)
         maps = F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
         return logits, maps
@@ -132,7 +195,24 @@ _ARCHS = {"unet": UNet, "gapcnn": GapCNN}
 
 
 def build_model(arch: dict) -> nn.Module:
-    """Model from a card's ``architecture`` entry: ``{"name": "unet", "params": {...}}``."""
+    """Model from a card's ``architecture`` entry: ``{"name": "unet", "params": {...}}``.
+
+    Parameters
+    ----------
+    arch : dict
+        ``name``: ``"unet"`` (:class:`UNet`) or ``"gapcnn"`` (:class:`GapCNN`); ``params``
+        (optional): keyword arguments of that class (a JSON list for ``dilations`` is accepted).
+
+    Returns
+    -------
+    torch.nn.Module
+        A new model with freshly initialised weights, in training mode, on the CPU.
+
+    Raises
+    ------
+    ValueError
+        For an unknown architecture name.
+    """
     try:
         cls = _ARCHS[arch["name"]]
     except KeyError:
@@ -144,4 +224,16 @@ def build_model(arch: dict) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
+    """Number of parameters (weights and biases, trainable or not) of `model`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    int
+        The sum of ``numel()`` over ``model.parameters()`` (BatchNorm running statistics, which
+        are buffers, not included).
+    """
     return sum(p.numel() for p in model.parameters())

@@ -24,7 +24,36 @@ LOCAL_METHODS = ("local-contrast",)
 
 
 def normalisation_spec(spec=None) -> dict:
-    """The card entry for a normalisation given by name, by a card entry, or None (default)."""
+    """The card entry for a normalisation given by name, by a card entry, or None (default).
+
+    Parameters
+    ----------
+    spec : str, dict or None
+        A name of :data:`NORMALISATION_METHODS`, a card's ``normalisation`` entry (a dict with
+        ``method``; a dict without one means ``clip-zscore``), or None for :data:`NORMALISATION`.
+
+    Returns
+    -------
+    dict
+        A new dict: ``{"method", "clip_percentiles"}`` for the ``clip-*`` methods (always the
+        standard 0.1-99.9 percentiles); for ``local-contrast``, ``background_sigma_A`` and
+        ``contrast_sigma_A`` (Å) and ``clip`` (``[lo, hi]``, in units of the local contrast),
+        each from `spec` where given, else from
+        :data:`atomlens.analysis.background.LOCAL_DEFAULTS`, as floats.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method, or local-contrast parameters that are not positive lengths and
+        an increasing clip range.
+
+    Examples
+    --------
+    >>> normalisation_spec()
+    {'method': 'clip-zscore', 'clip_percentiles': [0.1, 99.9]}
+    >>> normalisation_spec({"method": "local-contrast", "clip": [-3, 6]})
+    {'method': 'local-contrast', 'background_sigma_A': 3.0, 'contrast_sigma_A': 3.0, 'clip': [-3.0, 6.0]}
+    """
     if spec is None:
         return dict(NORMALISATION)
     method = spec if isinstance(spec, str) else (spec or {}).get("method", NORMALISATION["method"])
