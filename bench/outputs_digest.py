@@ -60,28 +60,23 @@ def exports(out: Path) -> None:
     from atomlens.io import load
 
     try:  # the writers' home after issue 25
+        from atomlens.analysis.corrections import corrected_result
         from atomlens.workflows import export as ex
-        from atomlens.workflows.analyse import analyse_micrograph
     except ImportError:
         from atomlens.io import export as ex
-        analyse_micrograph = None
+        corrected_result = ex.corrected_result
+    from atomlens.analysis.pipeline import analyse_image
     from atomlens.nn.infer import Predictor
 
     mg = load(REAL / "G-Si-2nm.hdf5")
-    pred = Predictor("stem-haadf", device="cpu")
-    if analyse_micrograph is not None:
-        res = analyse_micrograph(mg, pred)
-    else:
-        from atomlens.analysis.pipeline import analyse_image
-
-        res = analyse_image(mg.frame(0), pred, px_size_nm=mg.px_size_nm, mode=mg.mode)
+    res = analyse_image(mg.frame(0), Predictor("stem-haadf", device="cpu"), px_size_nm=mg.px_size_nm, mode=mg.mode)
     # Annotate mode's corrections: one atom moved, one deleted, one added, one re-classed
     ann = Annotations.from_result(res)
     ann.move_atom(0, float(ann.x[0]) + 0.7, float(ann.y[0]) - 0.4)
     ann.remove_atoms([1])
     ann.add_atom(10.0, 12.5, 1)
     ann.set_class([2], 2)
-    res = ex.corrected_result(res, ann)
+    res = corrected_result(res, ann)
     (out / "export").mkdir(parents=True, exist_ok=True)
     ex.export_csv(res, out / "export" / "G-Si-2nm.atoms.csv")
     ex.export_json(res, out / "export" / "G-Si-2nm.json")

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PyQt5 import QtCore
 
-from atomlens.analysis.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
+from atomlens.workflows.analyse import AnalysisSettings
+from atomlens.workflows.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
+from atomlens.workflows.models import ModelCache
 from atomlens.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_USAGE, main
 from atomlens.sim import simulate
 
@@ -32,7 +34,7 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictors():
-    return {}  # one stem-haadf Predictor for all tests of this module
+    return ModelCache(remember_failures=True)  # one stem-haadf Predictor for all tests of this module
 
 
 def _csv_rows(path):
@@ -58,8 +60,8 @@ def test_iter_micrograph_files(folder, tmp_path):
 def test_process_paths_writes_csvs_and_reports_bad_file(folder, tmp_path, predictors):
     files = iter_micrograph_files(folder)
     logs, prog = [], []
-    rows = process_paths(files, tmp_path / "out", device="cpu", px_size_nm=PX_NM, log=logs.append,
-                         progress=lambda f, m: prog.append((f, m)), predictors=predictors)
+    rows = process_paths(files, tmp_path / "out", device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM), log=logs.append,
+                         progress=lambda f, m: prog.append((f, m)), models=predictors)
     assert [r["status"] for r in rows] == ["error", "ok", "ok"]
     assert "broken.npy" in rows[0]["message"] and any("broken.npy" in m for m in logs if m.startswith("error"))
     out = tmp_path / "out"
@@ -80,8 +82,8 @@ def test_process_paths_writes_csvs_and_reports_bad_file(folder, tmp_path, predic
 
 def test_batch_csv_equals_detect(folder, tmp_path, predictors):
     f = folder / "graphene_a.npy"
-    process_paths([f], tmp_path / "b", device="cpu", px_size_nm=PX_NM, json_summary=True, log=lambda m: None,
-                  predictors=predictors)
+    process_paths([f], tmp_path / "b", device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM), json_summary=True, log=lambda m: None,
+                  models=predictors)
     assert main(["detect", str(f), "--out", str(tmp_path / "d"), "--px-size-nm", str(PX_NM), "--device", "cpu",
                  "--json"]) == EXIT_OK
     for name in ("graphene_a.atoms.csv", "graphene_a.json"):
@@ -96,8 +98,8 @@ def test_cancel_stops_after_current_file(folder, tmp_path, predictors):
         if "(1/2)" in msg:
             cancel.set()  # while the first file is being analysed
 
-    rows = process_paths(files, tmp_path / "o", device="cpu", px_size_nm=PX_NM, progress=progress, cancel=cancel,
-                         log=lambda m: None, predictors=predictors)
+    rows = process_paths(files, tmp_path / "o", device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM), progress=progress, cancel=cancel,
+                         log=lambda m: None, models=predictors)
     assert [r["status"] for r in rows] == ["ok", "skipped"]
     assert [p.name for p in (tmp_path / "o").glob("*.atoms.csv")] == ["graphene_a.atoms.csv"]
 
@@ -108,17 +110,17 @@ def test_stem_clash_and_bad_options(tmp_path, predictors):
     (d / "x").mkdir(parents=True)
     np.save(d / "same.npy", img.astype(np.float32))
     np.save(d / "x" / "same.npy", img.astype(np.float32))
-    rows = process_paths(iter_micrograph_files(d, recursive=True), tmp_path / "o", device="cpu", px_size_nm=PX_NM,
-                         log=lambda m: None, predictors=predictors)
+    rows = process_paths(iter_micrograph_files(d, recursive=True), tmp_path / "o", device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM),
+                         log=lambda m: None, models=predictors)
     assert [r["status"] for r in rows] == ["ok", "ok"]
     assert sorted(p.name for p in (tmp_path / "o").glob("*.csv")) == [
         "batch_summary.csv", "same.atoms.csv", "same_npy.atoms.csv"]  # nothing overwritten
     rows = process_paths([d / "same.npy"], tmp_path / "o2", model="no-such-model", log=lambda m: None)
     assert rows[0]["status"] == "error" and "no-such-model" in rows[0]["message"]
     with pytest.raises(ValueError, match="threshold"):
-        process_paths([], tmp_path, threshold=1.5)
+        process_paths([], tmp_path, settings=AnalysisSettings(threshold=1.5))
     with pytest.raises(ValueError, match="refine"):
-        process_paths([], tmp_path, refine="spline")
+        process_paths([], tmp_path, settings=AnalysisSettings(refine="spline"))
 
 
 def test_cli_batch(folder, tmp_path, capsys):

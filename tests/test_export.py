@@ -13,7 +13,7 @@ from PyQt5 import QtGui
 from atomlens.analysis.atoms import AtomList
 from atomlens.analysis.cam import DefectList
 from atomlens.analysis.pipeline import AnalysisResult
-from atomlens.io.export import DEFAULT_CLASS_COLOURS, export_csv, export_json, to_hspy
+from atomlens.workflows.export import DEFAULT_CLASS_COLOURS, export_csv, export_json, to_hspy
 from atomlens.io.micrograph import Micrograph
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -20,13 +20,8 @@ from _gui_helpers import (
     simulate_graphene,
 )
 from atomlens.analysis.annotations import Annotations
-from atomlens.io.export import (
-    atom_origins,
-    corrected_result,
-    export_csv,
-    export_json,
-    to_hspy,
-)
+from atomlens.analysis.corrections import atom_origins, corrected_result
+from atomlens.workflows.export import export_csv, export_json, to_hspy
 from PyQt5 import QtCore, QtGui
 from test_export import small_result
 

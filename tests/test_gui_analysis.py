@@ -17,7 +17,7 @@ pytest.importorskip("pytestqt")
 
 from PyQt5 import QtCore  # noqa: E402
 
-from atomlens.gui.analysis_dock import default_model_name  # noqa: E402
+from atomlens.workflows.models import default_model_name  # noqa: E402
 from atomlens.gui.layers import class_colours, marker_size  # noqa: E402
 
 from _gui_helpers import (  # noqa: E402

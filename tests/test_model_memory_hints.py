@@ -335,7 +335,7 @@ def test_gui_results_and_their_exports_state_the_assumptions_as_detect_does(qtbo
     """A run in the app on a mode-less image says 'HAADF assumed' in the result's notes (so in
     the exported JSON) as `atomlens detect` does; once the user picks the model it does not."""
     from _gui_helpers import open_and_run, simulate_graphene
-    from atomlens.io.export import export_json
+    from atomlens.workflows.export import export_json
 
     f = tmp_path / "scan.npy"
     np.save(f, simulate_graphene((96, 96)).image.astype(np.float32))

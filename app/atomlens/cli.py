@@ -296,84 +296,43 @@ def _detect_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _default_model(mode) -> str:
-    return "stm-topo" if (mode or "").upper() in ("STM", "SPM", "AFM") else "stem-haadf"
+def _settings(args):
+    """The AnalysisSettings of the options `detect` and `batch` share."""
+    from .workflows.analyse import AnalysisSettings
+
+    return AnalysisSettings(threshold=args.threshold, refine=args.refine, cam=args.cam, material=args.material,
+                            edge_margin_px=args.edge_margin_px, defect_check=not args.no_defect_check,
+                            min_defect_score=args.min_defect_score, px_size_nm=args.px_size_nm)
+
+
+def _exit_code(rows) -> int:
+    """The exit code of a detect run from its rows: a model or memory failure 1, a frame that is
+    not in the file 2, a file that cannot be read or analysed 3."""
+    failures = {r.get("failure") for r in rows if r["status"] == "error"}
+    for failure, code in (("model", EXIT_ERROR), ("memory", EXIT_ERROR), ("frame", EXIT_USAGE),
+                          ("input", EXIT_BAD_INPUT)):
+        if failure in failures:
+            return code
+    return EXIT_OK
 
 
 def cmd_detect(argv: list[str]) -> int:
     """``atomlens detect``: atoms (and with --cam, defects) for each input file."""
     args = _detect_parser().parse_args(argv)
-    from pathlib import Path
-
-    from .analysis.pipeline import analyse_image, write_results
-    from .nn.bundle import BundleError
+    from .workflows.batch import process_paths
 
     if _bad_analysis_options(args):
         return EXIT_USAGE
     if args.frame != "all" and not args.frame.lstrip("-").isdigit():
         print(f"error: --frame must be a frame index or 'all', not {args.frame!r}", file=sys.stderr)
         return EXIT_USAGE
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    predictors: dict = {}
-    status = EXIT_OK
-
-    def predictor(name):
-        if name not in predictors:
-            from .nn.infer import Predictor
-
-            predictors[name] = Predictor(name, device=args.device, tta=args.tta, single_view=args.single_view)
-        return predictors[name]
-
-    for path in args.paths:
-        mg = _load_or_report(path, args.channel)
-        if mg is None:
-            status = EXIT_BAD_INPUT
-            continue
-        from .io.filename_hints import apply_filename_hints, assumption_notes
-
-        apply_filename_hints(mg)  # a mode / pixel size the file lacks, from its name ('..._5x5_Z_021.jpg')
-        assumed = assumption_notes(mg, px_size_given=args.px_size_nm is not None, model_given=bool(args.model))
-        frames = range(mg.n_frames) if args.frame == "all" else [int(args.frame)]
-        px_nm = args.px_size_nm or mg.px_size_nm
-        model = args.model or _default_model(mg.mode)
-        try:
-            pred = predictor(model)
-            cam_pred = predictor("defect-cam") if args.cam else None
-        except (BundleError, RuntimeError, OSError) as exc:  # a bad bundle, or no such device
-            print(f"error: model {model}: {exc}", file=sys.stderr)
-            return EXIT_ERROR
-        for f in frames:
-            stem = Path(path).stem + (f"_f{f:04d}" if mg.is_stack else "")
-            try:
-                image = mg.frame(f)
-            except IndexError as exc:
-                print(f"error: {path}: {exc}", file=sys.stderr)
-                status = EXIT_USAGE
-                break
-            try:
-                res = analyse_image(image, pred, px_size_nm=px_nm, offset_nm=mg.offset_nm, mode=mg.mode,
-                                    threshold=args.threshold, refine=args.refine, cam_predictor=cam_pred, frame=f,
-                                    material=args.material, edge_margin_px=args.edge_margin_px,
-                                    defect_check=not args.no_defect_check, min_defect_score=args.min_defect_score)
-            except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
-                print(f"error: {path}: {exc}", file=sys.stderr)
-                status = EXIT_BAD_INPUT
-                continue
-            except MemoryError:
-                print(f"error: {path}: not enough memory to analyse this image", file=sys.stderr)
-                status = EXIT_ERROR
-                continue
-            res.info["notes"] = assumed + res.info["notes"]  # also in the JSON summary's notes
-            for note in res.info["notes"]:
-                print(f"note: {Path(path).name}: {note}", file=sys.stderr)
-            write_results(res, out, stem, json_summary=args.json)
-            msg = f"{Path(path).name}: {len(res.atoms)} atoms ("
-            msg += ", ".join(f"{n} {c}" for c, n in res.counts().items() if n) + ")"
-            if res.defects is not None:
-                msg += f", {len(res.defects)} defects"
-            print(msg)
-    return status
+    rows = process_paths(args.paths, args.out, model=args.model or "auto", settings=_settings(args),
+                         device=args.device, frames="all" if args.frame == "all" else int(args.frame),
+                         channel=args.channel, json_summary=args.json, summary=False, stop_on_model_failure=True,
+                         tta=args.tta, single_view=args.single_view,
+                         log=lambda m: print(m, file=sys.stderr if m.startswith("error") else sys.stdout),
+                         note_log=lambda m: print(m, file=sys.stderr))
+    return _exit_code(rows)
 
 
 def _batch_parser() -> argparse.ArgumentParser:
@@ -395,7 +354,7 @@ def cmd_batch(argv: list[str]) -> int:
     args = _batch_parser().parse_args(argv)
     from tqdm import tqdm
 
-    from .analysis.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
+    from .workflows.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
 
     if _bad_analysis_options(args):
         return EXIT_USAGE
@@ -414,12 +373,9 @@ def cmd_batch(argv: list[str]) -> int:
         bar.set_postfix_str(msg)
 
     try:
-        rows = process_paths(files, args.out, model=args.model, cam=args.cam, device=args.device,
-                             threshold=args.threshold, refine=args.refine, px_size_nm=args.px_size_nm,
+        rows = process_paths(files, args.out, model=args.model, settings=_settings(args), device=args.device,
                              frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
                              single_view=args.single_view,
-                             material=args.material, edge_margin_px=args.edge_margin_px,
-                             defect_check=not args.no_defect_check, min_defect_score=args.min_defect_score,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:
         bar.close()

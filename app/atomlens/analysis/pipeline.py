@@ -2,21 +2,18 @@
 worker and batch processing share.
 
 :func:`analyse_image` runs an atom-finding predictor (and optionally a defect-CAM predictor)
-on one 2D image and returns an :class:`AnalysisResult`; :func:`write_results` writes the
-files ``atomlens detect`` writes.  Predictors are duck-typed (anything with the
+on one 2D image and returns an :class:`AnalysisResult`; the files written from it are
+:mod:`atomlens.workflows.export`'s.  Predictors are duck-typed (anything with the
 :class:`atomlens.nn.infer.Predictor` methods), so this module does not import torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_save_npy, atomic_write_text
 from ..io.modes import is_z_contrast, needs_inversion
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
@@ -27,7 +24,7 @@ from .lattice import median_nn_distance, stripes_note
 from .material import SUGGEST_NOTE, apply_material_hint, suggest_material
 from .scene import SCENE_NOTE, isolated_atoms
 
-__all__ = ["AnalysisResult", "analyse_image", "write_results", "RESULT_FORMAT"]
+__all__ = ["AnalysisResult", "analyse_image", "RESULT_FORMAT"]
 
 RESULT_FORMAT = "atomlens-result/1"
 
@@ -388,31 +385,3 @@ def _material_hint(atoms, img, material, info):
     return apply_material_hint(atoms, img, material, px_size_A=info.get("px_size_A"))
 
 
-def write_results(result: AnalysisResult, out_dir, stem: str, *, json_summary: bool = False) -> list[Path]:
-    """Write ``<stem>.atoms.csv`` (and ``.defects.csv`` and ``.cam.npy`` when the result has
-    defects, ``.json`` when asked) into `out_dir`, atomically; returns the paths written."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / f"{stem}.atoms.csv"]
-    result.atoms.to_csv(written[0], px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
-    if result.defects is not None:
-        p = out / f"{stem}.defects.csv"
-        result.defects.to_csv(p, px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
-        written.append(p)
-    if result.cam is not None:
-        p = out / f"{stem}.cam.npy"
-        atomic_save_npy(p, np.asarray(result.cam, np.float32))
-        written.append(p)
-    if json_summary:
-        p = out / f"{stem}.json"
-        atomic_write_text(p, json.dumps(result.to_dict(), indent=1, default=_json_default))
-        written.append(p)
-    return written
-
-
-def _json_default(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(v)}")

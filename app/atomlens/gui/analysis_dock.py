@@ -13,14 +13,14 @@ from PyQt5 import QtCore, QtWidgets, sip
 
 from ..analysis.domain import OOD_PREFIX, is_ood_note
 from ..analysis.material import MATERIALS
+from ..workflows.models import default_model_name
 
-__all__ = ["AnalysisDock", "default_model_name", "material_combo", "mode_group", "REFINE_MODES", "STM_MODES",
+__all__ = ["AnalysisDock", "material_combo", "mode_group", "REFINE_MODES",
            "MODE_GROUPS"]
 
 #: Refinement modes offered (value, label).
 REFINE_MODES = (("centroid", "Centroid"), ("gaussian", "Gaussian fit"), ("none", "None (peak pixel)"))
-#: Imaging modes analysed with the STM model by default.
-STM_MODES = ("STM", "SPM", "AFM")
+#: Units offered for the pixel size (unit -> nm).
 PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
 #: Imaging modes that share a remembered model (upper-case mode -> group).  Dark-field modes show
 #: atoms bright (Z contrast), bright-field ones dark; differential phase contrast and scanning
@@ -64,17 +64,6 @@ def material_combo(current: str | None = None) -> QtWidgets.QComboBox:
         "chalcogen one, so that a Se2 -> Se column in MoSe2 is called a vacancy and a Mo column in\n"
         "WSe2 a dopant (the network alone confuses the two). Other materials: leave it 'not given'.")
     return combo
-
-
-def default_model_name(mode, available) -> str | None:
-    """The default segmentation model for imaging `mode`: ``stm-topo`` (if present) for
-    STM/SPM/AFM, else ``stem-haadf``; else the first of `available`."""
-    names = list(available)
-    want = ["stm-topo", "stem-haadf"] if (mode or "").upper() in STM_MODES else ["stem-haadf"]
-    for n in want:
-        if n in names:
-            return n
-    return names[0] if names else None
 
 
 def mode_group(mode) -> str | None:

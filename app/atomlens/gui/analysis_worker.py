@@ -1,7 +1,8 @@
 """The analysis worker: runs :func:`atomlens.analysis.pipeline.analyse_image` on its own QThread.
 
-:class:`AnalysisWorker` keeps the loaded :class:`~atomlens.nn.infer.Predictor` objects between
-runs (keyed by model and device), reports only through signals and never touches a widget.
+:class:`AnalysisWorker` keeps the loaded models between runs in a
+:class:`~atomlens.workflows.models.ModelCache` (which also falls back to the CPU when the GPU
+fails), reports only through signals and never touches a widget.
 :class:`AnalysisRunner` owns the thread, hands one request at a time to the worker and
 coalesces re-derivations, so that dragging the threshold slider never piles up work.
 """
@@ -64,10 +65,6 @@ class AnalysisRequest:
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
 
 
-def _is_cuda_failure(exc: BaseException) -> bool:
-    return isinstance(exc, RuntimeError) and "cuda" in str(exc).lower()
-
-
 class AnalysisWorker(QtCore.QObject):
     """Lives on the analysis thread.  Slots: :meth:`run`, :meth:`rederive`, :meth:`probe_devices`.
 
@@ -92,12 +89,18 @@ class AnalysisWorker(QtCore.QObject):
 
     def __init__(self):
         super().__init__()
+        from atomlens.workflows.models import ModelCache
+
         self.active: AnalysisRequest | None = None
-        self.predictors: dict = {}
+        self.models = ModelCache(before_load=self._before_load, after_load=self._after_load)
         self.network_runs = 0
         self._probed = False
-        self._gpu_failed = False  # "auto" then means the CPU for the rest of the session
         self._last_emit = 0.0
+
+    @property
+    def predictors(self) -> dict:
+        """The loaded predictors, {(model, device, CPU arithmetic): Predictor}."""
+        return self.models.predictors
 
     # ---------------------------------------------------------------- helpers
     def cancel_active(self) -> None:
@@ -113,18 +116,17 @@ class AnalysisWorker(QtCore.QObject):
 
     def predictor(self, model: str, device: str):
         """The cached Predictor of `model` on `device` (loaded on first use)."""
-        choice = self.cpu_bf16
-        key = (str(model), str(device), choice)
-        if key not in self.predictors:
-            _preload_torch_libraries()
-            from atomlens.nn.infer import Predictor
+        return self.models.get(model, device, cpu_bf16=self.cpu_bf16)
 
-            _tune_torch_threads()
-            self.predictors[key] = Predictor(model, device=device, cpu_bf16=choice)
-            if not self._probed:  # torch is imported now: report the devices once
-                self.probe_devices()
-                _freeze_gc()
-        return self.predictors[key]
+    @staticmethod
+    def _before_load() -> None:
+        _preload_torch_libraries()
+        _tune_torch_threads()
+
+    def _after_load(self) -> None:
+        if not self._probed:  # torch is imported now: report the devices once
+            self.probe_devices()
+            _freeze_gc()
 
     def _report(self, label: str):
         def cb(frac: float, msg: str) -> None:
@@ -202,34 +204,29 @@ class AnalysisWorker(QtCore.QObject):
         report = self._report(req.label)
         report(0.0, "loading the model")
         image = self._image(req)
-        device, fallback = ("cpu" if self._gpu_failed and req.device == "auto" else req.device), None
-        while True:
-            try:
-                pred = self.predictor(req.model, device)
-                cam = self.predictor(req.cam_model, device) if req.cam_model else None
-                for p in (pred, cam):
-                    if p is not None:
-                        p.tta = bool(req.tta)
-                if req.cancel.is_set():
-                    raise InterruptedError("cancelled")
-                self.network_runs += 1
-                result = analyse_image(image, pred, px_size_nm=req.px_size_nm, offset_nm=req.offset_nm,
-                                       mode=req.mode, threshold=req.threshold, refine=req.refine,
-                                       cam_predictor=cam, frame=req.frame, material=req.material,
-                                       edge_margin_px=req.edge_margin_px, progress=report,
-                                       cancel=req.cancel,
-                                       # every scored defect comes back: the Results dock's
-                                       # "Min. defect score" filters them, down to 0 if asked
-                                       min_defect_score=0.0)
-                break
-            except RuntimeError as exc:
-                if not _is_cuda_failure(exc) or device == "cpu" or fallback is not None:
-                    raise
-                fallback = f"the GPU failed ({str(exc).splitlines()[0][:160]}); ran on the CPU instead"
-                self._gpu_failed = self._gpu_failed or req.device == "auto"
-                self._drop_device(device)
-                device = "cpu"
-                report(0.0, "GPU failed, retrying on the CPU")
+        models = {}
+
+        def attempt(device):
+            pred = self.predictor(req.model, device)
+            cam = self.predictor(req.cam_model, device) if req.cam_model else None
+            for p in (pred, cam):
+                if p is not None:
+                    p.tta = bool(req.tta)
+            if req.cancel.is_set():
+                raise InterruptedError("cancelled")
+            self.network_runs += 1
+            models["pred"] = pred
+            return analyse_image(image, pred, px_size_nm=req.px_size_nm, offset_nm=req.offset_nm,
+                                 mode=req.mode, threshold=req.threshold, refine=req.refine,
+                                 cam_predictor=cam, frame=req.frame, material=req.material,
+                                 edge_margin_px=req.edge_margin_px, progress=report, cancel=req.cancel,
+                                 # every scored defect comes back: the Results dock's
+                                 # "Min. defect score" filters them, down to 0 if asked
+                                 min_defect_score=0.0)
+
+        result, fallback = self.models.run_with_fallback(
+            attempt, req.device, on_fallback=lambda _note: report(0.0, "GPU failed, retrying on the CPU"))
+        pred = models["pred"]
         if fallback:
             result.info["notes"] = list(result.info.get("notes", [])) + [fallback]
             result.info["cuda_fallback"] = True
@@ -247,17 +244,6 @@ class AnalysisWorker(QtCore.QObject):
         self._report(req.label)(0.5, f"re-deriving atoms at threshold {req.threshold:.2f}")
         res.rederive(req.threshold, req.refine, image, material=req.material, edge_margin_px=req.edge_margin_px)
         return res
-
-    def _drop_device(self, device: str) -> None:
-        for key in [k for k in self.predictors if k[1] == device]:
-            del self.predictors[key]
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 #: torch's shared libraries in load order (Linux).  Missing ones are skipped.

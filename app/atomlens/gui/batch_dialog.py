@@ -1,6 +1,6 @@
 """The "Process folder…" dialog: batch analysis in a worker thread with progress and a log.
 
-The work is :func:`atomlens.analysis.batch.process_paths`, run by a :class:`BatchWorker` in a
+The work is :func:`atomlens.workflows.batch.process_paths`, run by a :class:`BatchWorker` in a
 QThread; the worker talks to the dialog only through signals, and Cancel sets a
 ``threading.Event`` that the batch checks between files.
 """
@@ -25,19 +25,21 @@ class BatchWorker(QtCore.QObject):
     finished = QtCore.pyqtSignal(list)
     failed = QtCore.pyqtSignal(str)
 
-    def __init__(self, paths, out_dir, options: dict, cancel: threading.Event, predictors: dict):
+    def __init__(self, paths, out_dir, options: dict, cancel: threading.Event, models):
         super().__init__()
         self.paths, self.out_dir, self.options = list(paths), out_dir, dict(options)
-        self.cancel, self.predictors = cancel, predictors
+        self.cancel, self.models = cancel, models
 
     @QtCore.pyqtSlot()
     def run(self) -> None:
-        from ..analysis.batch import process_paths
+        from ..workflows.analyse import AnalysisSettings
+        from ..workflows.batch import process_paths
 
         try:
+            settings, rest = AnalysisSettings.split(self.options)
             rows = process_paths(self.paths, self.out_dir, progress=lambda f, m: self.progress.emit(float(f), m),
-                                 cancel=self.cancel, log=self.logged.emit, predictors=self.predictors,
-                                 **self.options)
+                                 cancel=self.cancel, log=self.logged.emit, models=self.models,
+                                 settings=settings, **rest)
         except Exception as exc:  # noqa: BLE001 - reported in the dialog
             self.failed.emit(f"{type(exc).__name__}: {exc}")
             return
@@ -56,7 +58,7 @@ class BatchDialog(QtWidgets.QDialog):
         ``px_size_nm`` (None: the files' own).
 
     Signals: ``batchFinished(list)`` with the rows of
-    :func:`~atomlens.analysis.batch.process_paths` when a batch ends (also after Cancel).
+    :func:`~atomlens.workflows.batch.process_paths` when a batch ends (also after Cancel).
     """
 
     batchFinished = QtCore.pyqtSignal(list)
@@ -70,7 +72,9 @@ class BatchDialog(QtWidgets.QDialog):
         self.rows: list = []
         self._thread = self._worker = None
         self._cancel = threading.Event()
-        self._predictors: dict = {}  # models stay loaded between batches of this dialog
+        from ..workflows.models import ModelCache
+
+        self._models = ModelCache(remember_failures=True)  # models stay loaded between batches of this dialog
         self._close_when_done = False
 
         form = QtWidgets.QFormLayout()
@@ -187,7 +191,7 @@ class BatchDialog(QtWidgets.QDialog):
     def start(self) -> bool:
         """Start the batch on the chosen folder; False (with a message in the log) when the
         folder is missing or holds no micrographs."""
-        from ..analysis.batch import iter_micrograph_files
+        from ..workflows.batch import iter_micrograph_files
 
         if self.running:
             return False
@@ -213,7 +217,7 @@ class BatchDialog(QtWidgets.QDialog):
         self.current_label.setText(f"Starting: {len(files)} files…")
         self.progress_bar.setValue(0)
         self._thread = QtCore.QThread(self)
-        self._worker = BatchWorker(files, out, self.options(), self._cancel, self._predictors)
+        self._worker = BatchWorker(files, out, self.options(), self._cancel, self._models)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.progress.connect(self._on_progress)

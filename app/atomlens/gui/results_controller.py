@@ -9,7 +9,7 @@ in the table and lists its neighbours; a click on a table row centres and rings 
 What is shown and exported is what the user sees: once the atoms have been corrected in
 Annotate mode (:meth:`ResultsController.follow_annotations`), the dock, the atoms and defects
 layers, the exports and the snapshots follow the corrected atoms
-(:func:`atomlens.io.export.corrected_result`), after every edit, undo and redo.
+(:func:`atomlens.analysis.corrections.corrected_result`), after every edit, undo and redo.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtWidgets
 
-from ..io.export import annotation_defects, corrections_of
+from ..analysis.corrections import annotation_defects, corrections_of
 from .results_dock import ResultsDock
 
 __all__ = ["REFRESH_MS", "ResultsController"]
@@ -121,7 +121,7 @@ class ResultsController(QtCore.QObject):
 
     def refresh(self) -> None:
         """Show the displayed result with the current corrections in the dock and the layers."""
-        from ..io.export import corrected_result
+        from ..analysis.corrections import corrected_result
 
         self._refresh_timer.stop()
         from ..analysis.defect_check import result_above_score
@@ -192,21 +192,21 @@ class ResultsController(QtCore.QObject):
         return True
 
     def export_csv(self, path=None) -> bool:
-        from ..io.export import export_csv
+        from ..workflows.export import export_csv
 
         path = path or self._ask_path("Export atoms (CSV)", ".atoms.csv", "CSV (*.csv)")
         return bool(path) and self.result is not None and self._run_export(
             "atom table", lambda p: export_csv(self.result, p), path)
 
     def export_json(self, path=None) -> bool:
-        from ..io.export import export_json
+        from ..workflows.export import export_json
 
         path = path or self._ask_path("Export results (JSON)", ".json", "JSON (*.json)")
         return bool(path) and self.result is not None and self._run_export(
             "results", lambda p: export_json(self.result, p), path)
 
     def export_hspy(self, path=None) -> bool:
-        from ..io.export import to_hspy
+        from ..workflows.export import to_hspy
 
         path = path or self._ask_path("Export HyperSpy file", ".atoms.hspy", "HyperSpy (*.hspy)")
         colours = (self.result.info.get("colours") if self.result is not None else None) or None

@@ -6,7 +6,7 @@ distortion plot); ``neighboursShown(int, object)`` with the atom index and an in
 its first-shell neighbours whenever :meth:`ResultsDock.show_neighbours` lists them;
 ``minDefectScoreChanged(float)`` when the user moves the defect-score filter (Defects tab).
 
-A result corrected in Annotate mode (:func:`atomlens.io.export.corrected_result`) is shown as
+A result corrected in Annotate mode (:func:`atomlens.analysis.corrections.corrected_result`) is shown as
 corrected: its counts, table (with each atom's origin) and histogram, and a line saying what
 the user changed.  The counts label is rich text (its names escaped once, so they read as
 typed).
@@ -22,7 +22,8 @@ from PyQt5 import QtCore, QtGui, QtWidgets
 
 from ..analysis.lattice import nearest_neighbour_distances
 from ..analysis.strain import first_shell, local_distortion
-from ..io.export import DEFAULT_CLASS_COLOURS, ORIGINS, corrections_of
+from ..analysis.corrections import ORIGINS, corrections_of
+from ..workflows.export import DEFAULT_CLASS_COLOURS
 from .atom_table import AtomTableModel
 
 __all__ = ["ResultsDock"]

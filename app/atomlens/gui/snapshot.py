@@ -19,7 +19,7 @@ import numpy as np
 from PyQt5 import QtCore, QtGui
 
 from ..fileio import atomic_write_bytes, atomic_write_text
-from ..io.export import DEFAULT_CLASS_COLOURS, DEFECT_MARKER_COLOUR
+from ..workflows.export import DEFAULT_CLASS_COLOURS, DEFECT_MARKER_COLOUR
 from .scalebar import format_length_nm, nice_length
 
 __all__ = ["SnapshotSpec", "compose_rgba", "render_png", "render_qimage", "render_svg", "scale_bar_geometry"]

@@ -67,7 +67,9 @@ def base_recipe(card: dict) -> dict:
             rec.update({k: orig[k] for k in fields if k in orig})
         return rec
 
-    name = "stm-topo" if str(card.get("mode", "")).upper() == "STM" else "stem-haadf"
+    from ..workflows.models import recipe_name_for_mode
+
+    name = recipe_name_for_mode(card.get("mode"))
     rec = json.loads(resource_path("recipes", f"{name}.json").read_text(encoding="utf-8"))
     rec.update({k: copy.deepcopy(card[k]) for k in ("architecture", "px_size_A", "valid_px_size_A", "mode")
                 if k in card})

@@ -1,0 +1,168 @@
+"""One micrograph from a file to a result: the entry that ``atomlens detect``, ``atomlens batch``,
+the Process-folder dialog and the GUI's analysis worker all call.
+
+:func:`load_micrograph` reads a file and fills in what it lacks from its name;
+:class:`AnalysisSettings` holds the user's choices and checks them;
+:func:`analyse_micrograph` runs the models on one frame with the micrograph's own calibration
+and imaging mode and puts what was assumed about the image at the head of the notes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+from ..analysis.atoms import check_edge_margin
+from ..analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
+from ..analysis.pipeline import analyse_image
+
+__all__ = ["AnalysisSettings", "REFINE_MODES", "analyse_micrograph", "load_micrograph"]
+
+#: Sub-pixel refinements of the atom positions.
+REFINE_MODES = ("centroid", "none", "gaussian")
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSettings:
+    """What the user chose for an analysis (the options ``detect`` and ``batch`` share).
+
+    Attributes
+    ----------
+    threshold : float
+        Foreground probability threshold, 0 < threshold < 1.
+    refine : {"centroid", "none", "gaussian"}
+        Sub-pixel refinement of the positions.
+    cam : bool
+        Also run the defect-CAM model (defects and defect maps).
+    material : str or None
+        What the sample is (see :func:`atomlens.analysis.material.apply_material_hint`).
+    edge_margin_px : float
+        Leave out the atoms whose centre lies within this many pixels of an image edge (0: none).
+    defect_check : bool
+        Check vacancies and dopants against the lattice (see :mod:`atomlens.analysis.defect_check`).
+    min_defect_score : float
+        Leave out the defects scored below this (0..1).
+    px_size_nm : float or None
+        Pixel size (nm/px) for every image, overriding the files' own; None keeps theirs.
+    """
+
+    threshold: float = 0.5
+    refine: str = "centroid"
+    cam: bool = False
+    material: str | None = None
+    edge_margin_px: float = 0.0
+    defect_check: bool = True
+    min_defect_score: float = DEFAULT_MIN_DEFECT_SCORE
+    px_size_nm: float | None = None
+
+    @classmethod
+    def split(cls, options: dict) -> tuple["AnalysisSettings", dict]:
+        """(the settings among `options`, the other options): a dialog's option dict, for
+        :func:`~atomlens.workflows.batch.process_paths` (``process_paths(..., settings=s, **rest)``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return (cls(**{k: v for k, v in options.items() if k in names}),
+                {k: v for k, v in options.items() if k not in names})
+
+    def check(self) -> "AnalysisSettings":
+        """Raise ValueError naming the first setting out of range; returns self."""
+        if not 0 < float(self.threshold) < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        if self.refine not in REFINE_MODES:
+            raise ValueError(f"refine must be 'centroid', 'none' or 'gaussian', not {self.refine!r}")
+        if not 0 <= float(self.min_defect_score) <= 1:
+            raise ValueError(f"min_defect_score must be between 0 and 1, got {self.min_defect_score}")
+        if self.px_size_nm is not None and not float(self.px_size_nm) > 0:
+            raise ValueError(f"px_size_nm must be positive, got {self.px_size_nm}")
+        check_edge_margin(self.edge_margin_px)
+        return self
+
+
+def load_micrograph(path, channel=None, keep_on_disk: bool = False):
+    """Read a micrograph and fill in what the file lacks from its name.
+
+    Parameters
+    ----------
+    path : str or Path
+    channel : str, optional
+        Channel or sub-image of a multi-image file.
+    keep_on_disk : bool
+        See :func:`atomlens.io.load`.
+
+    Returns
+    -------
+    Micrograph
+        With a mode or pixel size that the file lacks taken from its name ('..._5x5_Z_021.jpg'),
+        recorded in ``mg.assumed`` and ``mg.notes``
+        (:func:`atomlens.io.filename_hints.apply_filename_hints`).  The loader's warnings are
+        not shown: their text is in ``mg.notes``.
+
+    Raises
+    ------
+    atomlens.io.LoadError
+        When the file cannot be read.
+    """
+    from ..io import LoadWarning, load
+    from ..io.filename_hints import apply_filename_hints
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        mg = load(path, channel=channel, keep_on_disk=keep_on_disk)
+    apply_filename_hints(mg)
+    return mg
+
+
+def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSettings | None = None,
+                       cam_predictor=None, image=None, model_given: bool = True,
+                       override: str = "give --model to override", progress=None, cancel=None):
+    """Find and class the atoms of one frame of a micrograph.
+
+    Parameters
+    ----------
+    mg : Micrograph
+        The image, its calibration (``px_size_nm``, ``offset_nm``) and imaging mode.
+    predictor : Predictor
+        The atom-finding model (see :class:`atomlens.workflows.models.ModelCache`).
+    frame : int
+        Frame of a stack (0 for a single image).
+    settings : AnalysisSettings, optional
+        The user's choices (default: the defaults).
+    cam_predictor : Predictor, optional
+        The defect-CAM model, when defects are wanted.
+    image : (H, W) array, optional
+        The frame's pixels when the caller holds them already (the GUI's displayed frame);
+        None reads ``mg.frame(frame)``.
+    model_given : bool
+        Whether the user chose the model (else it was picked from the mode, and an image
+        without a mode gets a note that HAADF was assumed).
+    override : str
+        How to choose another model, for that note.
+    progress : callable(fraction, message), optional
+    cancel : object with ``is_set()``, optional
+        Raises InterruptedError when set.
+
+    Returns
+    -------
+    AnalysisResult
+        Its ``info["notes"]`` start with what was assumed about the image
+        (:func:`atomlens.io.filename_hints.assumption_notes`), as ``detect`` prints them.
+
+    Raises
+    ------
+    ValueError
+        When the image cannot be analysed (flat, tiny, no lattice...).
+    IndexError
+        When `frame` is not a frame of `mg`.
+    """
+    from ..io.filename_hints import assumption_notes
+
+    s = settings or AnalysisSettings()
+    px = float(s.px_size_nm) if s.px_size_nm is not None else mg.px_size_nm
+    img = mg.frame(frame) if image is None else image
+    res = analyse_image(img, predictor, px_size_nm=px, offset_nm=mg.offset_nm, mode=mg.mode, threshold=s.threshold,
+                        refine=s.refine, cam_predictor=cam_predictor, frame=frame, material=s.material,
+                        edge_margin_px=s.edge_margin_px, defect_check=s.defect_check,
+                        min_defect_score=s.min_defect_score, progress=progress, cancel=cancel)
+    assumed = assumption_notes(mg, px_size_given=s.px_size_nm is not None, model_given=model_given,
+                               override=override)
+    res.info["notes"] = assumed + res.info["notes"]
+    return res
