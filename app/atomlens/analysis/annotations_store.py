@@ -72,7 +72,25 @@ class _Unwritable(OSError):
 def aside_path(path, label: str) -> Path:
     """A free name beside the sidecar `path` that says what it holds:
     ``<image>.atomlens.<label>-<YYYYmmdd-HHMMSS>.json`` (``-2``, ``-3``... when taken).  It does
-    not end in ``.atomlens.json``, so it is never taken for the image's sidecar."""
+    not end in ``.atomlens.json``, so it is never taken for the image's sidecar.
+
+    Parameters
+    ----------
+    path : str or Path
+        The sidecar (``<image>.atomlens.json``); the name is built from it, nothing is created.
+    label : str
+        What the file holds: ``"damaged"``, ``"other-image"``, ``"mine"``, ``"theirs"``...
+
+    Returns
+    -------
+    Path
+        In the sidecar's folder, stamped with the local time to the second.
+
+    Raises
+    ------
+    SidecarError
+        When the 999 names of this second are all taken.
+    """
     path = Path(path)
     stem = path.name.removesuffix(".json")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -186,7 +204,26 @@ class SidecarStore:
         """Write `ann` (atomically, durably); returns the path written.
 
         Raises :class:`SidecarConflict` (writing nothing) when the file there is not the one this
-        store last read or wrote; OSError when nowhere can be written."""
+        store last read or wrote; OSError when nowhere can be written.
+
+        Parameters
+        ----------
+        ann : Annotations
+            The image's annotations; its ``image_sha256`` (else the store's) keys the fallback in
+            the user data folder, used when the sidecar beside the image cannot be written.
+
+        Returns
+        -------
+        Path
+            The sidecar or its fallback; it becomes ``path``, and `ann` (a copy) ``base``.
+
+        Raises
+        ------
+        SidecarConflict
+            As above.
+        OSError
+            As above.
+        """
         sha = ann.image_sha256 or self.image_sha256
         path, digest = _write_sidecar(self.image_path, sidecar_text(ann), sha, self._check)
         self._known[str(path)] = digest
@@ -205,7 +242,34 @@ class SidecarStore:
         Returns the annotations to go on with and the file where the other version was kept
         (None for a merge, or when there was nothing to keep).  Raises :class:`SidecarError`
         when theirs cannot be read (or are of another frame) for "reload" and "merge" ("keep" is
-        always possible), :class:`SidecarConflict` when the file changes again meanwhile."""
+        always possible), :class:`SidecarConflict` when the file changes again meanwhile.
+
+        Parameters
+        ----------
+        ann : Annotations
+            Ours: the annotations whose save raised the conflict.
+        choice : {"reload", "keep", "merge"}
+            What the user chose (:data:`CHOICES`).
+        path : str or Path, optional
+            The file in conflict (:attr:`SidecarConflict.path`); None: the sidecar beside the
+            image.
+
+        Returns
+        -------
+        annotations : Annotations
+            Theirs (``"reload"``), `ann` (``"keep"``) or the merge.
+        kept : Path or None
+            Where the other version was written.
+
+        Raises
+        ------
+        ValueError
+            For a `choice` not in :data:`CHOICES`.
+        SidecarError
+            As above, also when the file exists but cannot be read.
+        SidecarConflict
+            As above.
+        """
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
         path = Path(path) if path is not None else sidecar_path(self.image_path)
@@ -279,6 +343,27 @@ def merge_annotations(base: Annotations | None, mine: Annotations, theirs: Annot
     starting point an atom they lack may be one they never had.  An atom both edited differently
     appears in both versions (delete the one not wanted).  Classes and defect types are the
     union; the rest (image, model, calibration) are mine's.
+
+    Parameters
+    ----------
+    base : Annotations or None
+        The version this window last read or saved.
+    mine : Annotations
+        This window's version.
+    theirs : Annotations
+        The version found in the file; of the same frame as `mine`.
+
+    Returns
+    -------
+    Annotations
+        A new object: mine's atoms, then theirs' that mine lack (positions in px as stored), the
+        defects likewise, ``edits`` one more than the larger of the two, the deleted places of
+        both.
+
+    Raises
+    ------
+    ValueError
+        When `mine` and `theirs` are of different frames.
     """
     if theirs.frame != mine.frame:
         raise ValueError(f"cannot merge annotations of frames {mine.frame} and {theirs.frame}")

@@ -41,7 +41,16 @@ CSV_HEADER = ("x", "y", "class", "score", "x_nm", "y_nm")
 
 
 def write_text_atomic(path, text: str) -> None:
-    """Write `text` atomically (see :mod:`atomlens.fileio`)."""
+    """Write `text` atomically (see :mod:`atomlens.fileio`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; replaced in one step through a temporary file in the same folder, so that a
+        reader never sees half of it.
+    text : str
+        Written as UTF-8.
+    """
     atomic_write_text(path, text)
 
 
@@ -79,7 +88,28 @@ def read_table_csv(path, name_col: str):
 
 
 def names_to_indices(names, known) -> tuple[np.ndarray, tuple]:
-    """Indices of `names` in `known`, with unknown names appended: (int64 array, new names)."""
+    """Indices of `names` in `known`, with unknown names appended: (int64 array, new names).
+
+    Parameters
+    ----------
+    names : sequence of str
+        A class name per point.
+    known : sequence of str
+        The class names already known (e.g. :data:`CLASSES`), whose order is kept.
+
+    Returns
+    -------
+    idx : (n,) int64 array
+        Index of each name in `names_out`.
+    names_out : tuple of str
+        `known` followed by the new names, in order of first appearance.
+
+    Examples
+    --------
+    >>> idx, names = names_to_indices(["atom", "Pt", "atom"], ("background", "atom"))
+    >>> idx.tolist(), names
+    ([1, 2, 1], ('background', 'atom', 'Pt'))
+    """
     out = list(known)
     for n in names:
         if n not in out:
@@ -145,6 +175,18 @@ class AtomList(PointTable):
 
     @classmethod
     def empty(cls, class_names=CLASSES) -> "AtomList":
+        """An AtomList of no atoms.
+
+        Parameters
+        ----------
+        class_names : sequence of str
+            Its class names (index 0 background).
+
+        Returns
+        -------
+        AtomList
+            Length 0, float64 positions and scores, int64 classes.
+        """
         z = np.zeros(0)
         return cls(z, z, np.zeros(0, np.int64), z, tuple(class_names))
 
@@ -156,7 +198,31 @@ class AtomList(PointTable):
         """The atoms whose centre lies at least `margin_px` from every edge of an image of
         `shape` (H, W), pixel centres at integer coordinates (all of them for a margin of 0).
         Columns cut by the edge are localised less well than whole ones; AtomNet's published
-        position lists leave out those within 5 px (its locator's ``dist_edge``)."""
+        position lists leave out those within 5 px (its locator's ``dist_edge``).
+
+        Parameters
+        ----------
+        shape : tuple of int
+            The image's shape, (H, W) px (further entries are ignored).
+        margin_px : float
+            Distance from the edge pixels' centres, px, >= 0.
+
+        Returns
+        -------
+        AtomList
+            `self` when no atom is left out (or the margin is 0), else a copy of those kept.
+
+        Raises
+        ------
+        ValueError
+            When `margin_px` is negative or not finite.
+
+        Examples
+        --------
+        >>> atoms = AtomList([2.0, 10.0], [10.0, 10.0], 1, 0.9)
+        >>> atoms.away_from_edges((20, 20), 5).x.tolist()
+        [10.0]
+        """
         m = check_edge_margin(margin_px)
         if m == 0 or not len(self):
             return self
@@ -165,11 +231,40 @@ class AtomList(PointTable):
         return self if keep.all() else self.subset(keep)
 
     def subset(self, index) -> "AtomList":
-        """Atoms selected by a boolean mask or an index array (a copy)."""
+        """Atoms selected by a boolean mask or an index array (a copy).
+
+        Parameters
+        ----------
+        index : (n,) bool array, int array or slice
+            Which atoms, as numpy indexing takes it (an index array may repeat or reorder).
+
+        Returns
+        -------
+        AtomList
+            The selected atoms with the same class names.
+        """
         return AtomList(self.x[index], self.y[index], self.cls[index], self.score[index], self.class_names)
 
     def concat(self, other: "AtomList") -> "AtomList":
-        """This list followed by `other`; class indices of `other` are remapped by name."""
+        """This list followed by `other`; class indices of `other` are remapped by name.
+
+        Parameters
+        ----------
+        other : AtomList
+            Atoms in the same pixel frame; its class names unknown here are appended.
+
+        Returns
+        -------
+        AtomList
+            A new list of ``len(self) + len(other)`` atoms.
+
+        Examples
+        --------
+        >>> a = AtomList([1.0], [2.0], [1], [0.9])
+        >>> b = AtomList([3.0], [4.0], [1], [0.8], ("background", "Pt"))
+        >>> a.concat(b).names()
+        ['atom', 'Pt']
+        """
         remap, names = names_to_indices(other.class_names, self.class_names)
         return AtomList(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
                         np.concatenate([self.cls, remap[other.cls] if len(other) else other.cls]),
@@ -191,7 +286,20 @@ class AtomList(PointTable):
 
     @classmethod
     def from_csv(cls, path, class_names=CLASSES) -> "AtomList":
-        """Read a table written by :meth:`to_csv`; unknown class names are appended."""
+        """Read a table written by :meth:`to_csv`; unknown class names are appended.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A CSV with columns ``x``, ``y`` (px), ``class`` (names) and ``score`` (optional;
+            empty or missing: 1.0); the nm columns are ignored.
+        class_names : sequence of str
+            The class names to index into (the table's other names follow them).
+
+        Returns
+        -------
+        AtomList
+        """
         x, y, names, score = read_table_csv(path, "class")
         idx, cn = names_to_indices(names, class_names)
         return cls(x, y, idx, score, cn)
@@ -212,6 +320,28 @@ def one_peak_per_plateau(values: np.ndarray, pk: np.ndarray, mask: np.ndarray | 
     (ties: the first in row-major order); peaks elsewhere are left as they are, in their order.
     Only pixels inside `mask` (if given) belong to a plateau, so a plateau never joins two
     blobs.  Without ties (checked at the peaks alone) nothing else is computed.
+
+    Parameters
+    ----------
+    values : (H, W) array
+        The map the peaks were found in (e.g. the smoothed foreground probability).
+    pk : (n, 2) int array
+        Peak positions (row, col), as :func:`skimage.feature.peak_local_max` gives them.
+    mask : (H, W) bool array, optional
+        Where plateaus may extend; None: everywhere.
+
+    Returns
+    -------
+    (m, 2) int64 array
+        (row, col) of the peaks, m <= n.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> v = np.zeros((5, 6))
+    >>> v[2, 1:4] = 1.0  # a flat top three pixels wide
+    >>> one_peak_per_plateau(v, [[2, 1], [2, 2], [2, 3]]).tolist()
+    [[2, 2]]
     """
     pk = np.asarray(pk, np.int64).reshape(-1, 2)
     if len(pk) == 0:
@@ -370,11 +500,27 @@ def find_atoms(prob, *, threshold: float = 0.5, min_distance_px=None, refine: st
         foreground-weighted mean probability of the winning class: close to 1 for a
         confident, unambiguous atom, lower for a weak or class-ambiguous blob.
 
+    Raises
+    ------
+    ValueError
+        When `prob` is not (C, H, W) with C >= 2, `refine` is unknown, or ``"gaussian"`` is
+        asked without `image`.
+
     Notes
     -----
     Atoms cut by the image border are kept (their centroid lies inside the image by
     construction).  Everything after thresholding is vectorised with label statistics, so a
     1024 x 1024 map with ~5000 atoms takes a fraction of a second.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:32, 0:32]
+    >>> f = np.exp(-((xx - 10) ** 2 + (yy - 12) ** 2) / 8) + np.exp(-((xx - 22) ** 2 + (yy - 21) ** 2) / 8)
+    >>> prob = np.stack([1 - f, f, 0 * f, 0 * f])  # background, atom, dopant, vacancy
+    >>> atoms = find_atoms(prob)
+    >>> np.round(atoms.xy).tolist(), atoms.names()
+    ([[10.0, 12.0], [22.0, 21.0]], ['atom', 'atom'])
     """
     prob = np.asarray(prob)
     if prob.ndim != 3 or prob.shape[0] < 2:

@@ -72,7 +72,23 @@ def _strided(a: np.ndarray) -> np.ndarray:
 
 def margin_A(spec: dict) -> float:
     """How far (Å) a pixel's normalised value depends on its neighbours: tiles of a large image
-    need at least this margin to be normalised as the whole image is."""
+    need at least this margin to be normalised as the whole image is.
+
+    Parameters
+    ----------
+    spec : dict or None
+        A ``local-contrast`` card entry; missing keys (or None) take :data:`LOCAL_DEFAULTS`.
+
+    Returns
+    -------
+    float
+        ``3 * (background_sigma_A + contrast_sigma_A)``, Å.
+
+    Examples
+    --------
+    >>> margin_A({}), margin_A({"background_sigma_A": 5.0})
+    (18.0, 24.0)
+    """
     p = {**LOCAL_DEFAULTS, **(spec or {})}
     return _TRUNCATE * (float(p["background_sigma_A"]) + float(p["contrast_sigma_A"]))
 
@@ -140,7 +156,28 @@ def local_background(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
     The fit reads block means of `img` (blocks of a third of `sigma_px`, weighted by their
     pixel counts and the Gaussian at their centres); it is solved at the block centres and
-    interpolated linearly to every pixel, so its cost is a few small matrix products."""
+    interpolated linearly to every pixel, so its cost is a few small matrix products.
+
+    Parameters
+    ----------
+    img : (H, W) array
+        Real values of order one (:func:`local_contrast` prescales the image first).
+    sigma_px : float
+        Standard deviation of the Gaussian weights, px (> 0; the fit spans 3 sigma).
+
+    Returns
+    -------
+    (H, W) ndarray, float32
+        The background, in the units of `img`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:64, 0:64].astype(float)
+    >>> bowl = 3 + 0.5 * xx - 0.2 * yy + 0.01 * (xx - 30) ** 2
+    >>> bool(np.abs(local_background(bowl, 4.0) - bowl).max() < 1e-4)  # a quadratic is fitted exactly
+    True
+    """
     h, w = img.shape
     C, cy, cx, ny, nx = _bin(img, _block(sigma_px))
     hc, wc = C.shape
@@ -183,7 +220,30 @@ def local_mean(img: np.ndarray, sigma_px: float) -> np.ndarray:
 
 def local_contrast(img: np.ndarray, px_A: float, spec: dict | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """(background-free image, local RMS contrast, unit), the first two float32 (H, W) in units
-    of `unit` times the image's own intensity unit, of `img` at `px_A` Å/px."""
+    of `unit` times the image's own intensity unit, of `img` at `px_A` Å/px.
+
+    Parameters
+    ----------
+    img : (H, W) array
+        The image, any real dtype and intensity scale.
+    px_A : float
+        Pixel size, Å/px: the sigmas of `spec` (Å) become ``sigma_A / px_A`` px (at least 0.5).
+    spec : dict, optional
+        ``background_sigma_A`` and ``contrast_sigma_A`` (Å); missing keys take
+        :data:`LOCAL_DEFAULTS`.
+
+    Returns
+    -------
+    hp : (H, W) ndarray, float32
+        The image less its median and its smooth background (:func:`local_background`), divided
+        by `unit`.
+    r : (H, W) ndarray, float32
+        Local RMS of `hp` (Gaussian window, squares capped at ``(OUTLIER_CAP x median)^2``), same
+        units.
+    unit : float
+        The 1-99 % spread of the image (its intensity units) that `hp` and `r` were divided by;
+        0.0 for a flat image (then both are zeros).
+    """
     p = {**LOCAL_DEFAULTS, **(spec or {})}
     x, unit = _prescale(np.asarray(img))
     sb = max(0.5, float(p["background_sigma_A"]) / float(px_A))
@@ -202,13 +262,44 @@ def floor_sample(r: np.ndarray, unit: float) -> np.ndarray:
     """A sample (float64, in the image's intensity units) of the local contrast `r` of
     :func:`local_contrast` (in units of `unit`), for :func:`contrast_floor`: every
     SAMPLE_STRIDE-th pixel of every SAMPLE_STRIDE-th row (`r` is smooth at the scale of its
-    window), so the samples of the tiles of an image, joined, are that of the whole image."""
+    window), so the samples of the tiles of an image, joined, are that of the whole image.
+
+    Parameters
+    ----------
+    r : (H, W) array
+        The local contrast `r` of :func:`local_contrast`.
+    unit : float
+        Its `unit` (the factor back to the image's intensity units).
+
+    Returns
+    -------
+    (m,) float64 array
+        The finite values of ``r[::SAMPLE_STRIDE, ::SAMPLE_STRIDE] * unit``.
+    """
     return _strided(r) * float(unit)
 
 
 def contrast_floor(r_sample: np.ndarray) -> float:
     """The image's contrast floor: the median of (a sample of) its local RMS contrast, in the
-    image's own intensity units (see :func:`floor_sample`)."""
+    image's own intensity units (see :func:`floor_sample`).
+
+    Parameters
+    ----------
+    r_sample : array
+        Local-contrast samples (:func:`floor_sample` of an image or its tiles, joined); any
+        shape, NaN and inf ignored.
+
+    Returns
+    -------
+    float
+        Their median; 0.0 when none is finite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> contrast_floor(np.array([1.0, np.nan, 3.0, 2.0])), contrast_floor(np.array([]))
+    (2.0, 0.0)
+    """
     r = np.asarray(r_sample, np.float64).ravel()
     r = r[np.isfinite(r)]
     return float(np.median(r)) if r.size else 0.0
@@ -220,7 +311,40 @@ def local_normalise(img: np.ndarray, px_A: float, spec: dict | None = None, floo
     (never less than `floor`, in the image's intensity units; None: this image's own
     :func:`contrast_floor`), clipped (float32).
 
-    A flat image (no contrast) becomes all zeros."""
+    A flat image (no contrast) becomes all zeros.
+
+    Parameters
+    ----------
+    img : (H, W) array
+        The image (or a tile of it with a margin of :func:`margin_A`), any intensity scale.
+    px_A : float
+        Pixel size, Å/px.
+    spec : dict, optional
+        A ``local-contrast`` card entry (``background_sigma_A``, ``contrast_sigma_A`` in Å,
+        ``clip`` in units of the local contrast); missing keys take :data:`LOCAL_DEFAULTS`.
+    floor : float, optional
+        The whole image's :func:`contrast_floor`, for a tile.
+    return_floor : bool
+        Return the floor used as well.
+
+    Returns
+    -------
+    out : (H, W) ndarray, float32
+        The background-free image over ``max(local contrast, floor)``, clipped to ``clip``.
+    floor : float
+        Only with `return_floor`: the floor used, in the image's intensity units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:64, 0:64]
+    >>> img = 100 + 2.0 * xx + np.cos(2 * np.pi * xx / 4) * np.cos(2 * np.pi * yy / 4)  # a lattice on a ramp
+    >>> out = local_normalise(img, px_A=0.5)
+    >>> out.dtype.name, bool(abs(out.mean()) < 0.05), bool(2 < out.max() < 2.2)  # the ramp is gone
+    ('float32', True, True)
+    >>> float(np.abs(local_normalise(np.full((32, 32), 7.0), px_A=0.5)).max())
+    0.0
+    """
     p = {**LOCAL_DEFAULTS, **(spec or {})}
     hp, r, unit = local_contrast(img, px_A, p)
     if floor is None:

@@ -54,21 +54,62 @@ class DefectList(PointTable):
         return [self.type_names[int(t)] for t in self.type]
 
     def subset(self, index) -> "DefectList":
+        """Defects selected by a boolean mask or an index array (a copy).
+
+        Parameters
+        ----------
+        index : (n,) bool array, int array or slice
+            Which defects, as numpy indexing takes it.
+
+        Returns
+        -------
+        DefectList
+            The selected defects with the same type names.
+
+        Examples
+        --------
+        >>> d = DefectList([1.0, 2.0], [3.0, 4.0], ["vacancy", "hole"], [0.5, 0.7])
+        >>> d.subset(d.score > 0.6).names()
+        ['hole']
+        """
         return DefectList(self.x[index], self.y[index], self.type[index], self.score[index], self.type_names)
 
     def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0)) -> None:
-        """Write ``x,y,type,score,x_nm,y_nm`` atomically (nm columns empty when uncalibrated)."""
+        """Write ``x,y,type,score,x_nm,y_nm`` atomically (nm columns empty when uncalibrated).
+
+        Parameters
+        ----------
+        path : str or path-like
+        px_size_nm : float or None
+            Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
+        offset_nm : (float, float)
+            Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
+        """
         write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
                                                   px_size_nm, offset_nm, "type"))
 
     @classmethod
     def from_csv(cls, path, type_names=DEFECT_TYPES) -> "DefectList":
-        """Read a table written by :meth:`to_csv`; unknown type names are appended."""
+        """Read a table written by :meth:`to_csv`; unknown type names are appended.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A CSV with columns ``x``, ``y`` (px), ``type`` (names) and ``score`` (optional;
+            empty or missing: 1.0); the nm columns are ignored.
+        type_names : sequence of str
+            The type names to index into (the table's other names follow them).
+
+        Returns
+        -------
+        DefectList
+        """
         x, y, names, score = read_table_csv(path, "type")
         idx, tn = names_to_indices(names, type_names)
         return cls(x, y, idx, score, tn)
 
     def to_dict(self) -> dict:
+        """Plain lists (JSON-friendly): x, y (px), type (names), score, type_names."""
         return {"x": self.x.tolist(), "y": self.y.tolist(), "type": self.names(),
                 "score": self.score.tolist(), "type_names": list(self.type_names)}
 
@@ -96,6 +137,20 @@ def defects_from_cam(cam, type_names=DEFECT_TYPES, *, threshold_rel: float = 0.5
     DefectList
         One entry per peak, positions in px (integer peak pixel), score = peak value / the
         largest value over all maps (0..1), sorted by score (highest first).
+
+    Raises
+    ------
+    ValueError
+        When `cam` is not 3-D or the number of names differs from the number of maps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cam = np.zeros((3, 20, 20))
+    >>> cam[1, 5, 7], cam[2, 14, 3], cam[0, 10, 10] = 2.0, 1.0, 4.0
+    >>> d = defects_from_cam(cam, ("pristine", "vacancy", "dopant"))
+    >>> d.names(), d.x.tolist(), d.y.tolist(), d.score.tolist()  # scores relative to the pristine map's 4
+    (['vacancy', 'dopant'], [7.0, 3.0], [5.0, 14.0], [0.5, 0.25])
     """
     cam = np.clip(np.asarray(cam, dtype=np.float64), 0.0, None)
     if cam.ndim != 3:
@@ -157,6 +212,12 @@ def snap_defects(defects: DefectList, atoms, max_dist_px: float, image=None) -> 
         Largest move (px); about 3 Å is a CAM cell and a half.
     image : (H, W) array, optional
         The image the atoms were found in (bright atoms), for ``adatom`` defects.
+
+    Returns
+    -------
+    DefectList
+        A new list with the moved positions (px), same order, types and scores; `defects`
+        itself when it or `atoms` is empty.
     """
     if len(defects) == 0 or len(atoms) == 0:
         return defects

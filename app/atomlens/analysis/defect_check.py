@@ -158,6 +158,7 @@ def vacancy_sites(points, cols, shape, image=None):
     cols : (m, 2) float, px
         The columns found (atoms of every class but vacancy).
     shape : (H, W)
+        The image's size, px (sites near its edge need fewer translations to land inside).
     image : (H, W) array, optional
         The image as the network saw it (bright columns); without it the intensity test is
         skipped.
@@ -165,11 +166,21 @@ def vacancy_sites(points, cols, shape, image=None):
     Returns
     -------
     keep : (n,) bool
+        True where the candidate is a missing column of the lattice.
     site : (n, 2) float
         The lattice site each candidate stands for (px; its own position where it failed).
     reason : list of str
         ``"ok"``, ``"no lattice"``, ``"off lattice"``, ``"column there"``, ``"not dark"`` or
         ``"superstructure"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.stack(np.meshgrid(np.arange(0, 50, 5.0), np.arange(0, 50, 5.0)), -1).reshape(-1, 2)
+    >>> cols = grid[~np.all(grid == 25.0, axis=1)]  # a square lattice of 5 px, (25, 25) missing
+    >>> keep, site, reason = vacancy_sites([[25.4, 24.8], [27.5, 27.5], [10.3, 10.0]], cols, (50, 50))
+    >>> keep.tolist(), site[0].round(2).tolist(), reason
+    ([True, False, False], [25.0, 25.0], ['ok', 'off lattice', 'column there'])
     """
     from scipy.spatial import cKDTree
 
@@ -290,14 +301,29 @@ def dopant_z(index, cols, image, shape=None) -> np.ndarray:
     index : (k,) int
         Rows of `cols` to score.
     cols : (m, 2) float, px
+        The columns found (x, y).
     image : (H, W) array
         The image as the network saw it (bright columns).
+    shape : (H, W), optional
+        The image's size, px; None (default): ``image.shape``.
 
     Returns
     -------
     (k,) float
         ``(I - median(I_ref)) / max(1.4826 MAD(I_ref), 0.05 (median(I_ref) - background))``;
-        NaN where fewer than 3 reference columns exist.
+        NaN where fewer than 3 reference columns exist.  `I` is the image smoothed over
+        0.15 nearest-neighbour distances, the background its 10th percentile within 1.5 of them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.stack(np.meshgrid(np.arange(0, 50, 5.0), np.arange(0, 50, 5.0)), -1).reshape(-1, 2)
+    >>> yy, xx = np.mgrid[0:50, 0:50]
+    >>> image = sum(np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 2) for x, y in grid)
+    >>> image += 2 * np.exp(-((xx - 20) ** 2 + (yy - 20) ** 2) / 2)  # a brighter column at (20, 20)
+    >>> i, j = [int(np.flatnonzero(np.all(grid == p, axis=1))[0]) for p in ([20, 20], [30, 20])]
+    >>> dopant_z([i, j], grid, image).round(1).tolist()
+    [44.9, 0.0]
     """
     img = np.asarray(image, np.float32)
     lat = _Lattice(cols, img.shape if shape is None else shape, img)
@@ -345,6 +371,23 @@ def check_atom_defects(atoms, image, *, z_contrast: bool):
     out (``|z| < DOPANT_MIN_Z``, :func:`dopant_z`) called ``atom``.
 
     Returns (atoms, note or None).
+
+    Parameters
+    ----------
+    atoms : AtomList
+        The atoms found (px of `image`), with the model's class names.
+    image : (H, W) array or None
+        The image as the network saw it (bright columns); None checks nothing.
+    z_contrast : bool
+        A Z-contrast image (HAADF, ADF): dopants are checked too.
+
+    Returns
+    -------
+    atoms : AtomList
+        `atoms` itself when nothing changes, else a new list: kept vacancies moved onto their
+        lattice sites, the rest as they were.
+    note : str or None
+        Starts with :data:`CHECK_NOTE` and says how many were dropped or called atom, and why.
     """
     names = atoms.class_names
     if not len(atoms) or image is None:
@@ -379,7 +422,27 @@ def check_atom_defects(atoms, image, *, z_contrast: bool):
 def check_cam_defects(defects, atoms, image, *, z_contrast: bool):
     """The CAM defects the lattice supports: ``vacancy`` defects on a lattice site with no
     column (moved onto the site), ``dopant`` defects on a column that stands out (Z-contrast
-    images; elsewhere, on a column).  Other types are kept.  Returns (defects, note or None)."""
+    images; elsewhere, on a column).  Other types are kept.  Returns (defects, note or None).
+
+    Parameters
+    ----------
+    defects : DefectList or None
+        The CAM's defects (px of `image`); None or empty: returned as they are.
+    atoms : AtomList
+        The atoms found in the same image: their columns (every class but vacancy) are the
+        lattice.
+    image : (H, W) array or None
+        The image as the network saw it (bright columns); None checks nothing.
+    z_contrast : bool
+        A Z-contrast image: a dopant must also stand out (:func:`dopant_z`).
+
+    Returns
+    -------
+    defects : DefectList or None
+        `defects` itself when nothing changes, else a new list (kept vacancies on their sites).
+    note : str or None
+        Starts with :data:`CHECK_NOTE`.
+    """
     from scipy.spatial import cKDTree
 
     if defects is None or not len(defects) or image is None:
@@ -425,6 +488,37 @@ def filter_by_score(atoms, defects, min_score: float):
     dropped, atoms of class ``dopant`` below it called ``atom``, CAM defects below it dropped.
 
     Returns (atoms, defects, n): n is the number of defects (atoms and CAM) taken out.
+
+    Parameters
+    ----------
+    atoms : AtomList or None
+        Atoms with class-probability scores.
+    defects : DefectList or None
+        CAM defects with relative scores.
+    min_score : float
+        Smallest score kept, >= 0 (0 keeps everything).
+
+    Returns
+    -------
+    atoms : AtomList or None
+        `atoms` itself when nothing is below, else a new list.
+    defects : DefectList or None
+        `defects` itself when nothing is below, else a new list.
+    n : int
+        Vacancies dropped, dopants called atom and CAM defects dropped, together.
+
+    Raises
+    ------
+    ValueError
+        When `min_score` is negative or not a finite number.
+
+    Examples
+    --------
+    >>> from atomlens.analysis.atoms import AtomList
+    >>> atoms = AtomList([1.0, 5.0, 9.0], [1.0, 1.0, 1.0], [1, 2, 3], [0.9, 0.03, 0.02])  # atom, dopant, vacancy
+    >>> kept, _defects, n = filter_by_score(atoms, None, 0.05)
+    >>> kept.names(), n
+    (['atom', 'atom'], 2)
     """
     s = float(min_score)
     if not math.isfinite(s) or s < 0:

@@ -77,7 +77,23 @@ _BINNED_SIGMA_PX = 4.0
 
 
 def is_ood_note(note: str) -> bool:
-    """Whether `note` is one of :func:`domain_check`'s."""
+    """Whether `note` is one of :func:`domain_check`'s.
+
+    Parameters
+    ----------
+    note : str
+        A note of an analysis result (anything: it is converted with ``str``).
+
+    Returns
+    -------
+    bool
+        True when it starts with :data:`OOD_PREFIX`.
+
+    Examples
+    --------
+    >>> is_ood_note(OOD_PREFIX + " a bright region covers 12% of the field"), is_ood_note("stripes: ...")
+    (True, False)
+    """
     return str(note).startswith(OOD_PREFIX)
 
 
@@ -180,6 +196,10 @@ def lattice_peaks(image, px_size_A: float, *, period_A=(1.0, 6.0), peak_ratio: f
         Periods searched (Å); periods shorter than 2.2 px are left out.
     peak_ratio : float
         A frequency at least this many times its ring's typical power is a reflection.
+    smooth_A : float
+        Gaussian sigma of the smooth background taken off first (Å).
+    region_px : int
+        Side of the largest central region transformed (px).
 
     Returns
     -------
@@ -256,10 +276,31 @@ def unsure_fraction(prob, band=(0.2, 0.8), atoms_xy=None, near_px: float = 0.0) 
     ----------
     prob : (C, H, W) array
         Class probabilities, class 0 background.
+    band : (float, float)
+        The open interval of "unsure" probabilities.
     atoms_xy : (n, 2) array, optional
         Atoms found (px).
     near_px : float
         Radius around each atom left out (px).
+
+    Returns
+    -------
+    float
+        In 0..1, measured on every k-th pixel of every k-th row (k chosen so that at most about
+        65,536 pixels are read); the pixels left out near atoms count as sure.
+
+    Raises
+    ------
+    ValueError
+        When `prob` is not (C, H, W) with C >= 2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> prob = np.full((2, 10, 10), 0.5)  # every pixel half atom, half background
+    >>> prob[1, :5] = 0.95
+    >>> unsure_fraction(prob)
+    0.5
     """
     p = np.asarray(prob)
     if p.ndim != 3 or p.shape[0] < 2:
@@ -302,7 +343,12 @@ def domain_check(image, px_size_A: float, prob=None, atoms_xy=None, *, limits=No
         ``peak_ratio``, ``period_A``, ``atoms_found``, ``atoms_expected``, ``found_fraction``,
         ``unsure_fraction`` (None without maps), ``local_contrast``, ``background_range``,
         ``background_ratio``, ``bright_fraction``, ``clipped_fraction`` (JSON-friendly: floats,
-        ints or None).
+        ints or None).  Empty (and no notes) for a flat image or one with non-finite values.
+
+    Raises
+    ------
+    ValueError
+        When `image` is not 2-D or `px_size_A` is not a positive finite number.
     """
     lim = _limits(limits)
     img = np.asarray(image, np.float32)

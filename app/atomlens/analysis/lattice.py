@@ -32,6 +32,19 @@ def radial_power_spectrum(image, *, pad: int = 2):
         Spatial frequency of each bin (bin width ``1 / (pad * max(H, W))``).
     power : (nb,) float64
         Mean power in each bin (up to the Nyquist frequency 0.5 cycles/px).
+
+    Raises
+    ------
+    ValueError
+        When `image` is not 2-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:64, 0:64]
+    >>> q, power = radial_power_spectrum(np.cos(2 * np.pi * xx / 8))
+    >>> len(q), float(q[np.argmax(power)])  # 1 / 8 px
+    (65, 0.125)
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
@@ -97,6 +110,13 @@ def estimate_period_px(image, *, min_period_px: float = 2.0, max_period_frac: fl
         When the image is flat (no contrast at its intensity level), holds NaN or infinite
         values, is too small for the range of periods, or shows no periodicity in it; the
         message says so and asks for the pixel size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:128, 0:128]
+    >>> round(estimate_period_px(np.cos(2 * np.pi * xx / 8) + np.cos(2 * np.pi * yy / 8)), 1)
+    8.0
     """
     img = np.asarray(image)
     if img.ndim != 2:
@@ -147,9 +167,35 @@ def one_directional_period(image, period_lo_px: float, period_hi_px: float, *, c
     used, mean-subtracted and Hann-windowed; the two axes of Fourier space are left out, where
     scan-line offsets put their power.
 
+    Parameters
+    ----------
+    image : (H, W) array
+        Any intensity scale; NaN or infinite values in the crop give NaN.
+    period_lo_px, period_hi_px : float
+        The range of periods searched, px; ``2 <= period_lo_px < period_hi_px``, else NaN.
+    crop : int
+        Side of the central square used, px (smaller images: their shorter side, at least 16).
+
     Returns
     -------
     (ratio, period_px, angle_deg) : floats; ratio is NaN when the range holds no usable peak.
+        `ratio`: power of the strongest peak over the strongest more than 20° away (1 for a
+        square lattice, thousands for stripes); `period_px`: its period, px; `angle_deg`: the
+        direction of its wave vector (normal to the stripes), degrees from the x axis (rows
+        downwards), in (-180, 180].  All three are NaN when nothing can be measured.
+
+    Raises
+    ------
+    ValueError
+        When `image` is not 2-D.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:128, 0:128]
+    >>> ratio, period, angle = one_directional_period(np.cos(2 * np.pi * xx / 8) + np.cos(2 * np.pi * yy / 8), 4, 16)
+    >>> round(ratio, 2), round(period)  # a square lattice: two directions as strong
+    (1.0, 8)
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
@@ -186,7 +232,36 @@ def stripes_note(image, xy, px_size_A=None, *, nn_px: float | None = None, min_a
     image's strongest periodicity is compared with the other directions
     (:func:`one_directional_period`); :data:`STRIPE_RATIO` or more means one direction only.
     `nn_px`: that distance when already known (:func:`median_nn_distance` of `xy`).
-    None when there is nothing to say (too few atoms, a lattice)."""
+    None when there is nothing to say (too few atoms, a lattice).
+
+    Parameters
+    ----------
+    image : (H, W) array
+        The micrograph the atoms were found in.
+    xy : (n, 2) array
+        Atom positions, px of `image`.
+    px_size_A : float, optional
+        Pixel size (Å/px): the note then gives the period in Å, else in px.
+    nn_px : float, optional
+        The atoms' median nearest-neighbour distance, px, when already computed.
+    min_atoms : int
+        Fewer atoms than this give no note.
+
+    Returns
+    -------
+    str or None
+        One sentence for the result's notes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:128, 0:128]
+    >>> grid = np.stack(np.meshgrid(np.arange(0, 128, 8.0), np.arange(0, 128, 8.0)), -1).reshape(-1, 2)
+    >>> stripes_note(np.cos(2 * np.pi * xx / 8) + np.cos(2 * np.pi * yy / 8), grid) is None  # a lattice
+    True
+    >>> stripes_note(np.cos(2 * np.pi * (xx + 0.3 * yy) / 8), grid)[:8]  # stripes
+    'stripes:'
+    """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < min_atoms:
         return None
@@ -202,7 +277,23 @@ def stripes_note(image, xy, px_size_A=None, *, nn_px: float | None = None, min_a
 def stripes_ratio(image, xy, *, nn_px: float | None = None) -> tuple[float, float, float]:
     """:func:`one_directional_period` of `image` at the scale of the atoms `xy`: periods from
     half to twice their median nearest-neighbour distance (`nn_px` when already known).
-    (ratio, period_px, angle_deg); all NaN when the atoms give no scale."""
+    (ratio, period_px, angle_deg); all NaN when the atoms give no scale.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        The micrograph.
+    xy : (n, 2) array
+        Atom positions, px of `image` (unused when `nn_px` is given).
+    nn_px : float, optional
+        Their median nearest-neighbour distance, px.
+
+    Returns
+    -------
+    (ratio, period_px, angle_deg) : tuple of float
+        As :func:`one_directional_period` returns them, for periods from ``max(2, d / 2)`` to
+        ``2 d`` px.
+    """
     d = median_nn_distance(xy) if nn_px is None else float(nn_px)
     if not np.isfinite(d) or d <= 0:
         return (float("nan"),) * 3
@@ -211,7 +302,23 @@ def stripes_ratio(image, xy, *, nn_px: float | None = None) -> tuple[float, floa
 
 def median_nn_distance(xy) -> float:
     """Median distance from a point of `xy` to its nearest other point (inf for fewer than
-    two): the lattice's scale, e.g. for marker sizes and the material hint."""
+    two): the lattice's scale, e.g. for marker sizes and the material hint.
+
+    Parameters
+    ----------
+    xy : (n, 2) array
+        Positions (any unit).
+
+    Returns
+    -------
+    float
+        In the unit of `xy`.
+
+    Examples
+    --------
+    >>> median_nn_distance([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    1.0
+    """
     return float(np.median(nearest_neighbour_distances(xy))) if len(np.reshape(xy, (-1, 2))) > 1 else float("inf")
 
 
@@ -227,6 +334,11 @@ def nearest_neighbour_distances(xy) -> np.ndarray:
     -------
     (n,) float64
         Distances in the unit of `xy` (inf when n < 2).
+
+    Examples
+    --------
+    >>> nearest_neighbour_distances([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]]).tolist()
+    [1.0, 1.0, 2.0]
     """
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     if len(xy) < 2:
@@ -241,9 +353,11 @@ def neighbours(xy, k: int = 6, max_dist=None):
     Parameters
     ----------
     xy : (n, 2) array
+        Positions (any unit).
     k : int
+        Number of neighbours per point.
     max_dist : float, optional
-        Neighbours farther than this are left out.
+        Neighbours farther than this (unit of `xy`) are left out.
 
     Returns
     -------

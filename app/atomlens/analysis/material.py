@@ -126,7 +126,23 @@ def material_names() -> list[str]:
 
 
 def canonical_name(text) -> str | None:
-    """The name in :data:`MATERIALS` that `text` spells, case aside ("mose2" -> "MoSe2"), or None."""
+    """The name in :data:`MATERIALS` that `text` spells, case aside ("mose2" -> "MoSe2"), or None.
+
+    Parameters
+    ----------
+    text : object
+        A material's name in any case, surrounding spaces ignored (converted with ``str``).
+
+    Returns
+    -------
+    str or None
+        A key of :data:`MATERIALS`; None for a material AtomLens does not know.
+
+    Examples
+    --------
+    >>> canonical_name(" mose2 "), canonical_name("graphene")
+    ('MoSe2', None)
+    """
     return {k.lower(): k for k in MATERIALS}.get(str(text).strip().lower())
 
 
@@ -146,6 +162,23 @@ def column_levels(image, xy, nn_px: float, *, strip_rows: int = 2048) -> np.ndar
     the smoothed image over 2.5 x `nn_px`, smoothed over `nn_px` (both on a grid of about a
     fifth of `nn_px`).  Large images are processed in strips of `strip_rows` rows (plus a
     margin), so memory stays bounded.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        The image, bright columns (Z-contrast); any intensity scale.
+    xy : (n, 2) array
+        Column positions (x, y), px of `image`.
+    nn_px : float
+        The columns' nearest-neighbour distance, px (e.g. :func:`~atomlens.analysis.lattice.median_nn_distance`).
+    strip_rows : int
+        Rows per strip.
+
+    Returns
+    -------
+    (n,) float64 array
+        The smoothed image at each position (bilinear) less the local background there, in the
+        image's intensity units; NaN for positions above the first row (y < -0.5).
     """
     from scipy import ndimage
 
@@ -218,6 +251,21 @@ def suggest_material(atoms: AtomList, image, px_size_A: float | None) -> str | N
     the central :data:`SUGGEST_WINDOW_PX` square of the image is read, so the cost does not
     grow with the image.  Graphene, h-BN (spaced 1.42-1.45 Å), metals, perovskites and
     single atoms give no note.
+
+    Parameters
+    ----------
+    atoms : AtomList
+        The columns found, px of `image`, with the classes atom, dopant and vacancy (a model
+        without them gives None).
+    image : (H, W) array
+        The image the atoms were found in, bright columns.
+    px_size_A : float or None
+        The file's calibrated pixel size, Å/px; None (or 0) gives None.
+
+    Returns
+    -------
+    str or None
+        A note starting with :data:`SUGGEST_NOTE`, naming the materials that fit.
     """
     from .lattice import median_nn_distance
 
@@ -273,6 +321,11 @@ def apply_material_hint(atoms: AtomList, image, material, *, px_size_A: float | 
         when the hint could not be applied.
     note : str
         What was done, or why nothing was, for the user.
+
+    Raises
+    ------
+    ValueError
+        For a material not in :data:`MATERIALS`.
     """
     from .lattice import median_nn_distance
 

@@ -42,6 +42,12 @@ def match_points(pred_xy, true_xy, max_dist: float):
         Indices of matched predictions and their true points (sorted by `ip`).
     dist : (k,) float64
         Their distances.
+
+    Examples
+    --------
+    >>> ip, it, dist = match_points([[0, 0], [10, 0], [50, 50]], [[1, 0], [10, 2]], max_dist=3)
+    >>> ip.tolist(), it.tolist(), dist.tolist()
+    ([0, 1], [0, 1], [1.0, 2.0])
     """
     P = np.asarray(pred_xy, dtype=np.float64).reshape(-1, 2)
     T = np.asarray(true_xy, dtype=np.float64).reshape(-1, 2)
@@ -142,6 +148,14 @@ def detection_scores(pred_xy, pred_cls, true_xy, true_cls, max_dist: float, clas
         point of class c.  Precision with no predictions and recall with no true points are
         1 when the other set is empty too and 0 otherwise; F1 is 1 when both sets are empty
         and 0 when only one is.
+
+    Examples
+    --------
+    >>> s = detection_scores([[0, 0], [10, 0], [50, 50]], [1, 2, 1], [[1, 0], [10, 2]], [1, 1], max_dist=3)
+    >>> s["tp"], s["fp"], s["fn"], s["f1"], round(s["rmse"], 3), s["class_accuracy"]
+    (2, 1, 0, 0.8, 1.581, 0.5)
+    >>> s["per_class"][1]
+    {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'n_true': 2, 'n_pred': 2, 'tp': 1}
     """
     P = np.asarray(pred_xy, dtype=np.float64).reshape(-1, 2)
     T = np.asarray(true_xy, dtype=np.float64).reshape(-1, 2)
@@ -184,6 +198,11 @@ def box_iou(dx, dy, box_px: float = 21.0):
     float or array
         IoU in 0..1 (0 when the boxes do not overlap).  Two 21 px boxes 7 px apart in x give
         ``14 * 21 / (2 * 441 - 294) = 294 / 588 = 0.5``.
+
+    Examples
+    --------
+    >>> float(box_iou(7, 0))
+    0.5
     """
     side = float(box_px)
     ix = np.clip(side - np.abs(np.asarray(dx, np.float64)), 0.0, None)
@@ -215,6 +234,17 @@ def match_boxes(pred_xy, true_xy, box_px: float = 21.0, min_iou: float = 0.5):
         Indices of matched predictions and their true points (sorted by `ip`).
     iou : (k,) float64
         Their IoU.
+
+    Raises
+    ------
+    ValueError
+        When `min_iou` is not in (0, 1] or `box_px` is not positive.
+
+    Examples
+    --------
+    >>> ip, it, iou = match_boxes([[0, 0], [30, 0]], [[5, 0], [30, 12]])  # the second pair: IoU 0.27
+    >>> ip.tolist(), it.tolist(), iou.round(3).tolist()
+    ([0], [0], [0.615])
     """
     if not 0.0 < float(min_iou) <= 1.0:
         raise ValueError(f"min_iou must be in (0, 1], got {min_iou}")
@@ -242,7 +272,25 @@ def match_boxes(pred_xy, true_xy, box_px: float = 21.0, min_iou: float = 0.5):
 
 def prf_counts(tp: int, n_pred: int, n_true: int) -> dict:
     """``tp, fp, fn, n_pred, n_true, precision, recall, f1`` from counts (pooling several
-    images: add their counts, then call this).  Empty sets as in :func:`detection_scores`."""
+    images: add their counts, then call this).  Empty sets as in :func:`detection_scores`.
+
+    Parameters
+    ----------
+    tp : int
+        Matched predictions (true positives).
+    n_pred, n_true : int
+        Number of predicted and of true points.
+
+    Returns
+    -------
+    dict
+        ``n_pred, n_true, tp, fp, fn`` (ints) and ``precision, recall, f1`` (floats, 0..1).
+
+    Examples
+    --------
+    >>> prf_counts(8, 10, 9)["f1"]
+    0.8421052631578947
+    """
     prec, rec, f1 = _prf(int(tp), int(n_pred), int(n_true))
     return {"n_pred": int(n_pred), "n_true": int(n_true), "tp": int(tp), "fp": int(n_pred) - int(tp),
             "fn": int(n_true) - int(tp), "precision": prec, "recall": rec, "f1": f1}
@@ -254,6 +302,7 @@ def box_iou_scores(pred_xy, true_xy, box_px: float = 21.0, min_iou: float = 0.5)
     Parameters
     ----------
     pred_xy, true_xy : (n, 2), (m, 2) arrays, px
+        Positions (x, y).
     box_px, min_iou : as :func:`match_boxes` (defaults: the published rule, 21 px, 0.5).
 
     Returns

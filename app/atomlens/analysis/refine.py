@@ -45,6 +45,8 @@ def refine_gaussian(image, x, y, window_px, *, n_iter: int = 30, dark: bool = Fa
     labels : (H, W) int array, optional
         Region labels (0 = background).  With `ids` ((n,) int, each atom's own label), pixels
         of other atoms' regions are left out of each fit.
+    ids : (n,) int array, optional
+        Each atom's label in `labels`; needed with `labels`, unused without.
 
     Returns
     -------
@@ -54,6 +56,15 @@ def refine_gaussian(image, x, y, window_px, *, n_iter: int = 30, dark: bool = Fa
         False where the fit failed (no positive peak, non-finite or implausible width, or a
         move of more than ``window_px / 2`` from the start); those atoms keep their input
         position.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> yy, xx = np.mgrid[0:32, 0:32]
+    >>> image = 0.1 + np.exp(-((xx - 10.3) ** 2 + (yy - 15.6) ** 2) / (2 * 1.5**2))
+    >>> x, y, ok = refine_gaussian(image, [10.0], [16.0], window_px=7)
+    >>> x.round(3).tolist(), y.round(3).tolist(), ok.tolist()
+    ([10.3], [15.6], [True])
     """
     img = np.asarray(image, dtype=np.float64)
     if dark:

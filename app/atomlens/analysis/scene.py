@@ -52,7 +52,27 @@ LEVEL_SCALE_A = 1.4
 
 def is_lattice(xy) -> bool:
     """Whether the columns `xy` (n, 2) form a lattice: enough of them, and most at the
-    common neighbour distance."""
+    common neighbour distance.
+
+    Parameters
+    ----------
+    xy : (n, 2) array
+        Column positions, any unit (the test is on ratios of distances).
+
+    Returns
+    -------
+    bool
+        True when there are at least :data:`MIN_LATTICE_COLUMNS` columns and at least
+        :data:`LATTICE_FRACTION` of them have their nearest neighbour within
+        :data:`NN_TOLERANCE` (relative) of the median nearest-neighbour distance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.stack(np.meshgrid(np.arange(5.0), np.arange(4.0)), -1).reshape(-1, 2)
+    >>> is_lattice(grid), is_lattice(np.random.default_rng(0).uniform(0, 20, (30, 2)))
+    (True, False)
+    """
     xy = np.asarray(xy, np.float64).reshape(-1, 2)
     if len(xy) < MIN_LATTICE_COLUMNS:
         return False
@@ -100,6 +120,14 @@ def isolated_atoms(atoms: AtomList, image, px_size_A: float | None) -> tuple[Ato
         The image as the network saw it (bright columns).
     px_size_A : float or None
         Pixel size in Å (the one the detection used); None changes nothing.
+
+    Returns
+    -------
+    atoms : AtomList
+        `atoms` itself when nothing changes, else a copy without the support's carpet and the
+        vacancies, dopants relabelled ``atom``.
+    note : str or None
+        Starts with :data:`SCENE_NOTE` and says what was left out or relabelled.
     """
     if px_size_A is None or not len(atoms) or is_lattice(atoms.xy):
         return atoms, None
