@@ -20,7 +20,7 @@ import json  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 
-from . import __version__  # noqa: E402
+from ._version import __version__  # noqa: E402
 
 #: Exit codes shared by all sub-commands.
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3

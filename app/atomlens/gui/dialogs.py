@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PyQt5 import QtCore, QtWidgets
 
-import atomlens
+from .._version import __version__
 
 __all__ = ["show_error", "PixelSizeDialog", "ask_px_size_nm", "show_about", "UNITS_TO_NM"]
 
@@ -77,7 +77,7 @@ def ask_px_size_nm(parent, current_nm: float | None = None, name: str = "") -> f
 def show_about(parent) -> None:
     QtWidgets.QMessageBox.about(
         parent, "About AtomLens",
-        f"<h3>AtomLens {atomlens.__version__}</h3>"
+        f"<h3>AtomLens {__version__}</h3>"
         "<p>Find, classify and correct atom columns in atomically resolved STEM and STM "
         "images.</p>"
         f"<p>Qt {QtCore.QT_VERSION_STR}, PyQt {QtCore.PYQT_VERSION_STR}</p>")

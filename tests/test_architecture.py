@@ -1,0 +1,169 @@
+"""The import graph of ``app/atomlens`` keeps to its layers (docs/ARCHITECTURE.md).
+
+Every import is read from the source (also those inside functions, which run later but bind
+the modules just the same): there is no circle, no arrow from a lower layer to a higher one
+(io < sim < analysis < nn < workflows < cli and gui), no Qt below the GUI, no torch in io, sim
+or analysis (pure numpy).  The checker is tested on a small package with known faults.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "app" / "atomlens"
+
+#: Layer of each top-level part of the package (higher may import lower, never the reverse).
+LAYERS = {"_version": 0, "fileio": 0, "samples": 0, "io": 0, "sim": 1, "analysis": 2, "nn": 3,
+          "workflows": 4, "cli": 5, "gui": 5, "__main__": 6}
+#: The package itself (``import atomlens``: the notebook API) sits above everything.
+ROOT_LAYER = 7
+QT = ("PyQt5", "pyqtgraph", "qtpy", "PySide2", "PySide6")
+NO_TORCH = ("io", "sim", "analysis", "_version", "fileio", "samples")
+
+
+def module_name(pkg_dir: Path, path: Path) -> str:
+    parts = list(path.relative_to(pkg_dir.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def import_graph(pkg_dir: Path) -> tuple[dict, dict]:
+    """({module: set of modules of the package it imports}, {module: set of other top-level
+    packages it imports}).  ``from . import x`` is an arrow to the module ``x`` (not to the
+    package) when ``x`` is one."""
+    files = {module_name(pkg_dir, p): p for p in pkg_dir.rglob("*.py")}
+    inner, outer = {}, {}
+    for mod, path in files.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        base = mod.split(".") if path.name == "__init__.py" else mod.split(".")[:-1]
+        got, ext = set(), set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    anchor = base[:len(base) - (node.level - 1)]
+                    src = ".".join(anchor + ([node.module] if node.module else []))
+                else:
+                    src = node.module or ""
+                subs = [f"{src}.{a.name}" for a in node.names if f"{src}.{a.name}" in files]
+                targets = subs if len(subs) == len(node.names) else subs + [src]
+            else:
+                continue
+            for t in targets:
+                if t in files:
+                    got.add(t)
+                elif t.split(".")[0] == pkg_dir.name:  # a name inside a module: the module
+                    while t and t not in files:
+                        t = t.rpartition(".")[0]
+                    if t:
+                        got.add(t)
+                else:
+                    ext.add(t.split(".")[0])
+        got.discard(mod)
+        inner[mod], outer[mod] = got, ext
+    return inner, outer
+
+
+def layer(mod: str) -> int:
+    parts = mod.split(".")
+    return ROOT_LAYER if len(parts) == 1 else LAYERS.get(parts[1], -1)
+
+
+def circles(graph: dict) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), sorted."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+    counter = [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(out)
+
+
+def problems(pkg_dir: Path) -> dict:
+    inner, outer = import_graph(pkg_dir)
+    unknown = sorted(m for m in inner if layer(m) < 0)
+    upward = sorted((m, t) for m, ts in inner.items() for t in ts if layer(t) > layer(m) >= 0)
+    qt = sorted((m, e) for m, es in outer.items() for e in es if e in QT and m.split(".")[1:2] != ["gui"])
+    torch = sorted((m, "torch") for m, es in outer.items() if "torch" in es and m.split(".")[1:2] and
+                   m.split(".")[1] in NO_TORCH)
+    return {"circles": circles(inner), "upward": upward, "qt": qt, "torch": torch, "unknown": unknown}
+
+
+def test_the_package_keeps_to_its_layers():
+    found = problems(PKG)
+    assert found["unknown"] == [], f"modules in no layer (add them to LAYERS): {found['unknown']}"
+    assert found["circles"] == [], f"import circles: {found['circles']}"
+    assert found["upward"] == [], f"imports from a lower layer to a higher one: {found['upward']}"
+    assert found["qt"] == [], f"Qt below the GUI: {found['qt']}"
+    assert found["torch"] == [], f"torch in a pure-numpy layer: {found['torch']}"
+
+
+def _write(root: Path, files: dict) -> Path:
+    for rel, text in files.items():
+        p = root / "atomlens" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+    return root / "atomlens"
+
+
+def test_the_checker_finds_circles_upward_arrows_qt_and_torch(tmp_path):
+    pkg = _write(tmp_path, {
+        "__init__.py": "",
+        "io/__init__.py": "",
+        "io/reader.py": "def f():\n    from ..analysis import atoms  # upward, inside a function\n",
+        "analysis/__init__.py": "",
+        "analysis/atoms.py": "import torch\nfrom PyQt5 import QtCore\nfrom . import peaks\n",
+        "analysis/peaks.py": "from .atoms import x\n",  # a circle with atoms
+        "nn/__init__.py": "",
+        "nn/infer.py": "from ..analysis.atoms import y\nfrom . import train\n",
+        "nn/train.py": "import numpy\n",
+        "gui/__init__.py": "",
+        "gui/view.py": "from PyQt5 import QtWidgets\nfrom ..nn import infer\n",
+    })
+    found = problems(pkg)
+    assert found["circles"] == [["atomlens.analysis.atoms", "atomlens.analysis.peaks"]]
+    assert found["upward"] == [("atomlens.io.reader", "atomlens.analysis.atoms")]
+    assert found["qt"] == [("atomlens.analysis.atoms", "PyQt5")]
+    assert found["torch"] == [("atomlens.analysis.atoms", "torch")]
+    assert found["unknown"] == []
+
+
+@pytest.mark.parametrize("source, arrow", [
+    ("from . import train", "atomlens.nn.train"),           # a sibling module, not the package
+    ("from .train import fit", "atomlens.nn.train"),        # a name in a module: the module
+    ("import atomlens.nn.train as t", "atomlens.nn.train"),
+    ("from .. import sim", "atomlens.sim"),                  # a package
+])
+def test_the_checker_resolves_relative_imports(tmp_path, source, arrow):
+    pkg = _write(tmp_path, {"__init__.py": "", "sim/__init__.py": "", "nn/__init__.py": "",
+                            "nn/train.py": "", "nn/infer.py": source + "\n"})
+    inner, _ = import_graph(pkg)
+    assert inner["atomlens.nn.infer"] == {arrow}
