@@ -54,17 +54,18 @@ def write_text_atomic(path, text: str) -> None:
     atomic_write_text(path, text)
 
 
-def _nm_columns(x, y, px_size_nm, offset_nm):
-    if px_size_nm is None:
+def _nm_columns(x, y, px_size_nm, offset_nm, px_size_y_nm=None):
+    from .calibration import Calibration
+
+    xs, ys = Calibration(px_size_nm, px_size_y_nm, offset_nm).to_nm(x, y)
+    if xs is None:
         return [""] * len(x), [""] * len(x)
-    ox, oy = (float(v) for v in offset_nm)
-    s = float(px_size_nm)
-    return ([f"{ox + v * s:.5f}" for v in x], [f"{oy + v * s:.5f}" for v in y])
+    return [f"{v:.5f}" for v in xs], [f"{v:.5f}" for v in ys]
 
 
-def table_to_csv_text(x, y, names, score, px_size_nm, offset_nm, name_col: str) -> str:
+def table_to_csv_text(x, y, names, score, px_size_nm, offset_nm, name_col: str, px_size_y_nm=None) -> str:
     """CSV text of a point table (header ``x,y,<name_col>,score,x_nm,y_nm``)."""
-    xs, ys = _nm_columns(x, y, px_size_nm, offset_nm)
+    xs, ys = _nm_columns(x, y, px_size_nm, offset_nm, px_size_y_nm)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["x", "y", name_col, "score", "x_nm", "y_nm"])
@@ -270,7 +271,7 @@ class AtomList(PointTable):
                         np.concatenate([self.cls, remap[other.cls] if len(other) else other.cls]),
                         np.concatenate([self.score, other.score]), names)
 
-    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0)) -> None:
+    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0), px_size_y_nm=None) -> None:
         """Write the atom table ``x,y,class,score,x_nm,y_nm`` atomically.
 
         Parameters
@@ -280,9 +281,11 @@ class AtomList(PointTable):
             Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
         offset_nm : (float, float)
             Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
+        px_size_y_nm : float or None
+            Pixel height (nm/px) for ``y_nm``; None: square pixels.
         """
         write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
-                                                  px_size_nm, offset_nm, "class"))
+                                                  px_size_nm, offset_nm, "class", px_size_y_nm))
 
     @classmethod
     def from_csv(cls, path, class_names=CLASSES) -> "AtomList":

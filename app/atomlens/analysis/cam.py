@@ -74,7 +74,7 @@ class DefectList(PointTable):
         """
         return DefectList(self.x[index], self.y[index], self.type[index], self.score[index], self.type_names)
 
-    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0)) -> None:
+    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0), px_size_y_nm=None) -> None:
         """Write ``x,y,type,score,x_nm,y_nm`` atomically (nm columns empty when uncalibrated).
 
         Parameters
@@ -84,9 +84,11 @@ class DefectList(PointTable):
             Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
         offset_nm : (float, float)
             Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
+        px_size_y_nm : float or None
+            Pixel height (nm/px) for ``y_nm``; None: square pixels.
         """
         write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
-                                                  px_size_nm, offset_nm, "type"))
+                                                  px_size_nm, offset_nm, "type", px_size_y_nm))
 
     @classmethod
     def from_csv(cls, path, type_names=DEFECT_TYPES) -> "DefectList":

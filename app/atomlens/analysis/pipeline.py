@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..io.modes import is_z_contrast, needs_inversion
+from .calibration import Calibration
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
 from .defect_check import (CHECK_NOTE, DEFAULT_MIN_DEFECT_SCORE, SCORE_NOTE, check_atom_defects,
@@ -51,6 +52,9 @@ class AnalysisResult:
         Calibration of the image (None: uncalibrated; the nm columns stay empty).
     offset_nm : (float, float)
         Physical position of pixel (0, 0).
+    px_size_y_nm : float or None
+        Pixel height (nm) where it differs from ``px_size_nm``; None: square pixels.  Every
+        conversion to nm goes through :attr:`calibration`.
     threshold, refine : the detection settings used for `atoms`.
     edge_margin_px : float
         Atoms closer than this to an edge of the image were left out (0: none).
@@ -74,6 +78,13 @@ class AnalysisResult:
     shape: tuple
     material: str | None = None
     edge_margin_px: float = 0.0
+    px_size_y_nm: float | None = None
+
+    @property
+    def calibration(self) -> Calibration:
+        """The image's :class:`~atomlens.analysis.calibration.Calibration` (pixel sizes, offset)."""
+        return Calibration(self.px_size_nm, self.px_size_y_nm if self.px_size_nm is not None else None,
+                           self.offset_nm)
 
     @property
     def class_names(self) -> tuple:
@@ -140,24 +151,32 @@ class AnalysisResult:
             "edge_margin_px": self.edge_margin_px, "frame": self.frame,
             "defect_check": bool(self.info.get("defect_check", False)),
             "min_defect_score": self.info.get("min_defect_score"),
-            "shape": list(self.shape), "px_size_nm": self.px_size_nm, "offset_nm": list(self.offset_nm),
+            "shape": list(self.shape), "px_size_nm": self.px_size_nm,
+            **({} if self.calibration.square else {"px_size_y_nm": self.calibration.y_nm}),
+            "offset_nm": list(self.offset_nm),
             "counts": self.counts(),
-            "atoms": _with_nm(self.atoms.to_dict(), self.px_size_nm, self.offset_nm),
-            "defects": (_with_nm(self.defects.to_dict(), self.px_size_nm, self.offset_nm)
-                        if self.defects is not None else None),
+            "atoms": _with_nm(self.atoms.to_dict(), self.calibration),
+            "defects": (_with_nm(self.defects.to_dict(), self.calibration) if self.defects is not None else None),
         }
 
+    def write_tables(self, atoms_csv, defects_csv=None) -> None:
+        """Write the atom table (and, when there are defects and `defects_csv` is given, the
+        defect table) with this result's calibration, atomically."""
+        cal = self.calibration
+        self.atoms.to_csv(atoms_csv, px_size_nm=cal.px_x_nm, offset_nm=cal.offset_nm, px_size_y_nm=cal.px_y_nm)
+        if defects_csv is not None and self.defects is not None:
+            self.defects.to_csv(defects_csv, px_size_nm=cal.px_x_nm, offset_nm=cal.offset_nm,
+                                px_size_y_nm=cal.px_y_nm)
 
-def _with_nm(d: dict, px_size_nm, offset_nm) -> dict:
-    if px_size_nm is None:
-        d["x_nm"] = d["y_nm"] = None
-    else:
-        d["x_nm"] = [offset_nm[0] + v * px_size_nm for v in d["x"]]
-        d["y_nm"] = [offset_nm[1] + v * px_size_nm for v in d["y"]]
+
+def _with_nm(d: dict, cal: Calibration) -> dict:
+    xs, ys = cal.to_nm(d["x"], d["y"])
+    d["x_nm"] = None if xs is None else xs.tolist()
+    d["y_nm"] = None if ys is None else ys.tolist()
     return d
 
 
-def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None,
+def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mode=None, px_size_y_nm=None,
                   threshold: float = 0.5, refine: str = "centroid", cam_predictor=None, frame: int = 0,
                   material: str | None = None, edge_margin_px: float = 0.0, progress=None,
                   cancel=None, defect_check: bool = True,
@@ -171,6 +190,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     px_size_nm : float or None
         Pixel size (nm/px); None estimates the scale from the lattice (see ``info["notes"]``).
     offset_nm : (float, float)
+        Physical position (nm) of the centre of pixel (0, 0).
+    px_size_y_nm : float or None
+        Pixel height (nm) for non-square pixels (None: square); only the nm positions use it.
     mode : str or None
         Imaging mode of the image; dark-atom modes (ABF, BF) are inverted for bright-atom models.
     threshold, refine : passed to :meth:`Predictor.detect`.
@@ -251,7 +273,9 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
                           px_size_nm=None if px_size_nm is None else float(px_size_nm),
                           offset_nm=tuple(float(v) for v in offset_nm), threshold=float(threshold),
                           refine=refine, frame=int(frame), shape=tuple(img.shape), material=material or None,
-                          edge_margin_px=edge_margin_px)
+                          edge_margin_px=edge_margin_px,
+                          px_size_y_nm=None if (px_size_nm is None or px_size_y_nm is None
+                                                or float(px_size_y_nm) == float(px_size_nm)) else float(px_size_y_nm))
 
 
 def _finite_or_none(v: float) -> float | None:

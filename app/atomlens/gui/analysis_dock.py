@@ -13,6 +13,7 @@ from PyQt5 import QtCore, QtWidgets, sip
 
 from ..analysis.domain import OOD_PREFIX, is_ood_note
 from ..analysis.material import MATERIALS
+from ..io.units import units_nm
 from ..workflows.models import default_model_name
 
 __all__ = ["AnalysisDock", "material_combo", "mode_group", "REFINE_MODES",
@@ -21,7 +22,7 @@ __all__ = ["AnalysisDock", "material_combo", "mode_group", "REFINE_MODES",
 #: Refinement modes offered (value, label).
 REFINE_MODES = (("centroid", "Centroid"), ("gaussian", "Gaussian fit"), ("none", "None (peak pixel)"))
 #: Units offered for the pixel size (unit -> nm).
-PX_UNITS = {"pm/px": 1e-3, "nm/px": 1.0}
+PX_UNITS = units_nm("pm", "nm", suffix="/px")
 #: Imaging modes that share a remembered model (upper-case mode -> group).  Dark-field modes show
 #: atoms bright (Z contrast), bright-field ones dark; differential phase contrast and scanning
 #: probes are kinds of their own.  A mode not listed is a group of its own.

@@ -37,6 +37,8 @@ class AnalysisRequest:
     device : "auto", "cpu", "cuda" ...
     image : (H, W) array, or None to read ``micrograph.frame(frame)`` in the worker.
     px_size_nm : float or None (None: the scale is estimated from the lattice).
+    px_size_y_nm : float or None: the pixel height where it differs (the file's, while the
+        dock shows the file's pixel width); None: square pixels.
     label : prefix of the progress text (e.g. "frame 3/10").
     tta : average the networks over the 8 rotations and mirror images (slower, steadier).
     material : material hint (a name from atomlens.analysis.material.MATERIALS) or None.
@@ -52,6 +54,7 @@ class AnalysisRequest:
     micrograph: object = None
     frame: int = 0
     px_size_nm: float | None = None
+    px_size_y_nm: float | None = None
     offset_nm: tuple = (0.0, 0.0)
     mode: str | None = None
     tta: bool = False
@@ -216,7 +219,8 @@ class AnalysisWorker(QtCore.QObject):
                 raise InterruptedError("cancelled")
             self.network_runs += 1
             models["pred"] = pred
-            return analyse_image(image, pred, px_size_nm=req.px_size_nm, offset_nm=req.offset_nm,
+            return analyse_image(image, pred, px_size_nm=req.px_size_nm, px_size_y_nm=req.px_size_y_nm,
+                                 offset_nm=req.offset_nm,
                                  mode=req.mode, threshold=req.threshold, refine=req.refine,
                                  cam_predictor=cam, frame=req.frame, material=req.material,
                                  edge_margin_px=req.edge_margin_px, progress=report, cancel=req.cancel,

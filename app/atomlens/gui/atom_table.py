@@ -44,18 +44,18 @@ class AtomTableModel(QtCore.QAbstractTableModel):
         self._sort = (-1, QtCore.Qt.AscendingOrder)
 
     # ------------------------------------------------------------------ content
-    def set_atoms(self, atoms, px_size_nm=None, offset_nm=(0.0, 0.0), class_colours=None, origin=None) -> None:
+    def set_atoms(self, atoms, calibration=None, class_colours=None, origin=None) -> None:
         """Show `atoms` (an AtomList, or None for an empty table); keeps sort and filter.
-        `origin`: (n,) origin of each atom (None: all ``predicted``)."""
+        `calibration`: the result's :class:`~atomlens.analysis.calibration.Calibration` (None or
+        uncalibrated: no nm columns).  `origin`: (n,) origin of each atom (None: all ``predicted``)."""
         self.beginResetModel()
         self._atoms = atoms if atoms is not None and len(atoms) else None
         self._origin = (None if origin is None or self._atoms is None
                         else np.asarray([str(o) for o in origin], dtype=str))
-        if self._atoms is None or px_size_nm is None:
+        if self._atoms is None or calibration is None or not calibration.calibrated:
             self._xnm = self._ynm = None
         else:
-            self._xnm = offset_nm[0] + atoms.x * px_size_nm
-            self._ynm = offset_nm[1] + atoms.y * px_size_nm
+            self._xnm, self._ynm = calibration.to_nm(atoms.x, atoms.y)
         self._brushes = {n: QtGui.QBrush(QtGui.QColor(c)) for n, c in (class_colours or {}).items()}
         self._rebuild()
         self.endResetModel()

@@ -5,11 +5,12 @@ from __future__ import annotations
 from PyQt5 import QtCore, QtWidgets
 
 from .._version import __version__
+from ..io.units import units_nm
 
 __all__ = ["show_error", "PixelSizeDialog", "ask_px_size_nm", "show_about", "UNITS_TO_NM"]
 
 #: Units offered for the pixel size, with their value in nm.
-UNITS_TO_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0}
+UNITS_TO_NM = units_nm("pm", "Å", "nm")
 
 
 def show_error(parent, title: str, text: str, details: str | None = None) -> QtWidgets.QMessageBox:

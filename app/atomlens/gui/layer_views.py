@@ -279,7 +279,7 @@ class Overlays(QtCore.QObject):
             self.prob.set_maps(None, [])
             self.layersChanged.emit()
             return
-        self.atoms.set_atoms(result.atoms, colours, result.px_size_nm, result.offset_nm,
+        self.atoms.set_atoms(result.atoms, colours, result.calibration,
                              result.info.get("median_nn_px"))
         self.defects.set_defects(result.defects)
         if result.cam is not None and result.defects is not None:

@@ -95,8 +95,7 @@ class AtomsLayer(Layer):
         super().__init__("Atoms", parent=parent)
         self.atoms = None
         self.colours: dict = {}
-        self.px_size_nm: float | None = None
-        self.offset_nm = (0.0, 0.0)
+        self.calibration = None  # Calibration of the shown atoms (None: uncalibrated)
         self.size = 6.0  # marker diameter in px of the image
         self.class_visible: dict = {}
         self.highlighted: int | None = None
@@ -105,12 +104,14 @@ class AtomsLayer(Layer):
     def is_empty(self) -> bool:
         return self.atoms is None or len(self.atoms) == 0
 
-    def set_atoms(self, atoms, colours: dict | None = None, px_size_nm=None, offset_nm=(0.0, 0.0),
+    def set_atoms(self, atoms, colours: dict | None = None, calibration=None,
                   median_nn_px: float | None = None) -> None:
         """Show `atoms` (an :class:`~atomlens.analysis.atoms.AtomList`, or None to clear).
-        `median_nn_px`: their median nearest-neighbour distance, if known (else computed)."""
+        `calibration`: their :class:`~atomlens.analysis.calibration.Calibration` (for the nm
+        positions of :meth:`describe`; None: px only).  `median_nn_px`: their median
+        nearest-neighbour distance, if known (else computed)."""
         self.atoms = atoms
-        self.px_size_nm, self.offset_nm = px_size_nm, tuple(offset_nm)
+        self.calibration = calibration
         self._tree = None
         self.highlighted = None
         if atoms is not None:
@@ -169,9 +170,9 @@ class AtomsLayer(Layer):
         a = self.atoms
         x, y = float(a.x[i]), float(a.y[i])
         text = f"atom {i}: {a.class_names[a.cls[i]]}, score {a.score[i]:.2f} at ({x:.2f}, {y:.2f}) px"
-        if self.px_size_nm:
-            text += (f" = ({self.offset_nm[0] + x * self.px_size_nm:.4f}, "
-                     f"{self.offset_nm[1] + y * self.px_size_nm:.4f}) nm")
+        if self.calibration is not None and self.calibration.calibrated:
+            xn, yn = self.calibration.to_nm(x, y)
+            text += f" = ({float(xn):.4f}, {float(yn):.4f}) nm"
         return text
 
 

@@ -147,7 +147,7 @@ class ResultsController(QtCore.QObject):
                 ov.atoms.set_atoms(None)
                 ov.defects.set_defects(None)
             else:
-                ov.atoms.set_atoms(src.atoms, colours, src.px_size_nm, src.offset_nm, src.info.get("median_nn_px"))
+                ov.atoms.set_atoms(src.atoms, colours, src.calibration, src.info.get("median_nn_px"))
                 ov.defects.set_defects(src.defects)
             self._overlays_corrected = corrected
 
@@ -248,7 +248,9 @@ class ResultsController(QtCore.QObject):
             image=iv.current_frame(), levels=iv.levels(), lut=lut, atoms=atoms, class_colours=colours,
             marker_radius_px=0.5 * marker_size(atoms.xy) if atoms is not None and len(atoms) else 3.0,
             heatmap=cam, heatmap_lut=ov.cam.lut() if cam is not None else None, heatmap_opacity=ov.cam.opacity,
-            defects=defects, px_size_nm=self.w.micrograph.px_size_nm if self.w.micrograph is not None else None,
+            # the result's calibration, as in its tables and exports (the file's without a result)
+            defects=defects, px_size_nm=(r.calibration.px_x_nm if r is not None else
+                                         self.w.micrograph.px_size_nm if self.w.micrograph is not None else None),
             scale=scale, **extra)
 
     def export_snapshot(self, kind: str = "png", path=None) -> bool:

@@ -211,10 +211,8 @@ class ResultsDock(QtWidgets.QDockWidget):
         self.result, self.micrograph = result, micrograph
         self._shell = self._distortion = None
         atoms = result.atoms if result is not None else None
-        px = result.px_size_nm if result is not None else None
-        off = result.offset_nm if result is not None else (0.0, 0.0)
         corr = corrections_of(result)
-        self.atom_model.set_atoms(atoms, px, off, self.class_colours,
+        self.atom_model.set_atoms(atoms, result.calibration if result is not None else None, self.class_colours,
                                   origin=corr["origin"] if corr is not None else None)
         current = self.class_filter.currentText()
         self.class_filter.blockSignals(True)
@@ -293,8 +291,9 @@ class ResultsDock(QtWidgets.QDockWidget):
 
     # ================================================================= internals
     def _unit_factor(self) -> float:
-        px = self.result.px_size_nm if self.result is not None else None
-        return 1.0 if px is None else px * 1000.0
+        """pm per px of the shown result (1 when uncalibrated: lengths stay in px)."""
+        length = self.result.calibration.length_nm(1.0) if self.result is not None else None
+        return 1.0 if length is None else length * 1000.0
 
     def _update_counts(self) -> None:
         r = self.result

@@ -1,13 +1,15 @@
-"""Normalisation of length units as microscope files spell them."""
+"""Length units: the one table of their sizes in nm (:data:`LENGTH_UNITS_NM`, which the GUI's
+unit choices are cut from), and the normalisation of units as microscope files spell them."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["length_unit_to_nm", "normalise_length_unit"]
+__all__ = ["LENGTH_UNITS_NM", "length_unit_to_nm", "normalise_length_unit", "units_nm"]
 
-# factor to nm for each canonical unit
-_TO_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+#: Size in nm of each canonical length unit.
+LENGTH_UNITS_NM = {"pm": 1e-3, "Å": 0.1, "nm": 1.0, "µm": 1e3, "mm": 1e6, "cm": 1e7, "m": 1e9}
+_TO_NM = LENGTH_UNITS_NM
 
 _ALIASES = {
     "pm": "pm", "picometer": "pm", "picometre": "pm", "picometers": "pm", "picometres": "pm",
@@ -44,6 +46,34 @@ def normalise_length_unit(units) -> str | None:
 
 
 def length_unit_to_nm(units) -> float | None:
-    """Factor that converts a length in `units` to nm, or None if `units` is not a length."""
+    """Factor that converts a length in `units` to nm, or None if `units` is not a length.
+
+    Parameters
+    ----------
+    units : str or None
+        A unit as a file spells it ("nm", "n_m", "Angstrom", "µm"...).
+
+    Returns
+    -------
+    float or None
+        nm per `units`.
+
+    Examples
+    --------
+    >>> length_unit_to_nm("Angstrom"), length_unit_to_nm("1/nm")
+    (0.1, None)
+    """
     canon = normalise_length_unit(units)
     return None if canon is None else _TO_NM[canon]
+
+
+def units_nm(*units: str, suffix: str = "") -> dict:
+    """``{unit + suffix: size in nm}`` for the canonical `units` named, in that order (a dialog's
+    choices: ``units_nm("pm", "nm", suffix="/px")`` is ``{"pm/px": 0.001, "nm/px": 1.0}``).
+
+    Raises
+    ------
+    KeyError
+        For a unit that is not in :data:`LENGTH_UNITS_NM`.
+    """
+    return {u + suffix: LENGTH_UNITS_NM[u] for u in units}

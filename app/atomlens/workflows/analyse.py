@@ -155,10 +155,13 @@ def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSetti
     """
     from ..io.filename_hints import assumption_notes
 
+    from ..analysis.calibration import Calibration
+
     s = settings or AnalysisSettings()
-    px = float(s.px_size_nm) if s.px_size_nm is not None else mg.px_size_nm
+    cal = Calibration.from_micrograph(mg, s.px_size_nm)
     img = mg.frame(frame) if image is None else image
-    res = analyse_image(img, predictor, px_size_nm=px, offset_nm=mg.offset_nm, mode=mg.mode, threshold=s.threshold,
+    res = analyse_image(img, predictor, px_size_nm=cal.px_x_nm, px_size_y_nm=cal.px_y_nm, offset_nm=cal.offset_nm,
+                        mode=mg.mode, threshold=s.threshold,
                         refine=s.refine, cam_predictor=cam_predictor, frame=frame, material=s.material,
                         edge_margin_px=s.edge_margin_px, defect_check=s.defect_check,
                         min_defect_score=s.min_defect_score, progress=progress, cancel=cancel)

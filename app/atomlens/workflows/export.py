@@ -95,11 +95,9 @@ def write_results(result, out_dir, stem: str, *, json_summary: bool = False) -> 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / f"{stem}.atoms.csv"]
-    result.atoms.to_csv(written[0], px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
+    result.write_tables(written[0], out / f"{stem}.defects.csv")
     if result.defects is not None:
-        p = out / f"{stem}.defects.csv"
-        result.defects.to_csv(p, px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
-        written.append(p)
+        written.append(out / f"{stem}.defects.csv")
     if result.cam is not None:
         p = out / f"{stem}.cam.npy"
         atomic_save_npy(p, np.asarray(result.cam, np.float32))
@@ -136,7 +134,8 @@ def _csv_with_origin(result, origin) -> str:
     from ..analysis.atoms import table_to_csv_text
 
     a = result.atoms
-    base = table_to_csv_text(a.x, a.y, a.names(), a.score, result.px_size_nm, result.offset_nm, "class")
+    cal = result.calibration
+    base = table_to_csv_text(a.x, a.y, a.names(), a.score, cal.px_x_nm, cal.offset_nm, "class", cal.px_y_nm)
     rows = list(csv.reader(io.StringIO(base, newline="")))
     rows[0].append("origin")
     for row, o in zip(rows[1:], origin):
@@ -156,7 +155,7 @@ def export_csv(result, path) -> Path:
     path = Path(path)
     c = corrections_of(result)
     if c is None:
-        result.atoms.to_csv(path, px_size_nm=result.px_size_nm, offset_nm=result.offset_nm)
+        result.write_tables(path)
     else:
         atomic_write_text(path, _csv_with_origin(result, c["origin"]))
     return path
@@ -178,13 +177,12 @@ def _key(name: str) -> str:
     return k if not k[0].isdigit() else "_" + k
 
 
-def _image_of(result, micrograph) -> tuple[np.ndarray, float | None]:
-    """The analysed frame and its y pixel size (nm)."""
+def _image_of(result, micrograph) -> np.ndarray:
+    """The analysed frame."""
     if isinstance(micrograph, np.ndarray):
-        img, px_y = micrograph, None
+        img = micrograph
     elif micrograph is not None and hasattr(micrograph, "frame"):
         img = micrograph.frame(result.frame if micrograph.is_stack else 0)
-        px_y = micrograph.px_size_y_nm if micrograph.px_size_nm == result.px_size_nm else None
     else:
         raise TypeError("to_hspy needs the Micrograph (or the (H, W) image) the result belongs to")
     img = np.asarray(img, dtype=np.float32)
@@ -193,7 +191,7 @@ def _image_of(result, micrograph) -> tuple[np.ndarray, float | None]:
     if tuple(img.shape) != tuple(result.shape):
         raise ValueError(f"the image is {img.shape[1]} x {img.shape[0]} px but the result was found on "
                          f"{result.shape[1]} x {result.shape[0]} px")
-    return img, px_y
+    return img
 
 
 def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> Path:
@@ -216,8 +214,8 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
 
     Notes
     -----
-    The signal axes are named ``x`` and ``y`` with ``scale = px_size_nm``, ``offset =
-    offset_nm`` and ``units = 'nm'`` (scale 1 and units ``px`` when uncalibrated).  Markers
+    The signal axes are named ``x`` and ``y`` with the scales and offsets of
+    ``result.calibration`` (x and y pixel sizes, ``offset_nm``) and ``units = 'nm'`` (scale 1 and units ``px`` when uncalibrated).  Markers
     are ``hs.plot.markers.Points`` in those axis units, one set per class named after the
     class (``metadata.Markers.<class>``), defects one set per type (``defect_<type>``).
     ``metadata.AtomLens`` holds ``atoms`` (x, y in px, x_nm, y_nm, class, score, and
@@ -229,12 +227,12 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
     path = Path(path)
     if path.suffix.lower() != ".hspy":
         path = path.with_name(path.name + ".hspy")
-    img, px_y = _image_of(result, micrograph)
+    img = _image_of(result, micrograph)
     colours = dict(DEFAULT_CLASS_COLOURS, **(class_colours or {}))
-    cal = result.px_size_nm is not None
-    sx = float(result.px_size_nm) if cal else 1.0
-    sy = float(px_y) if (cal and px_y) else sx
-    ox, oy = (float(v) for v in result.offset_nm) if cal else (0.0, 0.0)
+    calib = result.calibration
+    cal = calib.calibrated
+    sx, sy = (float(calib.px_x_nm), calib.y_nm) if cal else (1.0, 1.0)
+    ox, oy = calib.offset_nm if cal else (0.0, 0.0)
 
     sig = hs.signals.Signal2D(img)
     for ax, name, scale, offset in zip(sig.axes_manager.signal_axes, ("x", "y"), (sx, sy), (ox, oy)):
@@ -247,7 +245,7 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
 
     atoms = result.atoms
     names = np.array(atoms.names(), dtype=str)
-    ax_pos = np.stack([ox + atoms.x * sx, oy + atoms.y * sy], axis=1) if len(atoms) else np.zeros((0, 2))
+    ax_pos = np.stack([ox + atoms.x * sx, oy + atoms.y * sy], axis=1) if len(atoms) else np.zeros((0, 2))  # axis units
     for cname in atoms.class_names[1:]:
         sel = names == cname
         if not sel.any():
@@ -259,7 +257,7 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
     meta = {"x": atoms.x, "y": atoms.y, "class": names, "score": atoms.score,
             "class_names": np.array(atoms.class_names, dtype=str)}
     if cal:
-        meta["x_nm"], meta["y_nm"] = ox + atoms.x * sx, oy + atoms.y * sy
+        meta["x_nm"], meta["y_nm"] = calib.to_nm(atoms.x, atoms.y)
     corr = corrections_of(result)
     if corr is not None:
         meta["origin"] = np.array([str(o) for o in corr["origin"]], dtype=str)
