@@ -11,7 +11,8 @@ import torch
 
 from atomlens.nn.bundle import BundleError, load_bundle, read_card, resolve_bundle, save_bundle
 from atomlens.nn.models import GapCNN, UNet, build_model
-from atomlens.nn.train import select_device, train
+from atomlens.nn.device import select_device
+from atomlens.nn.train import train
 from atomlens.sim.atoms import DEFECT_TYPES
 
 TINY_UNET = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .bundle import load_bundle, resolve_bundle
 from ..analysis.background import contrast_floor, floor_sample, local_contrast, margin_A
-from .norm import LOCAL_METHODS
+from .bundle import load_bundle, resolve_bundle
 from .data import (TTA_VIEWS, dihedral_unview, dihedral_view, inverse_scale, normalisation_spec,
                    normalisation_stats, normalise, sample_stats, stats_sample)
-from .precision import CPU_BF16_ENV, cpu_bf16_choice, cpu_has_fast_bf16, use_bf16
-from .train import select_device
+from .device import (CPU_BF16_ENV, autocast, channels_last, cpu_bf16_choice, cpu_has_fast_bf16, select_device,
+                     use_bf16)
+from .norm import LOCAL_METHODS
+from .scale import TYPICAL_PERIOD_A, as_tensor, period_px_size_A, resample
 
 __all__ = ["CPU_BF16_ENV", "Predictor", "TYPICAL_PERIOD_A", "cpu_bf16_choice", "cpu_has_fast_bf16", "use_bf16"]
 
@@ -28,17 +29,6 @@ __all__ = ["CPU_BF16_ENV", "Predictor", "TYPICAL_PERIOD_A", "cpu_bf16_choice", "
 #: (memory bounded by the tile, whatever the image's shape).
 STRIP_MIN_PIXELS = 2048 * 2048
 STRIP_PX = 1024
-
-#: For an uncalibrated image, the strongest lattice period is assumed to be this long (Å):
-#: the {100} spacing of graphene is 2.13 Å, of MoS2 2.74 Å; perovskites [001] show 3.9/2.76 Å.
-TYPICAL_PERIOD_A = 2.5
-
-
-def _as_tensor(a: np.ndarray) -> torch.Tensor:
-    """A float32 tensor sharing `a`'s memory where it can; a read-only array (a memory map, a
-    HyperSpy view) is copied, since torch cannot wrap a buffer it may not write."""
-    a = np.ascontiguousarray(a, np.float32)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def _window(n: int, overlap: int) -> np.ndarray:
@@ -75,6 +65,43 @@ class Predictor:
     one pass; ``single_view=True`` runs one pass.  ``tta=True`` averages over all 8 rotations
     and mirror images (test-time augmentation): 8 times the network time.  A ``cam`` model
     runs one pass unless ``tta`` (its decision thresholds were calibrated on one).
+
+    :meth:`from_model` wraps a model in memory (one being trained) the same way.
+
+    Parameters
+    ----------
+    bundle : str or path
+        A bundle name or folder (:func:`atomlens.nn.bundle.resolve_bundle`).
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"`` (:func:`atomlens.nn.device.select_device`).
+    tile, overlap : int
+        Network tiles of ``tile`` x ``tile`` model pixels, feathered over ``overlap`` pixels.
+    tta, single_view : bool
+        The views averaged (see above and :attr:`views`).
+    cpu_bf16 : bool or str, optional
+        bf16 autocast on the CPU: ``"on"``, ``"off"``, ``"auto"``, a bool, or None for the
+        ``ATOMLENS_CPU_BF16`` environment variable (:func:`atomlens.nn.precision.use_bf16`).
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The network, on `device` (channels-last on the CPU).
+    card : dict
+        The bundle's card.
+    path : pathlib.Path or None
+        The bundle's folder (None for :meth:`from_model`).
+    device : str
+    task : str
+        ``"segmentation"`` or ``"cam"``.
+    classes : tuple of str
+    px_size_A : float
+        The model's pixel size (Å/px).
+    valid_px_A : (float, float)
+        The range of image pixel sizes (Å/px) the model was trained for.
+    bf16 : bool
+        Whether the network runs under bf16 autocast.
+    logit_shift : torch.Tensor or None
+        (K,) offsets added to a CAM model's logits (its calibrated thresholds), or None.
     """
 
     tta = False
@@ -83,39 +110,91 @@ class Predictor:
 
     def __init__(self, bundle="stem-haadf", device: str = "auto", tile: int = 512, overlap: int = 48,
                  tta: bool = False, single_view: bool = False, cpu_bf16=None):
+        path = resolve_bundle(bundle)
+        device = select_device(device)
+        model, card = load_bundle(path, device)
+        self._setup(model, card, device, path, tile, overlap, tta, single_view, cpu_bf16)
+
+    @classmethod
+    def from_model(cls, model, card: dict, device: str = "cpu", tile: int = 512, overlap: int = 48, *,
+                   tta: bool = False, single_view: bool = False, cpu_bf16=None) -> "Predictor":
+        """A Predictor around a model in memory (e.g. one being trained), set up as
+        :meth:`__init__` sets up a loaded bundle.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The network, already on `device` (it is not moved; on the CPU it is converted to
+            channels-last in place, as a loaded bundle is).
+        card : dict
+            What a bundle's card gives: ``classes`` and ``px_size_A`` (Å/px) are needed;
+            ``task`` (default ``"segmentation"``), ``valid_px_size_A`` (default: any),
+            ``mode``, ``normalisation``, ``name`` and ``cam_thresholds`` are read when present.
+        device : str
+            Where `model` is (checked by :func:`atomlens.nn.device.select_device`).
+        tile, overlap, tta, single_view, cpu_bf16
+            As for the class.
+
+        Returns
+        -------
+        Predictor
+            With ``path`` None.
+        """
+        self = cls.__new__(cls)
+        self._setup(model, card, select_device(device), None, tile, overlap, tta, single_view, cpu_bf16)
+        return self
+
+    def _setup(self, model, card: dict, device: str, path, tile: int, overlap: int, tta: bool,
+               single_view: bool, cpu_bf16) -> None:
+        """Everything :meth:`__init__` and :meth:`from_model` share, once the model is at hand:
+        the card's entries, the views, the arithmetic (bf16), the memory layout and the CAM
+        thresholds (:meth:`_set_logit_shift`).  A bundle's card has every entry
+        (:data:`atomlens.nn.bundle.CARD_REQUIRED`); the defaults serve in-memory cards."""
         self.tta = bool(tta)
         self.single_view = bool(single_view)
-        self.path = resolve_bundle(bundle)
-        self.device = select_device(device)
-        self.model, self.card = load_bundle(self.path, self.device)
-        self.task = self.card["task"]
-        self.classes = tuple(self.card["classes"])
-        self.px_size_A = float(self.card["px_size_A"])
-        self.valid_px_A = tuple(self.card["valid_px_size_A"])
+        self.path = path
+        self.device = device
+        self.model, self.card = model, card
+        self.task = card.get("task", "segmentation")
+        self.classes = tuple(card["classes"])
+        self.px_size_A = float(card["px_size_A"])
+        self.valid_px_A = tuple(card.get("valid_px_size_A", (0.0, math.inf)))
         self.tile, self.overlap = int(tile), int(overlap)
         self.bf16 = use_bf16(self.device, cpu_bf16)
-        if self.device == "cpu":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = channels_last(self.model, self.device)
         self._set_logit_shift()
 
     @property
     def norm(self) -> str:
-        """The card's normalisation method (:data:`atomlens.nn.norm.NORMALISATION_METHODS`)."""
+        """str: the card's normalisation method (:data:`atomlens.nn.norm.NORMALISATION_METHODS`)."""
         return self.norm_spec["method"]
 
     @property
     def norm_spec(self) -> dict:
-        """The card's normalisation entry, completed with the defaults of its method."""
+        """dict: the card's normalisation entry, completed with the defaults of its method."""
         return normalisation_spec(self.card.get("normalisation"))
 
     @property
     def local_norm(self) -> bool:
-        """True when the card's normalisation works on local windows (lengths in Å)."""
+        """bool: True when the card's normalisation works on local windows (lengths in Å)."""
         return self.norm in LOCAL_METHODS
 
     def normalise(self, image: np.ndarray, stats=None) -> np.ndarray:
-        """`image` (at the model's pixel size) scaled as this model was trained; `stats` are
-        the whole image's (:meth:`image_stats`) for a part of it."""
+        """`image` scaled as this model was trained.
+
+        Parameters
+        ----------
+        image : (H, W) numpy.ndarray
+            At the model's pixel size.
+        stats : optional
+            The whole image's statistics (:func:`atomlens.nn.data.normalisation_stats`, or a
+            contrast floor for a local method) when `image` is a part of it; None computes
+            them from `image`.
+
+        Returns
+        -------
+        (H, W) float32 numpy.ndarray
+        """
         return normalise(image, stats, self.norm_spec, px_A=self.px_size_A)
 
     def _set_logit_shift(self) -> None:
@@ -127,13 +206,25 @@ class Predictor:
 
     # ------------------------------------------------------------------ scale
     def choose_scale(self, image: np.ndarray, px_size_nm: float | None) -> tuple[float, list[str]]:
-        """Pixel size in Å to use for `image`, with notes on what was assumed."""
+        """The pixel size to use for `image`, with notes on what was assumed.
+
+        Parameters
+        ----------
+        image : (H, W) numpy.ndarray
+        px_size_nm : float or None
+            The calibration (nm/px); None estimates it from the lattice period
+            (:func:`atomlens.nn.scale.period_px_size_A`).
+
+        Returns
+        -------
+        px_size_A : float
+            Å/px.
+        notes : list of str
+            What was assumed, and a warning when the pixel size is outside the model's range.
+        """
         notes = []
         if px_size_nm is None:
-            from ..analysis.lattice import estimate_period_px
-
-            period = estimate_period_px(image)
-            px_A = TYPICAL_PERIOD_A / period
+            px_A, period = period_px_size_A(image)
             notes.append(f"no calibration: lattice period {period:.2f} px taken as {TYPICAL_PERIOD_A} Å, "
                          f"so {px_A * 100:.3g} pm/px is assumed (give the pixel size to override)")
         else:
@@ -148,8 +239,7 @@ class Predictor:
     def _net(self, t: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) float output for a batch: class probabilities (segmentation), or class
         activation maps weighted by the presence probabilities and made non-negative (CAM)."""
-        with torch.autocast(device_type="cuda" if self.device == "cuda" else "cpu",
-                            dtype=torch.bfloat16, enabled=self.bf16):
+        with autocast(self.device, self.bf16):
             if self.task == "cam":
                 logits, maps = self.model.cam(t)
                 return torch.relu(maps.float()) * torch.sigmoid(self._shifted(logits))[:, :, None, None]
@@ -157,7 +247,8 @@ class Predictor:
 
     @property
     def views(self) -> tuple:
-        """The (quarter turns, mirror) views whose outputs are averaged (see the class)."""
+        """tuple of (int, bool): the (quarter turns, mirror) views whose outputs are averaged
+        (see the class)."""
         if self.tta:
             return TTA_VIEWS
         if self.single_view or self.task != "segmentation":
@@ -175,9 +266,7 @@ class Predictor:
             group = [v for v in views if v[0] % 2 == parity]
             if not group:
                 continue
-            batch = torch.cat([dihedral_view(t, k, f) for k, f in group])
-            if self.device == "cpu":
-                batch = batch.contiguous(memory_format=torch.channels_last)
+            batch = channels_last(torch.cat([dihedral_view(t, k, f) for k, f in group]), self.device)
             out = self._net(batch)
             for i, (k, f) in enumerate(group):
                 o = dihedral_unview(out[i:i + 1], k, f)
@@ -190,10 +279,27 @@ class Predictor:
 
     @torch.inference_mode()
     def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image-level defect-type logits (K,), calibrated (shifted by the card's thresholds:
-        a type is present when its logit is positive), and raw class activation maps (K, h, w)
-        of a ``cam`` model for one normalised (1, 1, H, W) image (the mean over the 8 views
-        with ``tta``)."""
+        """Image-level defect types and class activation maps of a ``cam`` model.
+
+        Parameters
+        ----------
+        x : (1, 1, H, W) torch.Tensor
+            One image, normalised (:meth:`normalise`) at the model's pixel size.
+
+        Returns
+        -------
+        logits : (K,) torch.Tensor
+            Calibrated defect-type logits (shifted by the card's thresholds: a type is present
+            when its logit is positive), on the CPU.
+        maps : (K, h, w) torch.Tensor
+            Raw class activation maps at the feature resolution, on the CPU.  Both are the
+            mean over the 8 views with ``tta``.
+
+        Raises
+        ------
+        ValueError
+            For a model that is not a ``cam`` model.
+        """
         if self.task != "cam":
             raise ValueError(f"model {self.card['name']} is not a defect-CAM model")
         views = self.views
@@ -222,8 +328,7 @@ class Predictor:
                     raise InterruptedError("cancelled")
                 th, tw = min(T, h - y0), min(T, w - x0)
                 t = torch.from_numpy(np.ascontiguousarray(x[y0:y0 + th, x0:x0 + tw]))[None, None].to(self.device)
-                if self.device == "cpu":
-                    t = t.contiguous(memory_format=torch.channels_last)
+                t = channels_last(t, self.device)
                 p = self._tile_output(t)
                 if acc is None:
                     acc = np.zeros((p.shape[0], h, w), np.float32)
@@ -248,8 +353,26 @@ class Predictor:
 
     def probabilities(self, image: np.ndarray, px_size_nm: float | None = None, *, progress=None,
                       cancel=None, _scale=None) -> tuple[np.ndarray, dict]:
-        """(C, H, W) class probabilities (CAMs for a ``cam`` model) in `image`'s own pixels,
-        and info (scale, notes)."""
+        """Class probabilities (class activation maps for a ``cam`` model) in `image`'s pixels.
+
+        Parameters
+        ----------
+        image : (H, W) array
+        px_size_nm : float, optional
+            The calibration (nm/px); None estimates it (:meth:`choose_scale`).
+        progress : callable(fraction, message), optional
+            Called after each network tile.
+        cancel : object with ``is_set()``, optional
+            Raises InterruptedError between tiles when set.
+
+        Returns
+        -------
+        prob : (C, H, W) float32 numpy.ndarray
+        info : dict
+            ``px_size_A`` (Å/px used), ``model_px_size_A``, ``scale`` (the resampling factor),
+            ``notes`` (what was assumed), ``device``, ``bf16``, ``model`` (its name), ``tta``
+            and ``views`` (the number of views averaged).
+        """
         img = np.asarray(image, np.float32)
         if img.ndim != 2:
             raise ValueError(f"expected a 2D image, got shape {img.shape}")
@@ -272,15 +395,8 @@ class Predictor:
 
     @staticmethod
     def _resample(img: np.ndarray, s: float) -> np.ndarray:
-        """`img` resampled by the factor `s` (area for shrinking, bilinear for enlarging)."""
-        h, w = img.shape
-        hs, ws = max(16, round(h * s)), max(16, round(w * s))
-        if (hs, ws) == (h, w):
-            return img
-        t = _as_tensor(img)[None, None]
-        if s < 1:
-            return F.interpolate(t, size=(hs, ws), mode="area")[0, 0].numpy()
-        return F.interpolate(t, size=(hs, ws), mode="bilinear", align_corners=False)[0, 0].numpy()
+        """`img` resampled by the factor `s` (:func:`atomlens.nn.scale.resample`)."""
+        return resample(img, s)
 
     @torch.inference_mode()
     def _detect_on_device(self, img, px_A, notes, threshold, refine, keep_prob, progress):
@@ -292,16 +408,16 @@ class Predictor:
         s = px_A / self.px_size_A
         hs, ws = max(16, round(h * s)), max(16, round(w * s))
         if self.local_norm:  # the filters run on the CPU (scipy), the rest on the device
-            x = _as_tensor(self.normalise(self._resample(img, s))).to(self.device)[None, None]
+            x = as_tensor(self.normalise(self._resample(img, s))).to(self.device)[None, None]
         else:
             stats = normalisation_stats(self._resample(img, s) if s < 1 else img, self.norm)
             lo, hi, m, _sd = stats
-            t = _as_tensor(img).to(self.device)[None, None]
+            t = as_tensor(img).to(self.device)[None, None]
             if (hs, ws) != (h, w):
                 t = F.interpolate(t, size=(hs, ws), mode="area" if s < 1 else "bilinear",
                                   **({} if s < 1 else {"align_corners": False}))
             x = (t.clamp(lo, hi) - m) * inverse_scale(stats)
-        prob_s = self._forward(x.contiguous(memory_format=torch.channels_last) if self.device == "cpu" else x)[0]
+        prob_s = self._forward(channels_last(x, self.device))[0]
         min_d_model = max(2.0, 1.0 / self.px_size_A)
         xs, ys, cls, score = find_atoms_tensor(prob_s, threshold=threshold, min_distance_px=min_d_model,
                                                refine=refine)
@@ -320,7 +436,33 @@ class Predictor:
         return atoms, prob, info
 
     def defects(self, image, px_size_nm=None, *, threshold_rel: float = 0.5, progress=None, cancel=None):
-        """(DefectList, CAM (K, H, W) in the image's pixels, info) for a ``cam`` bundle."""
+        """The defects a ``cam`` model finds.
+
+        Parameters
+        ----------
+        image : (H, W) array
+        px_size_nm : float, optional
+            The calibration (nm/px); None estimates it (:meth:`choose_scale`).
+        threshold_rel : float
+            A peak of a type's map counts when it exceeds this fraction of the map's maximum
+            (:func:`atomlens.analysis.cam.defects_from_cam`).
+        progress, cancel
+            As for :meth:`probabilities`.
+
+        Returns
+        -------
+        found : DefectList
+            Positions in the image's pixels.
+        cam : (K, H, W) float32 numpy.ndarray
+            The class activation maps in the image's pixels.
+        info : dict
+            As for :meth:`probabilities`.
+
+        Raises
+        ------
+        ValueError
+            For a model that is not a ``cam`` model.
+        """
         from ..analysis.cam import defects_from_cam
 
         if self.task != "cam":
@@ -333,7 +475,7 @@ class Predictor:
     def detect(self, image, px_size_nm=None, *, threshold: float = 0.5, refine: str = "centroid",
                progress=None, cancel=None, strip_px: int = STRIP_PX, keep_prob: bool = True,
                fast: bool | None = None):
-        """(AtomList in the image's pixels, probabilities, info).
+        """The atoms a segmentation model finds.
 
         On a GPU (``fast=None`` and device "cuda"), images up to STRIP_MIN_PIXELS with
         refine "centroid" or "none" stay on the device from the resampling to the atom
@@ -345,6 +487,34 @@ class Predictor:
         tile keeps the atoms whose centres lie in its own pixels.  Memory then grows with the
         tile, not the image, and probabilities are not returned (None); ``info["tiles"]``
         counts the tiles, ``info["strips"]`` their rows.
+
+        Parameters
+        ----------
+        image : (H, W) array
+        px_size_nm : float, optional
+            The calibration (nm/px); None estimates it (:meth:`choose_scale`).
+        threshold : float
+            Probability above which a pixel belongs to an atom.
+        refine : {"centroid", "none", "gaussian"}
+            Sub-pixel refinement (:func:`atomlens.analysis.atoms.find_atoms`).
+        progress, cancel
+            As for :meth:`probabilities`.
+        strip_px : int
+            Tile side (px of the image) for images larger than STRIP_MIN_PIXELS.
+        keep_prob : bool
+            On the GPU path, False skips copying the probabilities back.
+        fast : bool, optional
+            Force the GPU path on or off; None decides as above.
+
+        Returns
+        -------
+        atoms : AtomList
+            Positions in the image's pixels, classes and scores.
+        prob : (C, H, W) float32 numpy.ndarray or None
+            The class probabilities in the image's pixels (None as said above).
+        info : dict
+            As for :meth:`probabilities`, with ``min_distance_px`` (the closest two atoms may
+            be, px) and, for tiled images, ``strips`` and ``tiles``.
         """
         from ..analysis.atoms import find_atoms
 

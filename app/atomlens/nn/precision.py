@@ -16,8 +16,15 @@ __all__ = ["CPU_BF16_ENV", "cpu_bf16_choice", "cpu_has_fast_bf16", "use_bf16"]
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with native bf16 dot products (AVX512-BF16 or AMX); elsewhere bf16 is
-    emulated and slower than fp32 (measured 4x slower on an AVX2-only EPYC)."""
+    """Whether this CPU has native bf16 dot products.
+
+    Returns
+    -------
+    bool
+        True with AVX512-BF16 or AMX (read from ``/proc/cpuinfo``; False where it cannot be
+        read); elsewhere bf16 is emulated and slower than fp32 (measured 4x slower on an
+        AVX2-only EPYC).
+    """
     try:
         flags = open("/proc/cpuinfo").read()
     except OSError:
@@ -34,10 +41,25 @@ _CHOICES = {"on": "on", "1": "on", "true": "on", "yes": "on", "bf16": "on",
 
 
 def cpu_bf16_choice(value=None) -> str:
-    """``"on"``, ``"off"`` or ``"auto"`` from `value` (a bool, one of those words, or None for
-    the :data:`CPU_BF16_ENV` environment variable, unset meaning ``auto``).
+    """The CPU bf16 choice a setting stands for.
 
-    Raises ValueError for a word it does not know, naming the accepted ones."""
+    Parameters
+    ----------
+    value : bool, str or None
+        A bool, one of the words ``on``/``1``/``true``/``yes``/``bf16``,
+        ``off``/``0``/``false``/``no``/``fp32`` or ``auto`` (any case, surrounding blanks ignored), or None
+        for the :data:`CPU_BF16_ENV` environment variable (unset meaning ``auto``).
+
+    Returns
+    -------
+    str
+        ``"on"``, ``"off"`` or ``"auto"``.
+
+    Raises
+    ------
+    ValueError
+        For a word it does not know, naming the source and the accepted words.
+    """
     if isinstance(value, bool):
         return "on" if value else "off"
     src = "the setting"
@@ -50,8 +72,21 @@ def cpu_bf16_choice(value=None) -> str:
 
 
 def use_bf16(device: str, cpu_bf16=None) -> bool:
-    """Whether inference on `device` runs under bf16 autocast: always on CUDA; on the CPU as
-    :func:`cpu_bf16_choice` says (``auto``: where the CPU has native bf16)."""
+    """Whether inference on `device` runs under bf16 autocast.
+
+    Parameters
+    ----------
+    device : str
+        A torch device name (:func:`atomlens.nn.device.select_device`).
+    cpu_bf16 : bool, str or None
+        The CPU setting (:func:`cpu_bf16_choice`; None reads the environment).
+
+    Returns
+    -------
+    bool
+        Always True on CUDA; on the CPU as :func:`cpu_bf16_choice` says (``auto``: where
+        :func:`cpu_has_fast_bf16`); False on other devices.
+    """
     if device == "cuda":
         return True
     if device != "cpu":
