@@ -122,7 +122,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     from atomlens.nn.infer import Predictor
-    from atomlens.nn.realdata import evaluate_on_annotations
+    from atomlens.nn.evaluate import evaluate_on_annotations
     from atomlens.nn.train import train
 
     holdout = 0.2

@@ -14,8 +14,8 @@ from atomlens.analysis.annotations import Annotations, export_training_pair
 from atomlens.analysis.atoms import AtomList
 from atomlens.nn.bundle import read_card, save_bundle
 from atomlens.nn.models import build_model
-from atomlens.nn.realdata import (AnnotatedImage, MixedStream, RealPatches, evaluate_on_annotations,
-                                  holdout_row)
+from atomlens.nn.evaluate import evaluate_on_annotations
+from atomlens.nn.realdata import AnnotatedImage, MixedStream, RealPatches, holdout_row
 from atomlens.nn.train import train
 
 TINY_UNET = {"name": "unet", "params": {"base": 4, "depth": 2, "dilations": [1, 2]}}

@@ -11,10 +11,10 @@ from atomlens.analysis.annotations import Annotations
 from atomlens.analysis.atoms import AtomList
 from atomlens.nn.bundle import read_card, save_bundle
 from atomlens.nn.models import build_model
+from atomlens.nn.evaluate import evaluate_on_annotations
 from atomlens.nn.realdata import (
     AnnotatedImage,
     count_confirmed,
-    evaluate_on_annotations,
     holdout_row,
 )
 from PyQt5 import QtWidgets

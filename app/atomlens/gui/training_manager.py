@@ -281,7 +281,8 @@ class _Worker(QtCore.QObject):
         res = {"region": region, "holdout": job.holdout, "base": Path(job.base_model).name, "new": out.name}
         try:
             from ..nn.infer import Predictor
-            from ..nn.realdata import count_confirmed, evaluate_on_annotations
+            from ..nn.evaluate import evaluate_on_annotations
+            from ..nn.realdata import count_confirmed
 
             res["n_confirmed"], res["n_images"] = count_confirmed(job.real_images, region, job.holdout)
             if not res["n_confirmed"]:

@@ -1,72 +1,29 @@
-"""``train(recipe, out_dir)``: train (or fine-tune) a model bundle on simulated data.
+"""``train(recipe, out_dir)``: train (or fine-tune) a model bundle on simulated data, and on
+the user's annotated real images when given.
 
-A recipe is a JSON-serialisable dict; the bundled models' recipes are in
-``resources/recipes/``.  Fields (defaults in :data:`DEFAULTS`):
+The recipe (a dict as JSON gives it, or a :class:`~atomlens.nn.recipe.Recipe`) says what to
+train; its fields, their units and defaults are documented on :class:`~atomlens.nn.recipe.Recipe`
+(the bundled models' recipes are in ``resources/recipes/``).
 
-name, task ("segmentation" | "cam"), mode, sim (a simulation config dict, or a path),
-architecture ({"name": "unet"|"gapcnn", "params": {...}}), px_size_A, valid_px_size_A,
-batch_size, steps, lr, weight_decay, eval_every, val_n, patience, num_workers, device,
-seed, time_limit_min (the one-cycle learning-rate schedule, :class:`BudgetSchedule`, runs over the
-steps or this time, whichever ends first), init_from (a bundle to fine-tune), loss ("ce+dice" | "focal"),
-class_weights (cross-entropy weight per class, e.g. [1, 1, 3, 3] to favour the rare dopants and
-vacancies), profiles ({"cuda": {...}}: fields that replace the ones above when training runs on
-that device - a GPU affords larger batches, more steps and more simulation workers in the
-same wall-clock time; the card records the profile used).
+:func:`train` runs these steps, each a helper of its own: the recipe's checks
+(:func:`_checked_recipe`), the device and its profile (:func:`_setup_device`), the model, new or
+the parent's when fine-tuning (:func:`_init_model`), the annotated images to mix in
+(:func:`_mix_real`), the metric that picks the best checkpoint (:func:`_plan_selection`), the
+optimiser and schedule (:func:`_optimiser`), resuming (:func:`_resume`), the data
+(:func:`_training_stream`, :func:`_loader`), the loop (:class:`_Run`: one optimiser step at a
+time, :func:`_train_step`; evaluations and checkpoints) and the CAM calibration
+(:func:`_calibrate`).
 
-Fine-tuning on the user's annotated real images (:mod:`atomlens.nn.realdata`): ``real`` (a
-list of ``{"image": "<x.image.npy>", "annotations": "<x.annotations.json>", "weight": 1.0}``,
-as :func:`atomlens.analysis.annotations.export_training_pair` writes them; or in-memory
-:class:`~atomlens.nn.realdata.AnnotatedImage` objects through ``train(real_images=...)``),
-``real_fraction`` (default 0.3: the chance that a training sample is a window of an annotated
-image rather than a simulation), ``real_holdout`` (default 0.2: a strip at the bottom of each
-annotated image is never trained on; validation adds ``user_precision``, ``user_recall`` and
-``user_f1`` measured on the atoms the user corrected or confirmed there, and their number
-``user_n_true`` in ``user_n_images`` images, :func:`atomlens.nn.realdata.evaluate_on_annotations`;
-with none the three figures are left out), ``select_by`` ("auto" | "val_f1" | "val_class_f1" |
-"user_f1" | "mean_f1" | "val_loss": the metric that picks the best checkpoint; "val_class_f1" is
-the mean of the detection F1 and the F1 of each class present, for runs whose aim is dopants and
-vacancies; "mean_f1" the mean of the simulated and the user F1; "auto" is "user_f1" when the
-held-out strips hold atoms the user corrected or confirmed (what the user asked the model to
-get right; ties go to the lower simulated validation loss, then to the earlier step), else
-"val_f1" (segmentation) or "val_loss" (CAM)).  The card's ``selection`` and the returned
-metrics' ``selection`` (``{"metric", "step", "why"}``) say which evaluation was kept and why;
-the log ends with it.  When fine-tuning (``init_from``) with annotated images, the parent
-model is evaluated once before the first step (``step`` 0, ``baseline`` true; it is logged,
-not saved).  The card lists the images used under ``annotated_images`` (name, sha256 of the
-image file, number of atoms, weight).
-
-``sim_pool`` (optional, default 0: an endless stream of new simulations): simulate only this
-many images and reuse them with random 90-degree rotations and mirror images (a fixed set, for
-machines where simulating is the bottleneck).
-
-``normalisation`` (optional: "clip-zscore", the default, "clip-robust", or "local-contrast", a
-name or ``{"method": ..., parameters}``; see :data:`atomlens.nn.norm.NORMALISATION_METHODS`
-and :mod:`atomlens.analysis.background`): how images are scaled for the network;
-recorded in the card, and a fine-tuned model keeps its parent's unless the recipe names one.
-
-``calibrate_n`` (CAM models, default 25): after training, per-type decision thresholds are
-fitted on this many simulated images per variant of the mix, with seeds of their own, and
-recorded in the card (:mod:`atomlens.nn.calibrate`); 0 skips it.
-
-``cam_localisation`` (CAM models, optional: ``{"weight": 0.5, "sigma_A": 1.0}``): besides the
-image-level loss, ask each present defect type's class activation map to put its mass on that
-type's sites, which the simulation knows (:func:`cam_localisation_loss`).  Global average
-pooling alone lets a map peak anywhere within the features' receptive field (about 18 Å), and
-a heavy adatom's map was found to peak 3-15 Å away from it.  Validation then also reports
-``val_cam_within_1A``, the fraction of present types whose map peaks within 1 Å of one of
-their sites.
-
-``eval_every_s`` (optional): also evaluate when this many seconds of training have passed since
-the last evaluation (live curves at a steady pace whatever the speed of the machine).
-
-The best checkpoint (by ``select_by``) is saved as a bundle in `out_dir` whenever it improves; ``metrics.jsonl`` logs every evaluation;
-``resume/`` holds the state for ``resume=True``.  Cancelling (or the time limit) stops after
-the current step and keeps the best bundle.
+The best checkpoint (by ``select_by``) is saved as a bundle in `out_dir` whenever it
+improves; ``metrics.jsonl`` logs every evaluation; ``resume/`` holds the state for
+``resume=True``.  Cancelling (or the time limit) stops after the current step and keeps the
+best bundle.  The card's and the returned metrics' ``selection`` (``{"metric", "step",
+"why"}``) say which evaluation was kept and why; the log ends with it.
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import json
 import math
 import platform
@@ -80,18 +37,17 @@ from torch.nn import functional as F
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .bundle import load_bundle, resolve_bundle, save_bundle
 from .data import SimStream, defect_site_maps, make_validation_set, normalisation_spec, normalise
+from .device import autocast, channels_last, select_device
+from .evaluate import evaluate_on_annotations
+from .infer import Predictor
 from .models import build_model, count_parameters
+from .realdata import MixedStream, RealPatches, count_confirmed, load_real_items
+from .recipe import DEFAULTS, Recipe, apply_profile
 
-__all__ = ["train", "DEFAULTS", "select_device", "CLASS_COLOURS", "BudgetSchedule", "cam_localisation_loss"]
+__all__ = ["train", "DEFAULTS", "Recipe", "apply_profile", "select_device", "CLASS_COLOURS", "BudgetSchedule",
+           "cam_localisation_loss"]
 
 CLASS_COLOURS = {"background": "#000000", "atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
-
-DEFAULTS = {
-    "task": "segmentation", "mode": "HAADF", "batch_size": 8, "steps": 2000, "lr": 3e-3,
-    "weight_decay": 1e-4, "eval_every": 200, "val_n": 32, "patience": 5, "num_workers": 2,
-    "device": "auto", "seed": 0, "time_limit_min": 60, "init_from": None, "loss": "ce+dice",
-    "valid_px_size_A": [0.05, 0.4], "match_radius_A": 0.5, "version": "1.0",
-}
 
 
 class BudgetSchedule:
@@ -102,6 +58,21 @@ class BudgetSchedule:
     ``max_lr / 25e4``), but its position is ``max(step / total_steps, seconds / time_limit_s)``:
     a run cut short by its time limit (a slow machine, the retrain dialog's minutes) still anneals
     to the end instead of stopping at a high rate, and a resumed run goes on where it was.
+
+    Parameters
+    ----------
+    opt : torch.optim.Optimizer
+        Its groups' ``lr`` is set by :meth:`update`.
+    max_lr : float
+        The peak learning rate.
+    total_steps : int
+        The step budget.
+    pct_start : float
+        The warm-up's share of the budget (clamped to [0, 0.5]).
+    time_limit_s : float, optional
+        The time budget (s); None or <= 0: steps only.
+    div_factor, final_div_factor : float
+        The start is ``max_lr / div_factor``, the end that divided by ``final_div_factor``.
     """
 
     def __init__(self, opt, max_lr: float, total_steps: int, pct_start: float, time_limit_s: float | None = None,
@@ -120,14 +91,37 @@ class BudgetSchedule:
         return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, t))))
 
     def lr_at(self, progress: float) -> float:
-        """The learning rate at a fraction `progress` of the budget."""
+        """The learning rate at a fraction of the budget.
+
+        Parameters
+        ----------
+        progress : float
+            The fraction of the budget used, clamped to [0, 1].
+
+        Returns
+        -------
+        float
+        """
         p = min(1.0, max(0.0, float(progress)))
         if self.pct > 0 and p < self.pct:
             return self._cos(self.initial_lr, self.max_lr, p / self.pct)
         return self._cos(self.max_lr, self.min_lr, (p - self.pct) / (1.0 - self.pct))
 
     def update(self, step: int, seconds: float) -> float:
-        """Set the optimiser's rate for the budget used so far; returns it."""
+        """Set the optimiser's rate for the budget used so far.
+
+        Parameters
+        ----------
+        step : int
+            Steps done.
+        seconds : float
+            Training time so far (s).
+
+        Returns
+        -------
+        float
+            The learning rate set (:attr:`progress` is the fraction of the budget used).
+        """
         p = step / self.total
         if self.time_limit_s:
             p = max(p, seconds / self.time_limit_s)
@@ -138,23 +132,8 @@ class BudgetSchedule:
         return lr
 
     def get_last_lr(self) -> list[float]:
+        """The optimiser's current learning rate, as a one-element list (as torch's schedulers give it)."""
         return [self.opt.param_groups[0]["lr"]]
-
-
-def select_device(pref: str = "auto") -> str:
-    """'cuda' if available, then Apple 'mps', else 'cpu'; an explicit choice is checked."""
-    pref = (pref or "auto").lower()
-    if pref == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if pref == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("CUDA was requested but no CUDA GPU is available")
-    if pref == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise RuntimeError("MPS was requested but is not available")
-    return pref
 
 
 def _dice_ce(logits, target, n_classes, weight=None):
@@ -181,10 +160,20 @@ def cam_localisation_loss(maps, sites, labels):
     """Cross-entropy between each present defect type's class activation map, as a spatial
     softmax, and where that type's sites are.
 
-    maps : (N, K, h, w) class activation maps at the feature resolution.
-    sites : (N, K, h, w) site maps (:func:`atomlens.nn.data.defect_site_maps`), any scale.
-    labels : (N, K) multi-hot image-level types.
-    Averaged over the (image, type) pairs that are present and have sites; 0 when none.
+    Parameters
+    ----------
+    maps : (N, K, h, w) torch.Tensor
+        Class activation maps at the feature resolution.
+    sites : (N, K, h, w) torch.Tensor
+        Site maps (:func:`atomlens.nn.data.defect_site_maps`), any scale.
+    labels : (N, K) torch.Tensor
+        Multi-hot image-level types.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar: the mean over the (image, type) pairs that are present and have sites; 0 (with
+        a gradient path to `maps`) when there are none.
     """
     mass = sites.flatten(2).float()
     total = mass.sum(-1)
@@ -217,15 +206,6 @@ def _loss(recipe, logits, target, maps=None, sites=None):
     return _dice_ce(logits, target, logits.shape[1], w)
 
 
-def apply_profile(recipe: dict, device: str) -> dict:
-    """`recipe` with the fields of its ``profiles[device]`` applied (and ``profile`` set to
-    the device's name when there was one)."""
-    prof = (recipe.get("profiles") or {}).get(device)
-    if not prof:
-        return recipe
-    return {**recipe, **copy.deepcopy(prof), "profile": device}
-
-
 def _worker_init(_wid):
     """One BLAS/OpenMP thread per simulation worker (many workers each running a full-size
     thread pool would oversubscribe the CPU), and the garbage collector on (a worker forked
@@ -244,13 +224,12 @@ def _worker_init(_wid):
 
 def _user_validation(model, rec, reals, device) -> dict:
     """user_precision/recall/f1 (and per class) of `model` on the atoms the user corrected or
-    confirmed in the held-out strips of `reals` (:func:`~.realdata.evaluate_on_annotations`),
-    with their number ``user_n_true`` and that of the images holding them ``user_n_images``."""
-    from .realdata import ModelPredictor, evaluate_on_annotations
-
+    confirmed in the held-out strips of `reals` (:func:`~.evaluate.evaluate_on_annotations`,
+    through :meth:`Predictor.from_model <atomlens.nn.infer.Predictor.from_model>`), with their
+    number ``user_n_true`` and that of the images holding them ``user_n_images``."""
     card = {"name": rec["name"], "task": "segmentation", "classes": list(CLASSES), "px_size_A": rec["px_size_A"],
             "valid_px_size_A": rec["valid_px_size_A"], "mode": rec["mode"], "normalisation": rec["normalisation"]}
-    s = evaluate_on_annotations(ModelPredictor(model, card, device), reals, region="holdout",
+    s = evaluate_on_annotations(Predictor.from_model(model, card, device), reals, region="holdout",
                                 holdout=rec["real_holdout"])
     out = {"user_n_true": s["n_true"], "user_n_images": s["n_images"]}
     if s["n_true"]:  # no figures without atoms the user corrected or confirmed (never NaN in the logs)
@@ -332,7 +311,7 @@ def _card(recipe, model, metrics, device, seconds, steps_done, parent, reals=Non
         "colours": CLASS_COLOURS if task != "cam" else {},
         "normalisation": recipe["normalisation"],
         "px_size_A": recipe["px_size_A"], "valid_px_size_A": recipe["valid_px_size_A"],
-        "mode": recipe["mode"], "recipe": recipe, "seed": recipe["seed"],
+        "mode": recipe["mode"], "recipe": dict(recipe), "seed": recipe["seed"],
         "training": {"steps": steps_done, "seconds": round(seconds, 1), "device": device,
                      "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
                      "date": time.strftime("%Y-%m-%d"), "parameters": count_parameters(model)},
@@ -404,16 +383,17 @@ def _selection(key: str, best_m: dict, evals: list[dict], n_user: int, m_user: i
     return {"metric": key, "step": step, "why": why}
 
 
-def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print,
+def train(recipe: dict | Recipe, out_dir, *, progress=None, cancel=None, resume: bool = False, log=print,
           overrides: dict | None = None, real_images=None, on_metrics=None) -> dict:
-    """Train the model a recipe describes; returns the best validation metrics.
+    """Train the model a recipe describes.
 
     Parameters
     ----------
-    recipe : dict
-        See the module docstring.
+    recipe : dict or Recipe
+        See :class:`~atomlens.nn.recipe.Recipe` (a dict is read with
+        :meth:`Recipe.from_dict <atomlens.nn.recipe.Recipe.from_dict>`; neither is changed).
     out_dir : path
-        The bundle, ``metrics.jsonl`` and ``resume/`` go here.
+        The bundle, ``metrics.jsonl`` and ``resume/`` go here (created if needed).
     progress : callable(fraction, message), optional
         Called after each step.
     cancel : object with ``is_set()``, optional
@@ -421,202 +401,390 @@ def train(recipe: dict, out_dir, *, progress=None, cancel=None, resume: bool = F
     resume : bool
         Continue from the state in ``out_dir/resume``.
     log : callable(str)
+        Receives the log lines (each evaluation, the choice of the checkpoint, notes).
     overrides : dict, optional
-        Replace recipe fields after the device profile is applied (the command line's --steps).
+        Replace recipe fields after the device profile is applied (the command line's
+        --steps); None values are ignored.
     real_images : list of :class:`~atomlens.nn.realdata.AnnotatedImage`, optional
         Annotated real images to mix in, besides the recipe's ``real`` entries.
     on_metrics : callable(dict), optional
         Called in this thread (never from a DataLoader worker) after each evaluation with the
         metrics logged to ``metrics.jsonl``, and every :data:`METRICS_EVERY` steps in between
         with ``{"step", "train_loss"}`` (the mean loss since the last call): for live curves.
+
+    Returns
+    -------
+    dict
+        The metrics of the evaluation kept (``step``, ``val_loss``, ``train_loss``,
+        ``seconds``, ``lr``; for segmentation ``val_f1``, ``val_rmse_A`` (Å), ``val_f1_<class>``
+        and ``val_class_f1``; with annotated images ``user_*`` and ``mean_f1``; for CAM models
+        ``val_cam_within_1A`` with localisation and ``calibrated_type_accuracy`` after
+        calibration) and ``selection``; empty when nothing was evaluated.
+
+    Raises
+    ------
+    ValueError
+        For a recipe that does not pass its checks (a missing field, an unknown normalisation,
+        annotated images for a CAM model, a ``select_by`` not available, ...).
+    RuntimeError
+        When the recipe's device is not available.
     """
-    rec = {**DEFAULTS, **copy.deepcopy(recipe)}
-    if isinstance(rec.get("sim"), str):
-        rec["sim"] = json.loads(Path(rec["sim"]).read_text())
-    for key in ("name", "sim", "architecture", "px_size_A"):
-        if key not in rec:
-            raise ValueError(f"the recipe lacks '{key}'")
+    rec = _checked_recipe(recipe)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(rec["seed"])
-    device = select_device(rec["device"])
-    rec = apply_profile(rec, device)
-    rec.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    torch.manual_seed(rec.seed)
+    device, rec = _setup_device(rec, overrides)
+    model, rec, parent = _init_model(rec, device)
+    reals, rec = _mix_real(rec, real_images)
+    sel = _plan_selection(rec, reals, log)
+    opt, sched = _optimiser(model, rec, fine_tune=parent is not None)
+    state = _resume(out / "resume", model, opt, sched, sel.key, log) if resume else _State()
+    stream, sim_cfg = _training_stream(rec, model, reals, state.step, log)
+    loader = _loader(stream, rec, device)
+    val = make_validation_set(rec.sim, rec.val_n, rec.task, n_types=len(DEFECT_TYPES))
+    run = _Run(rec, model, opt, sched, device, out, val, reals, parent, sel, state, log, on_metrics)
+    try:
+        run.loop(loader, progress, cancel)
+    finally:
+        run.logf.close()
+        del loader
+    best_metrics = run.kept()
+    return _calibrate(out, rec, best_metrics, int(sim_cfg.shape[0]), cancel, log)
+
+
+def _checked_recipe(recipe) -> Recipe:
+    """The recipe's checks: a :class:`~atomlens.nn.recipe.Recipe` of its own (defaults filled
+    in, ``sim`` read from its file, the required fields there).
+
+    Parameters
+    ----------
+    recipe : dict or Recipe
+        Copied, never changed.
+
+    Returns
+    -------
+    Recipe
+    """
+    return Recipe.from_dict(recipe.to_dict() if isinstance(recipe, Recipe) else recipe)
+
+
+def _setup_device(rec: Recipe, overrides: dict | None) -> tuple[str, Recipe]:
+    """The device set-up: the device the recipe asks for, its ``profiles`` entry applied, then
+    the `overrides` (those that are not None).
+
+    Returns
+    -------
+    device : str
+    rec : Recipe
+        As it runs on `device`.
+    """
+    device = select_device(rec.device)
+    rec = rec.with_profile(device)
+    rec = rec.updated({k: v for k, v in (overrides or {}).items() if v is not None})
+    return device, rec
+
+
+def _init_model(rec: Recipe, device: str) -> tuple[torch.nn.Module, Recipe, dict | None]:
+    """The model to train: the parent bundle's when fine-tuning (``init_from``), else a new
+    one from ``architecture``; in training mode, on `device`, in its preferred layout.
+
+    Returns
+    -------
+    model : torch.nn.Module
+    rec : Recipe
+        With ``normalisation`` completed (:func:`~atomlens.nn.data.normalisation_spec`: the
+        recipe's, else the parent's, else the default) and, when fine-tuning, the parent's
+        ``architecture``.
+    parent : dict or None
+        ``{"name", "version", "weights_sha256"}`` of the parent, for the card.
+
+    Raises
+    ------
+    ValueError
+        For an unknown normalisation.
+    """
     parent = None
-    if rec["init_from"]:
-        bpath = resolve_bundle(rec["init_from"])
-        model, pcard = load_bundle(bpath, device)
-        rec["architecture"] = pcard["architecture"]
+    if rec.init_from:
+        model, pcard = load_bundle(resolve_bundle(rec.init_from), device)
+        rec = rec.updated({"architecture": pcard["architecture"]})
         parent = {"name": pcard["name"], "version": pcard["version"], "weights_sha256": pcard["weights_sha256"]}
         # the parent's scaling unless the recipe asks for another (the model then adapts to it)
-        rec["normalisation"] = normalisation_spec(rec.get("normalisation") or pcard.get("normalisation"))
+        rec = rec.updated({"normalisation": normalisation_spec(rec.normalisation or pcard.get("normalisation"))})
         model.train()
     else:
-        model = build_model(rec["architecture"]).to(device)
-        rec["normalisation"] = normalisation_spec(rec.get("normalisation"))
-    if device == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    from .realdata import load_real_items
+        model = build_model(rec.architecture).to(device)
+        rec = rec.updated({"normalisation": normalisation_spec(rec.normalisation)})
+    return channels_last(model, device), rec, parent
 
-    reals = load_real_items(rec.get("real")) + load_real_items(real_images)
-    if rec.get("real"):  # the card keeps the paths; images given as objects are listed in annotated_images
-        rec["real"] = [e for e in rec["real"] if isinstance(e, dict)]
+
+def _mix_real(rec: Recipe, real_images) -> tuple[list, Recipe]:
+    """The annotated real images to mix in: the recipe's ``real`` entries, then
+    `real_images`.
+
+    Returns
+    -------
+    reals : list of AnnotatedImage
+    rec : Recipe
+        Whose ``real`` keeps only the entries given as paths (the card lists all images under
+        ``annotated_images``) and, with images, checked and completed
+        (:meth:`Recipe.for_real_images <atomlens.nn.recipe.Recipe.for_real_images>`).
+    """
+    reals = load_real_items(rec.real) + load_real_items(real_images)
+    if rec.real:
+        rec = rec.updated({"real": [e for e in rec.real if isinstance(e, dict)]})
     if reals:
-        if rec["task"] != "segmentation":
-            raise ValueError("annotated images can only train atom-finding (segmentation) models, "
-                             f"not a {rec['task']!r} model")
-        rec.setdefault("real_fraction", 0.3)
-        rec.setdefault("real_holdout", 0.2)
-        rec["real_fraction"], rec["real_holdout"] = float(rec["real_fraction"]), float(rec["real_holdout"])
-        if not 0.0 <= rec["real_fraction"] <= 1.0:
-            raise ValueError(f"real_fraction must be between 0 and 1, got {rec['real_fraction']}")
-        if not 0.0 <= rec["real_holdout"] < 1.0:
-            raise ValueError(f"real_holdout must be in [0, 1), got {rec['real_holdout']}")
+        rec = rec.for_real_images()
+    return reals, rec
+
+
+@dataclasses.dataclass
+class _Selection:
+    """How the best checkpoint is chosen: the metric (:func:`_select_key`), the atoms the user
+    corrected or confirmed in the held-out strips (`n_user`, in `m_user` images), and why the
+    user's F1 cannot choose when there are none (`why_not_user`, for the log and the card)."""
+
+    key: str
+    n_user: int = 0
+    m_user: int = 0
+    why_not_user: str = ""
+
+
+def _plan_selection(rec: Recipe, reals: list, log) -> _Selection:
+    """The metric that will pick the best checkpoint (logged when annotated images are mixed in).
+
+    Raises
+    ------
+    ValueError
+        For a ``select_by`` not available to this recipe (:func:`_select_key`).
+    """
     n_user = m_user = 0
     why_not_user = ""
-    if reals and rec["real_holdout"] > 0:
-        from .realdata import count_confirmed
-
-        n_user, m_user = count_confirmed(reals, "holdout", rec["real_holdout"])
+    if reals and rec.real_holdout > 0:
+        n_user, m_user = count_confirmed(reals, "holdout", rec.real_holdout)
         if n_user == 0:
             why_not_user = ("; none of the atoms in the held-out strips was corrected or confirmed by you, so the "
                             "F1 on your atoms cannot choose")
-    metric_key = _select_key(rec, reals, n_user)
+    key = _select_key(rec, reals, n_user)
     if reals:
-        log(f"checkpoint chosen by {metric_key}" + (f" on {n_user} atoms you corrected or confirmed in the held-out "
-                                                    f"strips ({m_user} images)" if n_user else why_not_user))
-    opt = torch.optim.AdamW(model.parameters(), lr=rec["lr"], weight_decay=rec["weight_decay"])
-    total = max(2, rec["steps"])
-    # warm-up: 15 % (5 % when fine-tuning) of the budget
-    sched = BudgetSchedule(opt, rec["lr"], total, 0.15 if not parent else 0.05,
-                           time_limit_s=float(rec["time_limit_min"]) * 60.0)
-    state_dir = out / "resume"
-    step, best, bad_evals, elapsed0 = 0, None, 0, 0.0
-    if resume and (state_dir / "state.json").is_file():
-        st = json.loads((state_dir / "state.json").read_text())
-        from safetensors.torch import load_file
+        log(f"checkpoint chosen by {key}" + (f" on {n_user} atoms you corrected or confirmed in the held-out "
+                                             f"strips ({m_user} images)" if n_user else why_not_user))
+    return _Selection(key, n_user, m_user, why_not_user)
 
-        model.load_state_dict(load_file(state_dir / "model.safetensors"))
-        opt.load_state_dict(torch.load(state_dir / "optim.pt", weights_only=True))  # our own file
-        step, best, bad_evals, elapsed0 = st["step"], st["best"], st["bad_evals"], st["seconds"]
-        if isinstance(best, (int, float)):  # a state saved before ranks were tuples
-            best = (-best,) if metric_key == "val_loss" else (best,)
-        elif best is not None:
-            best = tuple(best)
-        sched.update(step, elapsed0)  # the schedule is a function of the budget used, so it goes on from here
-        log(f"resumed at step {step}")
-    n_types = len(DEFECT_TYPES)
+
+def _optimiser(model, rec: Recipe, fine_tune: bool) -> tuple[torch.optim.Optimizer, BudgetSchedule]:
+    """AdamW and its one-cycle schedule over the recipe's budget (steps or time); the warm-up
+    is 15 % of the budget, 5 % when fine-tuning."""
+    opt = torch.optim.AdamW(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
+    sched = BudgetSchedule(opt, rec.lr, max(2, rec.steps), 0.15 if not fine_tune else 0.05,
+                           time_limit_s=float(rec.time_limit_min) * 60.0)
+    return opt, sched
+
+
+@dataclasses.dataclass
+class _State:
+    """Where a run stands, as resume restores it: the step, the rank of the best evaluation
+    (:func:`_rank`), the evaluations since it last improved and the training time (s)."""
+
+    step: int = 0
+    best: tuple | None = None
+    bad_evals: int = 0
+    seconds: float = 0.0
+
+
+def _resume(state_dir: Path, model, opt, sched: BudgetSchedule, metric_key: str, log) -> _State:
+    """Resume: the model, the optimiser and the :class:`_State` saved in `state_dir` by
+    :func:`_save_resume`, the schedule moved on to where it was; a fresh state when there is
+    none."""
+    if not (state_dir / "state.json").is_file():
+        return _State()
+    st = json.loads((state_dir / "state.json").read_text())
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(state_dir / "model.safetensors"))
+    opt.load_state_dict(torch.load(state_dir / "optim.pt", weights_only=True))  # our own file
+    best = st["best"]
+    if isinstance(best, (int, float)):  # a state saved before ranks were tuples
+        best = (-best,) if metric_key == "val_loss" else (best,)
+    elif best is not None:
+        best = tuple(best)
+    state = _State(st["step"], best, st["bad_evals"], st["seconds"])
+    sched.update(state.step, state.seconds)  # the schedule is a function of the budget used, so it goes on from here
+    log(f"resumed at step {state.step}")
+    return state
+
+
+def _training_stream(rec: Recipe, model, reals: list, step: int, log):
+    """The training samples: the simulation stream (seeded for `step`, so a resumed run draws
+    new ones), mixed with windows of the annotated images when there are any.
+
+    Returns
+    -------
+    stream : SimStream or MixedStream
+    sim_cfg
+        The recipe's simulation, parsed (``shape`` is the patch size, px).
+    """
     loc = _loc_spec(rec)
-    stream = SimStream(rec["sim"], rec["task"], seed=rec["seed"] * 10_000_000 + step * rec["batch_size"],
-                       n_types=n_types, pool=int(rec.get("sim_pool") or 0), norm=rec["normalisation"],
+    stream = SimStream(rec.sim, rec.task, seed=rec.seed * 10_000_000 + step * rec.batch_size,
+                       n_types=len(DEFECT_TYPES), pool=int(rec.sim_pool or 0), norm=rec.normalisation,
                        loc_stride=model.stride() if loc else 0, loc_sigma_A=loc["sigma_A"] if loc else 1.0)
     sim_cfg = stream.cfg  # the recipe's simulation, parsed once
     if reals:
-        from .realdata import MixedStream, RealPatches
-
         labels = sim_cfg.labels or {}
-        patches = RealPatches(reals, rec["px_size_A"], sim_cfg.shape,
-                              holdout=rec["real_holdout"], label_radius_A=float(labels.get("radius_A", 0.5)),
-                              model_mode=rec.get("mode"), norm=rec["normalisation"])
-        stream = MixedStream(stream, patches, rec["real_fraction"], seed=rec["seed"] * 10_000_000 + step)
+        patches = RealPatches(reals, rec.px_size_A, sim_cfg.shape,
+                              holdout=rec.real_holdout, label_radius_A=float(labels.get("radius_A", 0.5)),
+                              model_mode=rec.mode, norm=rec.normalisation)
+        stream = MixedStream(stream, patches, rec.real_fraction, seed=rec.seed * 10_000_000 + step)
         log(f"{len(reals)} annotated image(s), {sum(r.n_atoms for r in reals)} atoms; "
-            f"{rec['real_fraction']:.0%} of the samples from them, {rec['real_holdout']:.0%} of their rows held out")
-    loader = torch.utils.data.DataLoader(stream, batch_size=rec["batch_size"], num_workers=rec["num_workers"],
-                                         persistent_workers=rec["num_workers"] > 0,
-                                         worker_init_fn=_worker_init if rec["num_workers"] > 0 else None,
-                                         pin_memory=device == "cuda",
-                                         prefetch_factor=4 if rec["num_workers"] > 0 else None,
-                                         multiprocessing_context="fork" if rec["num_workers"] > 0 else None)
-    val = make_validation_set(rec["sim"], rec["val_n"], rec["task"], n_types=n_types)
-    use_amp = device == "cuda"
-    t0 = time.time() - elapsed0
-    logf = open(out / "metrics.jsonl", "a", encoding="utf-8")
-    best_metrics = {}
-    evals = []  # the metrics of each evaluation (not the baseline), for the selection's reasons
+            f"{rec.real_fraction:.0%} of the samples from them, {rec.real_holdout:.0%} of their rows held out")
+    return stream, sim_cfg
 
-    def emit(m):
-        if on_metrics is not None:
-            on_metrics(dict(m))
 
-    try:
-        if reals and parent is not None and step == 0 and rec.get("real_holdout", 0) > 0:
-            m = _validate(model, rec, val, device, reals)
-            m.update({"step": 0, "train_loss": float("nan"), "seconds": round(time.time() - t0, 1),
-                      "lr": sched.get_last_lr()[0], "baseline": True})
-            logf.write(json.dumps(m) + "\n")
-            logf.flush()
-            log("before fine-tuning: " + " ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
-            emit(m)
+def _loader(stream, rec: Recipe, device: str) -> torch.utils.data.DataLoader:
+    """The loader of batches: ``num_workers`` forked simulation workers (each with one BLAS
+    thread, :func:`_worker_init`), or none."""
+    workers = rec.num_workers
+    return torch.utils.data.DataLoader(stream, batch_size=rec.batch_size, num_workers=workers,
+                                       persistent_workers=workers > 0,
+                                       worker_init_fn=_worker_init if workers > 0 else None,
+                                       pin_memory=device == "cuda",
+                                       prefetch_factor=4 if workers > 0 else None,
+                                       multiprocessing_context="fork" if workers > 0 else None)
+
+
+def _train_step(model, opt, rec: Recipe, batch, device: str) -> float:
+    """One optimiser step on `batch` ((x, y) or (x, y, sites) for CAM localisation), under bf16
+    autocast on CUDA; returns the loss."""
+    x, y, *sites = (t.to(device, non_blocking=True) for t in batch)
+    x = channels_last(x, device)
+    with autocast(device, device == "cuda"):
+        if sites:  # CAM localisation: the maps at the feature resolution are needed too
+            logits, maps = model.forward_maps(x)
+            loss = _loss(rec, logits, y, maps, sites[0])
+        else:
+            logits = model(x)
+            loss = _loss(rec, logits, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+class _Run:
+    """The loop of one training run: steps, evaluations (logged to ``metrics.jsonl`` and
+    passed to `on_metrics`), checkpoints and what resume needs.  Opens ``metrics.jsonl``
+    (:attr:`logf`, for appending); the caller closes it."""
+
+    def __init__(self, rec: Recipe, model, opt, sched, device: str, out: Path, val, reals, parent, sel: _Selection,
+                 state: _State, log, on_metrics):
+        self.rec, self.model, self.opt, self.sched, self.device, self.out = rec, model, opt, sched, device, out
+        self.val, self.reals, self.parent, self.sel, self.state, self.log = val, reals, parent, sel, state, log
+        self.on_metrics = on_metrics
+        self.t0 = time.time() - state.seconds
+        self.logf = open(out / "metrics.jsonl", "a", encoding="utf-8")
+        self.best_metrics = {}
+        self.evals = []  # the metrics of each evaluation (not the baseline), for the selection's reasons
+
+    def emit(self, m: dict) -> None:
+        """Pass a copy of `m` to `on_metrics`."""
+        if self.on_metrics is not None:
+            self.on_metrics(dict(m))
+
+    def _record(self, m: dict) -> None:
+        self.logf.write(json.dumps(m) + "\n")
+        self.logf.flush()
+
+    def baseline(self) -> None:
+        """Evaluate the parent before the first step (``step`` 0, ``baseline`` true): logged, not saved."""
+        m = _validate(self.model, self.rec, self.val, self.device, self.reals)
+        m.update({"step": 0, "train_loss": float("nan"), "seconds": round(time.time() - self.t0, 1),
+                  "lr": self.sched.get_last_lr()[0], "baseline": True})
+        self._record(m)
+        self.log("before fine-tuning: " + " ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+        self.emit(m)
+
+    def loop(self, loader, progress, cancel) -> None:
+        """Train until the steps, the time or the patience run out, or `cancel` is set."""
+        rec, st = self.rec, self.state
+        if self.reals and self.parent is not None and st.step == 0 and rec.get("real_holdout", 0) > 0:
+            self.baseline()
         it = iter(loader)
-        model.train()
+        self.model.train()
         running, recent = [], []
         last_eval = time.time()
-        while step < rec["steps"]:
-            x, y, *sites = (t.to(device, non_blocking=True) for t in next(it))
-            if device == "cpu":
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_amp):
-                if sites:  # CAM localisation: the maps at the feature resolution are needed too
-                    logits, maps = model.forward_maps(x)
-                    loss = _loss(rec, logits, y, maps, sites[0])
-                else:
-                    logits = model(x)
-                    loss = _loss(rec, logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            running.append(loss.item())
-            recent.append(running[-1])
-            elapsed = time.time() - t0
-            sched.update(step, elapsed)
-            stop = (cancel is not None and cancel.is_set()) or elapsed > rec["time_limit_min"] * 60
-            evaluate = (step % rec["eval_every"] == 0 or step == rec["steps"] or stop
-                        or (rec.get("eval_every_s") and time.time() - last_eval >= float(rec["eval_every_s"])))
-            if step % METRICS_EVERY == 0 and not evaluate:
-                emit({"step": step, "train_loss": float(np.mean(recent))})
+        while st.step < rec.steps:
+            loss = _train_step(self.model, self.opt, rec, next(it), self.device)
+            st.step += 1
+            running.append(loss)
+            recent.append(loss)
+            elapsed = time.time() - self.t0
+            self.sched.update(st.step, elapsed)
+            stop = (cancel is not None and cancel.is_set()) or elapsed > rec.time_limit_min * 60
+            evaluate = (st.step % rec.eval_every == 0 or st.step == rec.steps or stop
+                        or (rec.eval_every_s and time.time() - last_eval >= float(rec.eval_every_s)))
+            if st.step % METRICS_EVERY == 0 and not evaluate:
+                self.emit({"step": st.step, "train_loss": float(np.mean(recent))})
                 recent = []
             if evaluate:
                 recent = []
-                m = _validate(model, rec, val, device, reals)
-                m.update({"step": step, "train_loss": float(np.mean(running)), "seconds": round(elapsed, 1),
-                          "lr": sched.get_last_lr()[0]})
+                self.evaluate(running, elapsed)
                 running = []
-                logf.write(json.dumps(m) + "\n")
-                logf.flush()
-                log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
-                emit(m)
-                evals.append(m)
-                rank = _rank(m, metric_key)
-                if best is None or rank > best:
-                    best, bad_evals, best_metrics = rank, 0, m
-                    sel = _selection(metric_key, m, [m], n_user, m_user, why_not_user)
-                    save_bundle(model, _card(rec, model, m, device, elapsed, step, parent, reals, sel), out)
-                else:
-                    bad_evals += 1
-                _save_resume(state_dir, model, opt, step, best, bad_evals, elapsed)
                 last_eval = time.time()
-                if bad_evals >= rec["patience"]:
-                    log(f"early stop: no improvement in {bad_evals} evaluations")
+                if st.bad_evals >= rec.patience:
+                    self.log(f"early stop: no improvement in {st.bad_evals} evaluations")
                     break
             if progress:
-                progress(step / rec["steps"], f"step {step}/{rec['steps']}, loss {running[-1] if running else 0:.3f}")
+                progress(st.step / rec.steps, f"step {st.step}/{rec.steps}, loss {running[-1] if running else 0:.3f}")
             if stop:
-                log("stopped (cancelled or time limit); the best bundle is kept")
+                self.log("stopped (cancelled or time limit); the best bundle is kept")
                 break
-    finally:
-        logf.close()
-        del loader
-    if best_metrics:
-        sel = _selection(metric_key, best_metrics, evals, n_user, m_user, why_not_user)
-        best_metrics = {**best_metrics, "selection": sel}
-        log(f"kept step {sel['step']}: {sel['why']}")
+
+    def evaluate(self, running: list, elapsed: float) -> dict:
+        """Validate, log (with the mean of the `running` training losses), then checkpoint."""
+        m = _validate(self.model, self.rec, self.val, self.device, self.reals)
+        m.update({"step": self.state.step, "train_loss": float(np.mean(running)), "seconds": round(elapsed, 1),
+                  "lr": self.sched.get_last_lr()[0]})
+        self._record(m)
+        self.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items()))
+        self.emit(m)
+        self.evals.append(m)
+        self.checkpoint(m, elapsed)
+        return m
+
+    def checkpoint(self, m: dict, elapsed: float) -> None:
+        """Save the bundle when evaluation `m` is the best so far (else count it against the
+        patience), then the state resume needs."""
+        st, sel = self.state, self.sel
+        rank = _rank(m, sel.key)
+        if st.best is None or rank > st.best:
+            st.best, st.bad_evals, self.best_metrics = rank, 0, m
+            why = _selection(sel.key, m, [m], sel.n_user, sel.m_user, sel.why_not_user)
+            save_bundle(self.model, _card(self.rec, self.model, m, self.device, elapsed, st.step, self.parent,
+                                          self.reals, why), self.out)
+        else:
+            st.bad_evals += 1
+        _save_resume(self.out / "resume", self.model, self.opt, st.step, st.best, st.bad_evals, elapsed)
+
+    def kept(self) -> dict:
+        """The metrics of the evaluation kept, with its ``selection`` (logged); {} with none."""
+        if not self.best_metrics:
+            return self.best_metrics
+        sel = self.sel
+        why = _selection(sel.key, self.best_metrics, self.evals, sel.n_user, sel.m_user, sel.why_not_user)
+        self.log(f"kept step {why['step']}: {why['why']}")
+        return {**self.best_metrics, "selection": why}
+
+
+def _calibrate(out: Path, rec: Recipe, best_metrics: dict, size: int, cancel, log) -> dict:
+    """Calibration: a CAM model's per-type decision thresholds, fitted on ``calibrate_n``
+    (default 25) simulated images of `size` px per variant and written to the saved bundle's
+    card (:func:`~atomlens.nn.calibrate.calibrate_cam_bundle`); skipped when cancelled or
+    nothing was saved.  Returns `best_metrics` with ``calibrated_type_accuracy`` when done."""
     n_cal = int(rec.get("calibrate_n", 25) or 0)
-    if rec["task"] == "cam" and n_cal > 0 and (out / "card.json").is_file() and not (cancel is not None
-                                                                                    and cancel.is_set()):
+    if rec.task == "cam" and n_cal > 0 and (out / "card.json").is_file() and not (cancel is not None
+                                                                                  and cancel.is_set()):
         from .calibrate import calibrate_cam_bundle
 
-        cal = calibrate_cam_bundle(out, rec, n_per_variant=n_cal, size=int(sim_cfg.shape[0]), log=log)
+        cal = calibrate_cam_bundle(out, rec.to_dict(), n_per_variant=n_cal, size=size, log=log)
         best_metrics = {**best_metrics, "calibrated_type_accuracy": cal["type_accuracy"]}
     return best_metrics
 
