@@ -127,13 +127,53 @@ def check_edge_margin(margin_px) -> float:
 
 
 class PointTable:
-    """What atom and defect tables share: positions ``x``, ``y`` (px) and their length."""
+    """What atom and defect tables share: positions ``x``, ``y`` (px), their length, and the CSV
+    table ``x,y,<NAME_COLUMN>,score,x_nm,y_nm`` (``class`` for atoms, ``type`` for defects)."""
 
     x: np.ndarray
     y: np.ndarray
+    #: The CSV column of the names (``class`` or ``type``).
+    NAME_COLUMN = "name"
 
     def __len__(self) -> int:
         return len(self.x)
+
+    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0), px_size_y_nm=None) -> None:
+        """Write the table ``x,y,<name>,score,x_nm,y_nm`` atomically.
+
+        Parameters
+        ----------
+        path : str or path-like
+        px_size_nm : float or None
+            Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
+        offset_nm : (float, float)
+            Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
+        px_size_y_nm : float or None
+            Pixel height (nm/px) for ``y_nm``; None: square pixels.
+        """
+        write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
+                                                  px_size_nm, offset_nm, self.NAME_COLUMN, px_size_y_nm))
+
+    @classmethod
+    def from_csv(cls, path, names=None):
+        """Read a table written by :meth:`to_csv`; unknown names are appended.
+
+        Parameters
+        ----------
+        path : str or path-like
+            A CSV with columns ``x``, ``y`` (px), the names (``class`` or ``type``) and
+            ``score`` (optional; empty or missing: 1.0); the nm columns are ignored.
+        names : sequence of str, optional
+            The names to index into (default: the class's standard ones); the table's other
+            names follow them.
+
+        Returns
+        -------
+        AtomList or DefectList
+        """
+        x, y, found, score = read_table_csv(path, cls.NAME_COLUMN)
+        idx, known = names_to_indices(found, cls.DEFAULT_NAMES if names is None else names)
+        return cls(x, y, idx, score, known)
 
     @property
     def xy(self) -> np.ndarray:
@@ -163,6 +203,8 @@ class AtomList(PointTable):
     cls: np.ndarray
     score: np.ndarray
     class_names: tuple = CLASSES
+    NAME_COLUMN = "class"
+    DEFAULT_NAMES = CLASSES
 
     def __post_init__(self):
         self.x = np.asarray(self.x, dtype=np.float64).reshape(-1)
@@ -270,42 +312,6 @@ class AtomList(PointTable):
         return AtomList(np.concatenate([self.x, other.x]), np.concatenate([self.y, other.y]),
                         np.concatenate([self.cls, remap[other.cls] if len(other) else other.cls]),
                         np.concatenate([self.score, other.score]), names)
-
-    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0), px_size_y_nm=None) -> None:
-        """Write the atom table ``x,y,class,score,x_nm,y_nm`` atomically.
-
-        Parameters
-        ----------
-        path : str or path-like
-        px_size_nm : float or None
-            Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
-        offset_nm : (float, float)
-            Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
-        px_size_y_nm : float or None
-            Pixel height (nm/px) for ``y_nm``; None: square pixels.
-        """
-        write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
-                                                  px_size_nm, offset_nm, "class", px_size_y_nm))
-
-    @classmethod
-    def from_csv(cls, path, class_names=CLASSES) -> "AtomList":
-        """Read a table written by :meth:`to_csv`; unknown class names are appended.
-
-        Parameters
-        ----------
-        path : str or path-like
-            A CSV with columns ``x``, ``y`` (px), ``class`` (names) and ``score`` (optional;
-            empty or missing: 1.0); the nm columns are ignored.
-        class_names : sequence of str
-            The class names to index into (the table's other names follow them).
-
-        Returns
-        -------
-        AtomList
-        """
-        x, y, names, score = read_table_csv(path, "class")
-        idx, cn = names_to_indices(names, class_names)
-        return cls(x, y, idx, score, cn)
 
     def to_dict(self) -> dict:
         """Plain lists (JSON-friendly): x, y, class (names), score, class_names."""

@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 from skimage.feature import peak_local_max
 
-from .atoms import (PointTable, names_to_indices, one_peak_per_plateau, read_table_csv, table_to_csv_text,
-                    write_text_atomic)
+from .atoms import (PointTable, names_to_indices, one_peak_per_plateau)
 
 __all__ = ["DefectList", "defects_from_cam", "DEFECT_TYPES"]
 
@@ -37,6 +36,8 @@ class DefectList(PointTable):
     type: np.ndarray
     score: np.ndarray
     type_names: tuple = DEFECT_TYPES
+    NAME_COLUMN = "type"
+    DEFAULT_NAMES = DEFECT_TYPES
 
     def __post_init__(self):
         self.type_names = tuple(self.type_names)
@@ -73,42 +74,6 @@ class DefectList(PointTable):
         ['hole']
         """
         return DefectList(self.x[index], self.y[index], self.type[index], self.score[index], self.type_names)
-
-    def to_csv(self, path, px_size_nm=None, offset_nm=(0.0, 0.0), px_size_y_nm=None) -> None:
-        """Write ``x,y,type,score,x_nm,y_nm`` atomically (nm columns empty when uncalibrated).
-
-        Parameters
-        ----------
-        path : str or path-like
-        px_size_nm : float or None
-            Pixel size (nm/px).  None (uncalibrated image) leaves the nm columns empty.
-        offset_nm : (float, float)
-            Physical position (nm) of pixel (0, 0): ``x_nm = offset_x + x * px_size_nm``.
-        px_size_y_nm : float or None
-            Pixel height (nm/px) for ``y_nm``; None: square pixels.
-        """
-        write_text_atomic(path, table_to_csv_text(self.x, self.y, self.names(), self.score,
-                                                  px_size_nm, offset_nm, "type", px_size_y_nm))
-
-    @classmethod
-    def from_csv(cls, path, type_names=DEFECT_TYPES) -> "DefectList":
-        """Read a table written by :meth:`to_csv`; unknown type names are appended.
-
-        Parameters
-        ----------
-        path : str or path-like
-            A CSV with columns ``x``, ``y`` (px), ``type`` (names) and ``score`` (optional;
-            empty or missing: 1.0); the nm columns are ignored.
-        type_names : sequence of str
-            The type names to index into (the table's other names follow them).
-
-        Returns
-        -------
-        DefectList
-        """
-        x, y, names, score = read_table_csv(path, "type")
-        idx, tn = names_to_indices(names, type_names)
-        return cls(x, y, idx, score, tn)
 
     def to_dict(self) -> dict:
         """Plain lists (JSON-friendly): x, y (px), type (names), score, type_names."""
