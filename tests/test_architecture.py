@@ -16,12 +16,12 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "app" / "atomlens"
 
 #: Layer of each top-level part of the package (higher may import lower, never the reverse).
-LAYERS = {"_version": 0, "fileio": 0, "samples": 0, "io": 0, "sim": 1, "analysis": 2, "nn": 3,
+LAYERS = {"_version": 0, "fileio": 0, "progress": 0, "samples": 0, "io": 0, "sim": 1, "analysis": 2, "nn": 3,
           "workflows": 4, "cli": 5, "gui": 5, "__main__": 6}
 #: The package itself (``import atomlens``: the notebook API) sits above everything.
 ROOT_LAYER = 7
 QT = ("PyQt5", "pyqtgraph", "qtpy", "PySide2", "PySide6")
-NO_TORCH = ("io", "sim", "analysis", "_version", "fileio", "samples")
+NO_TORCH = ("io", "sim", "analysis", "_version", "fileio", "progress", "samples")
 
 
 def module_name(pkg_dir: Path, path: Path) -> str:

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..io.modes import is_z_contrast, needs_inversion
+from ..progress import sub_progress
 from .calibration import Calibration
 from .atoms import AtomList, check_edge_margin, find_atoms
 from .cam import DefectList, snap_defects
@@ -130,6 +131,12 @@ class AnalysisResult:
         self.edge_margin_px = margin
         return self.atoms
 
+    def network_image(self, image):
+        """`image` (the frame as recorded) as the network saw it: inverted for a dark-atom image
+        shown to a bright-atom model (``info["inverted"]``), else as it is; what
+        :meth:`rederive` reads."""
+        return -image if self.info.get("inverted") else image
+
     def needs_image(self, refine: str | None = None, material="keep") -> bool:
         """Whether :meth:`rederive` with these settings needs the image: Gaussian refinement,
         a material hint and a Z-contrast image's test for single atoms on a support read it."""
@@ -226,14 +233,8 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
         notes.append(f"{mode} contrast inverted for the {predictor.card['name']} model")
     share = 0.8 if cam_predictor is not None else 1.0
 
-    def part(lo, span):
-        def cb(frac, msg):
-            if progress:
-                progress(lo + span * float(frac), msg)
-        return cb
-
     atoms, prob, info = predictor.detect(img, px_size_nm, threshold=threshold, refine=refine,
-                                         progress=part(0.0, share), cancel=cancel)
+                                         progress=sub_progress(progress, 0.0, share), cancel=cancel)
     info = dict(info)
     info["notes"] = notes + list(info.get("notes", []))
     if info.get("px_size_A"):  # an image the model may not know: said in the notes (figures: info["domain"])
@@ -260,7 +261,7 @@ def analyse_image(image, predictor, *, px_size_nm=None, offset_nm=(0.0, 0.0), mo
     if cam_predictor is not None:
         if cancel is not None and cancel.is_set():
             raise InterruptedError("cancelled")
-        defects, cam, cinfo = cam_predictor.defects(img, px_size_nm, progress=part(share, 1 - share), cancel=cancel)
+        defects, cam, cinfo = cam_predictor.defects(img, px_size_nm, progress=sub_progress(progress, share, 1 - share), cancel=cancel)
         cam = cam.astype(np.float32, copy=False)
         info["cam_model"] = cinfo.get("model")
         # the CAM peak is only as sharp as the CAM's grid: pin point defects to their column

@@ -242,9 +242,7 @@ class AnalysisWorker(QtCore.QObject):
         res = dataclasses.replace(req.result, info=dict(req.result.info))
         image = None
         if res.needs_image(req.refine, req.material):
-            image = self._image(req)
-            if res.info.get("inverted"):
-                image = -image
+            image = res.network_image(self._image(req))
         self._report(req.label)(0.5, f"re-deriving atoms at threshold {req.threshold:.2f}")
         res.rederive(req.threshold, req.refine, image, material=req.material, edge_margin_px=req.edge_margin_px)
         return res

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 from ..io.formats import ALL_EXTENSIONS
+from ..progress import sub_progress
 from .analyse import AnalysisSettings, analyse_micrograph, load_micrograph
 from .export import write_results
 from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure
@@ -64,14 +65,6 @@ def iter_micrograph_files(folder, recursive: bool = False) -> list[Path]:
                    and not p.name.lower().endswith(OUTPUT_SUFFIXES))
     sers = {(p.parent, p.stem.rsplit("_", 1)[0]) for p in files if p.suffix.lower() == ".ser"}
     return [p for p in files if not (p.suffix.lower() == ".emi" and (p.parent, p.stem) in sers)]
-
-
-def _part(progress, start: float, span: float, label: str):
-    """A progress callback for one frame: maps its 0..1 onto start..start+span of the batch."""
-    def cb(frac, _msg):
-        if progress:
-            progress(start + span * float(frac), label)
-    return cb
 
 
 def _unique_stem(path: Path, used: set) -> str:
@@ -184,7 +177,7 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
             notes = []
             for j, f in enumerate(idx):
                 span = 1.0 / (len(idx) * max(n, 1))
-                sub = _part(progress, (i + j / len(idx)) / max(n, 1), span, f"{path.name} ({i + 1}/{n})")
+                sub = sub_progress(progress, (i + j / len(idx)) / max(n, 1), span, f"{path.name} ({i + 1}/{n})")
                 if not (-mg.n_frames <= f < mg.n_frames if mg.is_stack else f == 0):
                     raise _FrameFailure(f"{path.name}: frame {f} requested from " + (
                         f"a stack of {mg.n_frames} frames" if mg.is_stack else "a single image"))
