@@ -62,12 +62,63 @@ class AtomTable:
 
     @classmethod
     def empty(cls) -> "AtomTable":
+        """A table with no columns.
+
+        Returns
+        -------
+        AtomTable
+            Zero rows; every field an empty array of its usual dtype.
+
+        Examples
+        --------
+        >>> len(AtomTable.empty())
+        0
+        """
         return cls.from_arrays(np.zeros((0, 2)), np.zeros(0, int))
 
     @classmethod
     def from_arrays(cls, xy, Z, count=None, height=None, klass=None, defect=None,
                     labelled=None, site=None) -> "AtomTable":
-        """Build a table, filling optional columns with defaults (1 atom, height 0, ATOM)."""
+        """Build a table, filling optional columns with defaults (1 atom, height 0, ATOM).
+
+        Each optional argument may be a scalar or a sequence; it is broadcast to the number
+        of rows and copied.
+
+        Parameters
+        ----------
+        xy : array_like, (n, 2), Å
+            Projected column positions (x, y); reshaped to (n, 2).
+        Z : int or array_like (n,), optional
+            Atomic numbers (stored as int16); None means carbon (6).
+        count : float or array_like (n,), optional
+            Atoms per column (float32); default 1.
+        height : float or array_like (n,), optional
+            Height of the top atom above the support, Å (float32); default 0.
+        klass : int or array_like (n,), optional
+            Class label (int8: ATOM, DOPANT or VACANCY); default ATOM.
+        defect : int or array_like (n,), optional
+            Index into :data:`DEFECT_TYPES` (int8); default 0 (no defect).
+        labelled : bool or array_like (n,), optional
+            Whether the column is labelled; default True.
+        site : int or array_like (n,), optional
+            Site index in the unit cell (int16); default -1 (no site).
+
+        Returns
+        -------
+        AtomTable
+            n rows.
+
+        Raises
+        ------
+        ValueError
+            If a column cannot be broadcast to (n,), or `xy` has an odd number of values.
+
+        Examples
+        --------
+        >>> t = AtomTable.from_arrays([[0.0, 0.0], [1.4, 0.0]], 42, klass=[ATOM, DOPANT])
+        >>> t.Z.tolist(), t.cls.tolist(), t.count.tolist()
+        ([42, 42], [1, 2], [1.0, 1.0])
+        """
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         n = len(xy)
 
@@ -91,16 +142,46 @@ class AtomTable:
         return len(self.xy)
 
     def subset(self, index) -> "AtomTable":
-        """Rows selected by a boolean mask or an index array (a copy)."""
+        """Rows selected by a boolean mask or an index array (a copy).
+
+        Parameters
+        ----------
+        index : (n,) bool array, int array or slice
+            Which rows to keep, as for numpy indexing; an index array may repeat or reorder rows.
+
+        Returns
+        -------
+        AtomTable
+            A new table whose arrays do not share memory with this one.
+        """
         return AtomTable(**{f.name: getattr(self, f.name)[index].copy() for f in dataclasses.fields(self)})
 
     def concat(self, other: "AtomTable") -> "AtomTable":
+        """This table's rows followed by `other`'s.
+
+        Parameters
+        ----------
+        other : AtomTable
+            The rows to append.
+
+        Returns
+        -------
+        AtomTable
+            ``len(self) + len(other)`` rows (new arrays; dtypes as numpy promotes them).
+        """
         return AtomTable(**{
             f.name: np.concatenate([getattr(self, f.name), getattr(other, f.name)])
             for f in dataclasses.fields(self)
         })
 
     def copy(self) -> "AtomTable":
+        """A deep copy (every array copied).
+
+        Returns
+        -------
+        AtomTable
+            Same rows, no shared memory.
+        """
         return self.subset(slice(None))
 
     @property

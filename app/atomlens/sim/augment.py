@@ -11,7 +11,29 @@ __all__ = ["affine", "jiggle", "scan_drift"]
 
 
 def affine(t: AtomTable, matrix, centre_A) -> AtomTable:
-    """Apply a 2x2 linear map about `centre_A` (shear, anisotropic scaling)."""
+    """Apply a 2x2 linear map about `centre_A` (shear, anisotropic scaling).
+
+    Parameters
+    ----------
+    t : AtomTable
+        The columns; not modified.
+    matrix : array_like, (2, 2)
+        The linear map: a position p becomes ``matrix @ (p - centre_A) + centre_A``.
+    centre_A : array_like, (2,), Å
+        The fixed point (x, y).
+
+    Returns
+    -------
+    AtomTable
+        A copy with transformed ``xy``; every other field unchanged.
+
+    Examples
+    --------
+    >>> from atomlens.sim.atoms import AtomTable
+    >>> t = AtomTable.from_arrays([[2.0, 1.0]], 6)
+    >>> affine(t, [[2.0, 0.0], [0.0, 1.0]], (1.0, 1.0)).xy.tolist()
+    [[3.0, 1.0]]
+    """
     t = t.copy()
     c = np.asarray(centre_A, float)
     t.xy = (t.xy - c) @ np.asarray(matrix, float).T + c
@@ -19,7 +41,23 @@ def affine(t: AtomTable, matrix, centre_A) -> AtomTable:
 
 
 def jiggle(t: AtomTable, rng, sigma_A: float) -> AtomTable:
-    """Independent random displacements of std `sigma_A` (frozen phonons, local disorder)."""
+    """Independent random displacements of std `sigma_A` (frozen phonons, local disorder).
+
+    Parameters
+    ----------
+    t : AtomTable
+        The columns; not modified.
+    rng : numpy.random.Generator
+        Source of the normal displacements (one draw per coordinate).
+    sigma_A : float, Å
+        Standard deviation of each of x and y.
+
+    Returns
+    -------
+    AtomTable
+        A displaced copy; `t` itself (not a copy, and `rng` not drawn from) when
+        ``sigma_A <= 0``.
+    """
     if sigma_A <= 0:
         return t
     t = t.copy()
@@ -34,6 +72,26 @@ def scan_drift(t: AtomTable, rng, field_A, *, drift_A: float = 0.0, flyback_A: f
     drift_A: sample drift over the frame (a random direction): an atom in row y has moved
     by drift * y / H when it is scanned.  flyback_A: the scan coil lags at the start of each
     line, compressing the left edge: x -> x + flyback * exp(-x / flyback_len).
+
+    Parameters
+    ----------
+    t : AtomTable
+        The columns; not modified.
+    rng : numpy.random.Generator
+        Draws the drift direction (one uniform angle, only when `drift_A` is non-zero).
+    field_A : (float, float), Å
+        The field of view (W, H); H scales the drift.
+    drift_A : float, Å, optional
+        Total drift over the frame (at y = H); 0 for none.
+    flyback_A : float, Å, optional
+        Shift of a column at x = 0 (x below 0 is treated as 0); 0 for none.
+    flyback_len_A : float, Å, optional
+        Decay length of the flyback shift along x.
+
+    Returns
+    -------
+    AtomTable
+        A copy with distorted ``xy``.
     """
     t = t.copy()
     w, h = field_A

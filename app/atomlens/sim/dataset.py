@@ -69,7 +69,30 @@ def _atomic_write_h5(path: Path, results: list[SimResult]) -> None:
 
 
 def read_shard(path) -> dict:
-    """Read a shard back: a dict of arrays plus ``points`` (a list of (xy, cls) per image)."""
+    """Read a shard back: a dict of arrays plus ``points`` (a list of (xy, cls) per image).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``shard_NNNNN.h5`` file written by :func:`write_dataset`.
+
+    Returns
+    -------
+    dict
+        Every dataset of the file, read whole (see the module's layout: ``images`` (n, H, W)
+        float32, ``labels`` (n, H, W) uint8 or ``masks`` (n, C, H, W) float16, ``points_xy``
+        (m, 2) float32 px, ``points_cls`` (m,) int8, ``points_offset`` (n+1,) int64,
+        ``defect_labels`` (n, D) uint8, ``px_size_A`` (n,) float32 Å/px, ``seed`` (n,) int64),
+        plus ``meta``, the list of the images' metadata dicts, and ``points``, a list of n
+        ``(xy (k, 2) px, cls (k,))`` pairs, views into ``points_xy`` / ``points_cls``.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened as HDF5.
+    KeyError
+        If it lacks ``points_offset`` or the ``meta`` attribute.
+    """
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -81,13 +104,55 @@ def read_shard(path) -> dict:
 
 
 def stretch_to_uint8(image: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """8-bit grey levels of `image`, stretched between its `low` and `high` percentiles."""
+    """8-bit grey levels of `image`, stretched between its `low` and `high` percentiles.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Any shape, typically (H, W); any real dtype.
+    low, high : float, optional
+        Percentiles (0..100) mapped to 0 and 255; values beyond them are clipped.
+
+    Returns
+    -------
+    uint8 numpy.ndarray
+        Same shape as `image`.  Levels are truncated, not rounded (and a 1e-12 guard against
+        a zero range is added to it), so the `high` percentile itself usually gives 254.  A
+        constant image maps to all zeros.
+
+    Examples
+    --------
+    >>> stretch_to_uint8(np.array([[0.0, 1.0], [2.0, 4.0]]), 0, 100).tolist()
+    [[0, 63], [127, 254]]
+    """
     lo, hi = np.percentile(image, [low, high])
     return (np.clip((image - lo) / (hi - lo + 1e-12), 0, 1) * 255).astype(np.uint8)
 
 
 def gallery_image(results: list[SimResult], cols: int = 4, tile: int = 256, points: bool = True):
-    """A PIL image: `results` in a grid, contrast-stretched, with class-coloured points."""
+    """A PIL image: `results` in a grid, contrast-stretched, with class-coloured points.
+
+    Host atoms are not marked; dopants and vacancies get a circle in their
+    :data:`CLASS_COLOURS` colour.  Each tile is captioned with the structure, the imaging mode
+    and the pixel size (Å/px).
+
+    Parameters
+    ----------
+    results : list of SimResult
+        The images, in reading order (row by row); at least one.
+    cols : int, optional
+        Tiles per row.
+    tile : int, optional
+        Side of each tile, px; every image is resized (bilinear) to ``tile x tile``.
+    points : bool, optional
+        Whether to draw the labelled points.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB, ``cols * (tile + 4) + 4`` px wide and ``rows * (tile + 4) + 4`` px high (a 4 px
+        white gutter), with ``rows = ceil(len(results) / cols)``.
+    """
     from PIL import Image, ImageDraw
 
     rows = -(-len(results) // cols)
@@ -119,6 +184,41 @@ def write_dataset(config, n: int, out_dir, *, seed: int = 0, shard_size: int = 2
     progress(fraction, message) is called as shards complete; `cancel` is any object with
     ``is_set()`` (e.g. threading.Event): when it is set, the shards written so far are kept,
     the manifest says how many images there are, and the function returns.
+
+    Parameters
+    ----------
+    config : SimConfig, dict or str
+        The simulation settings, as :meth:`SimConfig.from_any` takes them (a str is the path
+        of a JSON file).
+    n : int
+        Number of images, at least 1.
+    out_dir : str or os.PathLike
+        Target directory, created if missing; existing shards of the same names are replaced.
+    seed : int, optional
+        Seed of the first image; image i uses ``seed + i``.
+    shard_size : int, optional
+        Images per HDF5 shard (the last shard may hold fewer).
+    workers : int, optional
+        Processes to simulate with (a ``fork`` pool when > 1).
+    gallery : bool, optional
+        Whether to write ``gallery.png`` of the first (up to 16) images.
+    progress : callable, optional
+        ``progress(fraction, message)``, fraction of the `n` images written (0..1].
+    cancel : object with ``is_set()``, optional
+        Checked before each shard.
+
+    Returns
+    -------
+    dict
+        The manifest also written to ``manifest.json``: ``format``, ``config`` (a dict),
+        ``n`` (images written), ``seed_start``, ``classes``, ``defect_types``, ``shards`` (a
+        list of ``{"file", "n", "seed_start"}``), ``created`` (local time, ISO 8601) and
+        ``seconds`` (wall time, s).
+
+    Raises
+    ------
+    ValueError
+        If `n` < 1 or the configuration is invalid.
     """
     cfg = SimConfig.from_any(config)
     if n < 1:

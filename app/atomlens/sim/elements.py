@@ -13,7 +13,29 @@ SYMBOL_OF = {i + 1: s for i, s in enumerate(_SYMBOLS)}
 
 
 def atomic_number(symbol_or_z) -> int:
-    """Atomic number of an element given by symbol ('Mo') or number (42)."""
+    """Atomic number of an element given by symbol ('Mo') or number (42).
+
+    Parameters
+    ----------
+    symbol_or_z : str or int
+        An element symbol, in any case and with surrounding blanks allowed ('mo', ' Mo'),
+        or an atomic number as an int or a string of digits (1 to 92).
+
+    Returns
+    -------
+    int
+        The atomic number.
+
+    Raises
+    ------
+    ValueError
+        For an unknown symbol or a number outside 1..92.
+
+    Examples
+    --------
+    >>> atomic_number("mo"), atomic_number(42), atomic_number("16")
+    (42, 42, 16)
+    """
     if isinstance(symbol_or_z, (int,)) or str(symbol_or_z).isdigit():
         z = int(symbol_or_z)
         if z not in SYMBOL_OF:

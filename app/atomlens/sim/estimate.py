@@ -74,14 +74,50 @@ _DEFAULT_SIGMA_RANGE = (0.001, 0.2)
 
 def highpass_residual(image: np.ndarray) -> np.ndarray:
     """The second difference along x, then along y: shape (H - 2, W - 2), float64; its
-    variance is 36 x the variance of white noise in `image`."""
+    variance is 36 x the variance of white noise in `image`.
+
+    Parameters
+    ----------
+    image : (H, W) array_like
+        Any real values (image units); H, W >= 3 for a non-empty result.
+
+    Returns
+    -------
+    (H - 2, W - 2) float64 numpy.ndarray
+        The image convolved with ``outer([1, -2, 1], [1, -2, 1])`` (valid part only).
+        Anything linear along x or along y (a plane, a per-line offset) gives 0.
+
+    Examples
+    --------
+    >>> highpass_residual(np.add.outer(np.arange(5.0), 3 * np.arange(5.0))).tolist()
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    >>> r = highpass_residual(np.random.default_rng(0).normal(size=(256, 256)))
+    >>> r.shape, round(float(r.var()) / 36, 1)
+    ((254, 254), 1.0)
+    """
     img = np.asarray(image, np.float64)
     dx = img[:, :-2] - 2.0 * img[:, 1:-1] + img[:, 2:]
     return dx[:-2] - 2.0 * dx[1:-1] + dx[2:]
 
 
 def robust_sigma(values: np.ndarray) -> float:
-    """1.4826 x the median absolute deviation (the sigma of a normal distribution)."""
+    """1.4826 x the median absolute deviation (the sigma of a normal distribution).
+
+    Parameters
+    ----------
+    values : array_like
+        Any shape (flattened).
+
+    Returns
+    -------
+    float
+        In the units of `values`; NaN for an empty input.
+
+    Examples
+    --------
+    >>> robust_sigma([1.0, 2.0, 3.0, 4.0, 100.0])  # the outlier does not count
+    1.4826
+    """
     v = np.asarray(values, np.float64).ravel()
     if v.size == 0:
         return float("nan")
@@ -125,7 +161,32 @@ def noise_blur_factor(residual: np.ndarray, quiet=None) -> tuple[float, tuple[fl
 
     `quiet` (bool array shaped like `residual`) restricts the correlations to pixels where
     the signal's own curvature is small: signal that leaks into the residual is smooth and
-    would otherwise pass for a blur.  Blurs are capped at :data:`MAX_NOISE_BLUR_PX`."""
+    would otherwise pass for a blur.  Blurs are capped at :data:`MAX_NOISE_BLUR_PX`.
+
+    Parameters
+    ----------
+    residual : (h, w) array_like
+        A high-pass residual (:func:`highpass_residual`); clipped at 6 robust sigmas first.
+    quiet : (h, w) bool array_like, optional
+        Pixels to measure the correlations on (a pair counts when both are quiet); all when
+        None.
+
+    Returns
+    -------
+    F : float
+        The product of the per-axis variance factors, in (0, 1]; 1 for unblurred noise (and
+        when the residual has no spread).
+    (sigma_x, sigma_y) : (float, float), px
+        The Gaussian blur found along each axis, 0..:data:`MAX_NOISE_BLUR_PX`.
+
+    Examples
+    --------
+    >>> from scipy import ndimage
+    >>> noise = np.random.default_rng(0).normal(size=(256, 256))
+    >>> F, (sx, sy) = noise_blur_factor(highpass_residual(ndimage.gaussian_filter(noise, 0.5)))
+    >>> round(sx, 1), round(sy, 1)
+    (0.5, 0.5)
+    """
     sig, f, c = _blur_table()
     r = np.asarray(residual, np.float64)
     lim = 6.0 * robust_sigma(r)

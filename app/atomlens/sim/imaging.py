@@ -39,7 +39,23 @@ MODES = ("HAADF", "ADF", "ABF", "BF", "STM")
 
 
 def electron_wavelength_A(kv: float) -> float:
-    """Relativistic electron wavelength (Å) at accelerating voltage `kv` (kV)."""
+    """Relativistic electron wavelength (Å) at accelerating voltage `kv` (kV).
+
+    Parameters
+    ----------
+    kv : float, kV
+        Accelerating voltage, > 0.
+
+    Returns
+    -------
+    float, Å
+        ``12.2643 / sqrt(V (1 + 0.978476e-6 V))`` with V in volts.
+
+    Examples
+    --------
+    >>> round(electron_wavelength_A(60), 5), round(electron_wavelength_A(200), 5)
+    (0.04866, 0.02508)
+    """
     v = kv * 1e3
     return 12.2643 / math.sqrt(v * (1 + 0.978476e-6 * v))
 
@@ -110,7 +126,21 @@ def probe_ft_filled(grid: Grid, probe: ProbeParams) -> np.ndarray:
     sample falls in interpolated rather than zero.  :func:`probe_ft` keeps the zeros (they
     suppress some low spatial frequencies, periods of ~5-50 Å) so that existing configs
     render bit for bit as before; the new thick-support and patch textures use this one,
-    since their low-frequency content (thickness, clumps) is the point of them."""
+    since their low-frequency content (thickness, clumps) is the point of them.
+
+    Parameters
+    ----------
+    grid : Grid
+        The padded render grid.
+    probe : ProbeParams
+        The optics; rounded with :meth:`ProbeParams.rounded` first (and cached on that).
+
+    Returns
+    -------
+    (hp, wp // 2 + 1) float32 numpy.ndarray
+        The transform on the rfft grid, 1 at k = 0, 0 beyond twice the aperture; includes
+        the Gaussian source blur.  Cached and shared: do not modify it in place.
+    """
     return _probe_ft_filled_cached(grid.key(), probe.rounded())
 
 
@@ -126,12 +156,49 @@ def _probe_ft_cached(grid_key, probe: ProbeParams) -> np.ndarray:
 
 
 def probe_ft(grid: Grid, probe: ProbeParams) -> np.ndarray:
-    """Transform of the probe intensity on `grid` (unit integral), cached per parameters."""
+    """Transform of the probe intensity on `grid` (unit integral), cached per parameters.
+
+    Parameters
+    ----------
+    grid : Grid
+        The padded render grid.
+    probe : ProbeParams
+        The optics; rounded with :meth:`ProbeParams.rounded` first (and cached on that).
+
+    Returns
+    -------
+    (hp, wp // 2 + 1) float32 numpy.ndarray
+        The radial profile of the probe intensity's transform (aperture, defocus, Cs), times
+        the Gaussian source blur; 1 at k = 0, 0 beyond twice the aperture.  Cached and
+        shared: do not modify it in place.
+    """
     return _probe_ft_cached(grid.key(), probe.rounded())
 
 
 def probe_profile(probe: ProbeParams, px_size_A: float = 0.05, size: int = 256) -> np.ndarray:
-    """Probe intensity image (size x size, centred, unit sum): for plots and tests."""
+    """Probe intensity image (size x size, centred, unit sum): for plots and tests.
+
+    Parameters
+    ----------
+    probe : ProbeParams
+        The optics (rounded as in :func:`probe_ft`).
+    px_size_A : float, Å/px, optional
+        Sampling of the image.
+    size : int, optional
+        Side of the image, px; the probe is centred on pixel ``(size // 2, size // 2)``.
+
+    Returns
+    -------
+    (size, size) float32 numpy.ndarray
+        Summing to 1; the field wraps around (no padding), so keep ``size * px_size_A``
+        well above the probe's width.
+
+    Examples
+    --------
+    >>> p = probe_profile(ProbeParams(kv=60, alpha_mrad=30), size=64)
+    >>> p.shape, round(float(p.sum()), 4), np.unravel_index(p.argmax(), p.shape) == (32, 32)
+    ((64, 64), 1.0, True)
+    """
     g = Grid((size, size), px_size_A, pad=0)
     img = render_points(g, np.array([[size // 2, size // 2]]), np.ones(1), probe_ft(g, probe))
     return img / img.sum()
@@ -142,7 +209,25 @@ PAD_A = 3.0
 
 
 def pad_px(px_size_A: float, pad_A: float = PAD_A) -> int:
-    """Padding in pixels for a physical padding of `pad_A`."""
+    """Padding in pixels for a physical padding of `pad_A`.
+
+    Parameters
+    ----------
+    px_size_A : float, Å/px
+        Pixel size, > 0.
+    pad_A : float, Å, optional
+        Physical padding (:data:`PAD_A` by default).
+
+    Returns
+    -------
+    int, px
+        ``ceil(pad_A / px_size_A)``.
+
+    Examples
+    --------
+    >>> pad_px(0.2), pad_px(0.07), pad_px(0.1, 1.0)
+    (15, 43, 10)
+    """
     return int(math.ceil(pad_A / px_size_A))
 
 
@@ -157,6 +242,43 @@ def render_stem(table: AtomTable, shape, px_size_A: float, *, mode: str = "HAADF
 
     HAADF/ADF: bright columns, weights count * Z**z_exponent (ADF uses n = 1.3, giving lighter
     atoms more weight).  BF/ABF: 1 minus dark column contrast (see module notes).
+
+    Parameters
+    ----------
+    table : AtomTable
+        The columns (positions in Å from the image's top-left pixel centre); only occupied
+        ones (``count > 0``) render.
+    shape : (int, int)
+        Image size (H, W), px.
+    px_size_A : float, Å/px
+        Pixel size.
+    mode : {'HAADF', 'ADF', 'ABF', 'BF'}, optional
+        Imaging mode, case-insensitive.
+    probe : ProbeParams, optional
+        The probe optics.
+    z_exponent : float, optional
+        The HAADF exponent n (ADF uses ``min(n, 1.3)``; BF uses Z**1, ABF Z**0.6).
+    pad_A : float, Å, optional
+        Columns up to this far outside the image still contribute.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        HAADF/ADF: the sum of ``count * Z**n`` times the unit-integral probe (arbitrary
+        units, 0 on vacuum).  BF/ABF: 1 on the background, 0.4 at the 99.5th percentile of
+        the dark contrast (darker still above it); ABF's rim may rise slightly above 1.
+
+    Raises
+    ------
+    ValueError
+        For another mode.
+
+    Examples
+    --------
+    >>> from atomlens.sim.atoms import AtomTable
+    >>> img = render_stem(AtomTable.from_arrays([[3.2, 3.2]], 42), (32, 32), 0.2)
+    >>> img.shape, img.dtype, np.unravel_index(img.argmax(), img.shape) == (16, 16)
+    ((32, 32), dtype('float32'), True)
     """
     grid = Grid(shape, px_size_A, pad_px(px_size_A, pad_A))
     occ = table.occupied
@@ -190,6 +312,35 @@ def render_count_map(counts: np.ndarray, shape, px_size_A: float, *, Z: int = 6,
     `counts` lives on the padded render grid of :func:`render_stem` (shape (hp, wp), the
     image starting at ``pad_px(px_size_A, pad_A)``), so it adds to a render_stem image of
     the same shape, pixel size, probe and exponent: one FFT, whatever the number of atoms.
+
+    Parameters
+    ----------
+    counts : (hp, wp) numpy.ndarray
+        Atoms per pixel on the padded grid ``Grid(shape, px_size_A, pad_px(px_size_A, pad_A))``.
+    shape : (int, int)
+        Image size (H, W), px.
+    px_size_A : float, Å/px
+        Pixel size.
+    Z : int, optional
+        Atomic number of every atom in the map.
+    mode : {'HAADF', 'ADF'}, optional
+        Case-insensitive.
+    probe : ProbeParams, optional
+        The optics (its transform with filled bins, :func:`probe_ft_filled`).
+    z_exponent : float, optional
+        As for :func:`render_stem`.
+    pad_A : float, Å, optional
+        The padding `counts` was made for.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        ``Z**n`` times `counts` convolved with the probe, cropped to the image.
+
+    Raises
+    ------
+    ValueError
+        For a mode other than HAADF/ADF, or `counts` not of the padded grid's shape.
     """
     mode = mode.upper()
     if mode not in ("HAADF", "ADF"):
@@ -224,7 +375,26 @@ class StmParams:
 
 def stm_top_layer(table: AtomTable) -> np.ndarray:
     """Columns whose top atom lies within 0.5 Å of the highest occupied one: the surface
-    layer an STM tip images (vacancy sites keep their height, so surface vacancies count)."""
+    layer an STM tip images (vacancy sites keep their height, so surface vacancies count).
+
+    Parameters
+    ----------
+    table : AtomTable
+        The columns.
+
+    Returns
+    -------
+    (n,) bool numpy.ndarray
+        The mask; unoccupied columns are included when high enough.  All False when no
+        column is occupied.
+
+    Examples
+    --------
+    >>> from atomlens.sim.atoms import AtomTable
+    >>> t = AtomTable.from_arrays(np.zeros((3, 2)), 16, count=[1, 1, 0], height=[3.2, 1.6, 3.2])
+    >>> stm_top_layer(t).tolist()
+    [True, False, True]
+    """
     occ = table.occupied
     if not occ.any():
         return occ
@@ -239,6 +409,28 @@ def render_stm(table: AtomTable, shape, px_size_A: float, stm: StmParams = StmPa
     appear as protrusions at positive bias and as weaker depressions at negative bias (a
     donor-like state), vacancies as depressions at both; a Gaussian halo of 3x the orbital
     width carries the electronic part of each defect's contrast, as in STM of TMDs.
+
+    Parameters
+    ----------
+    table : AtomTable
+        The columns (positions in Å).  Imaged: occupied columns within 0.5 Å of the highest
+        occupied one (:func:`stm_top_layer`), each a Gaussian bump of height
+        ``stm.corrugation_A``.  Halos: every DOPANT column (``stm.dopant_height_A``, times -0.5
+        at bias <= 0) and every VACANCY column (``stm.vacancy_height_A``), of any layer.
+    shape : (int, int)
+        Image size (H, W), px.
+    px_size_A : float, Å/px
+        Pixel size.
+    stm : StmParams, optional
+        Bias, orbital width, apparent heights and tip (a second apex when
+        ``double_tip_offset_A`` is set; paraboloid dilation when ``tip_radius_A > 0``).
+    pad_A : float, Å, optional
+        The grid is padded by ``3 * pad_A``, since the halos are wide.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray, Å
+        Apparent height, 0 far from any column before the tip dilation.
     """
     grid = Grid(shape, px_size_A, pad_px(px_size_A, 3 * pad_A))  # defect halos are wide
     sel = table.occupied & stm_top_layer(table)

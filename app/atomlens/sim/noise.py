@@ -19,7 +19,24 @@ __all__ = ["robust_peak", "poisson", "stem_counts", "read_noise", "line_jitter",
 
 
 def robust_peak(image: np.ndarray) -> float:
-    """The 99.9th percentile of a 1-in-9 subsample: the brightest columns, not hot pixels."""
+    """The 99.9th percentile of a 1-in-9 subsample: the brightest columns, not hot pixels.
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        Any real values; every third pixel along each axis is looked at.
+
+    Returns
+    -------
+    float
+        In the image's units: the value of rank ``int(0.999 m)`` (0-based, at most m - 1)
+        among the m subsampled pixels; no interpolation.
+
+    Examples
+    --------
+    >>> robust_peak(np.arange(900.0).reshape(30, 30))  # the subsample's maximum, pixel (27, 27)
+    837.0
+    """
     sub = np.ascontiguousarray(image[::3, ::3]).ravel()
     k = min(len(sub) - 1, int(0.999 * len(sub)))
     return float(np.partition(sub, k)[k])
@@ -33,7 +50,28 @@ POISSON_EXACT_BELOW = 10.0
 
 def poisson(lam: np.ndarray, rng, exact: bool = False) -> np.ndarray:
     """Poisson samples of mean `lam` (float32 out).  Exact below POISSON_EXACT_BELOW counts
-    (everywhere with ``exact=True``), a rounded normal approximation above."""
+    (everywhere with ``exact=True``), a rounded normal approximation above.
+
+    Parameters
+    ----------
+    lam : array_like
+        Mean counts, >= 0, any shape (converted to float32).
+    rng : numpy.random.Generator
+        Source of the samples.
+    exact : bool, optional
+        Draw exact Poisson samples everywhere.
+
+    Returns
+    -------
+    float32 numpy.ndarray
+        Of `lam`'s shape: non-negative whole numbers of counts.
+
+    Examples
+    --------
+    >>> c = poisson(np.full((2, 3), 4.0), np.random.default_rng(0))
+    >>> c.dtype, c.shape, bool((c >= 0).all() and (c == np.rint(c)).all())
+    (dtype('float32'), (2, 3), True)
+    """
     lam = np.asarray(lam, dtype=np.float32)
     if exact:
         return rng.poisson(lam).astype(np.float32)
@@ -55,6 +93,27 @@ def stem_counts(image: np.ndarray, rng, dose_e_per_A2: float, px_size_A: float,
     `image` is scaled so that its 99.9th percentile receives `collection` (the fraction of
     the probe current that the detector collects on the brightest columns) of the
     electrons per pixel, dose * px^2.  Returns detected electron counts (float32).
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        Noise-free intensity (arbitrary units); negative values count as 0.
+    rng : numpy.random.Generator
+        Source of the samples.
+    dose_e_per_A2 : float, e⁻/Å²
+        Electron dose.
+    px_size_A : float, Å/px
+        Pixel size.
+    collection : float, optional
+        Fraction (0..1] of the electrons collected on the brightest columns.
+    exact : bool, optional
+        Exact Poisson sampling everywhere (see :func:`poisson`).
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        Counts, mean ``dose * px² * collection`` at the :func:`robust_peak` level (a peak of
+        0 is taken as 1).
     """
     peak = robust_peak(image) or 1.0
     lam = np.clip(image, 0, None) * np.float32(dose_e_per_A2 * px_size_A**2 * collection / peak)
@@ -62,7 +121,23 @@ def stem_counts(image: np.ndarray, rng, dose_e_per_A2: float, px_size_A: float,
 
 
 def read_noise(image: np.ndarray, rng, sigma: float) -> np.ndarray:
-    """Additive Gaussian read-out noise of std `sigma` (in the image's units)."""
+    """Additive Gaussian read-out noise of std `sigma` (in the image's units).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Any shape.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    sigma : float
+        Standard deviation, image units.
+
+    Returns
+    -------
+    numpy.ndarray
+        `image` plus float32 normal noise (dtype as numpy promotes it); `image` itself when
+        ``sigma <= 0``.
+    """
     if sigma <= 0:
         return image
     return image + np.float32(sigma) * rng.standard_normal(image.shape, dtype=np.float32)
@@ -74,6 +149,33 @@ def line_jitter(image: np.ndarray, rng, sigma_px: float, corr_rows: float = 1.0)
 
     Returns ``(image, shifts)`` where ``shifts[row]`` (px) is how far row `row` moved:
     an atom at row y appears at x + shifts(y).
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        The image.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    sigma_px : float, px
+        Standard deviation of the shifts.
+    corr_rows : float, rows, optional
+        When > 1, the shifts are smoothed along y by a Gaussian of this std (and rescaled to
+        keep roughly `sigma_px`), so neighbouring rows move together.
+
+    Returns
+    -------
+    image : (H, W) float32 numpy.ndarray
+        Each row resampled at ``x - shift`` by linear interpolation, edge pixels repeated;
+        the input itself when ``sigma_px <= 0``.
+    shifts : (H,) float32 numpy.ndarray, px
+        The shift of each row (zeros when ``sigma_px <= 0``).
+
+    Examples
+    --------
+    >>> img = np.zeros((3, 4), np.float32)
+    >>> out, shifts = line_jitter(img, np.random.default_rng(0), 0.0)
+    >>> out is img, shifts.tolist()
+    (True, [0.0, 0.0, 0.0])
     """
     h, w = image.shape
     if sigma_px <= 0:
@@ -96,7 +198,26 @@ def line_jitter(image: np.ndarray, rng, sigma_px: float, corr_rows: float = 1.0)
 
 def background(shape, rng, amplitude: float, scale_px: float) -> np.ndarray:
     """A slowly varying background (thickness, carbon film, detector non-uniformity):
-    a random field with correlation length ~`scale_px` plus a tilt, std ~ amplitude."""
+    a random field with correlation length ~`scale_px` plus a tilt, std ~ amplitude.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    amplitude : float
+        Scale of the field and of the tilt, image units.
+    scale_px : float, px
+        Correlation length of the field.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        ``amplitude * (f + tilt)``: f a smooth field of unit variance on average (8 random
+        plane waves), the tilt a random normal slope (per max(H, W) px) along x and along y,
+        each zero at x (or y) = max(H, W) / 2.
+    """
     h, w = shape
     # a Gaussian random field with correlation length `scale_px`, by random Fourier features:
     # a few plane waves with wave vectors drawn from the field's (Gaussian) spectrum, summed as
@@ -116,12 +237,45 @@ def background(shape, rng, amplitude: float, scale_px: float) -> np.ndarray:
 
 
 def gain_offset(image: np.ndarray, gain: float, offset: float) -> np.ndarray:
-    """Detector gain and dark offset: counts -> recorded values."""
+    """Detector gain and dark offset: counts -> recorded values.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Counts, any shape.
+    gain : float
+        Recorded units per count.
+    offset : float
+        Dark level, recorded units.
+
+    Returns
+    -------
+    float32 numpy.ndarray
+        ``image * gain + offset``.
+
+    Examples
+    --------
+    >>> gain_offset(np.array([0.0, 10.0]), 2.0, 100.0).tolist()
+    [100.0, 120.0]
+    """
     return (image * gain + offset).astype(np.float32)
 
 
 def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Extra Gaussian blur (vibration, defocus spread, sample drift during the dwell)."""
+    """Extra Gaussian blur (vibration, defocus spread, sample drift during the dwell).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Typically (H, W); blurred along every axis (mirrored edges).
+    sigma_px : float, px
+        Standard deviation of the Gaussian.
+
+    Returns
+    -------
+    float32 numpy.ndarray
+        Of `image`'s shape; `image` itself when ``sigma_px <= 0``.
+    """
     if sigma_px <= 0:
         return image
     return ndimage.gaussian_filter(image, sigma_px).astype(np.float32)
@@ -130,7 +284,20 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
 def line_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian blur of `sigma_px` along the rows only (the fast scan direction): the finite
     response of a STEM detector and its amplifier smears each pixel's signal, and its noise,
-    into the next pixels of the same scan line (float32).  Symmetric, so columns stay put."""
+    into the next pixels of the same scan line (float32).  Symmetric, so columns stay put.
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        The image (mirrored at its left and right edges).
+    sigma_px : float, px
+        Standard deviation of the Gaussian along x.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        `image` itself when ``sigma_px <= 0``.
+    """
     if sigma_px <= 0:
         return image
     return ndimage.gaussian_filter1d(image, sigma_px, axis=1).astype(np.float32)
@@ -139,7 +306,28 @@ def line_blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
 def stm_noise(height_A: np.ndarray, rng, *, sigma_A: float = 0.02, line_offset_A: float = 0.05,
               tip_change_prob: float = 0.0) -> np.ndarray:
     """STM noise: white z noise, a random-walk offset per scan line (feedback and 1/f drift),
-    and optionally a tip change (a step in apparent height from a random line on)."""
+    and optionally a tip change (a step in apparent height from a random line on).
+
+    Parameters
+    ----------
+    height_A : (H, W) numpy.ndarray, Å
+        The topograph.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    sigma_A : float, Å, optional
+        Standard deviation of the white noise.
+    line_offset_A : float, Å, optional
+        Standard deviation of each line's step s_i; line i is offset by
+        ``s_i + 0.3 * (s_0 + ... + s_i)``.
+    tip_change_prob : float, optional
+        Probability (0..1) of one tip change: from a random row in the middle 3/4 of the
+        image down, the height steps by ±0.1..0.4 Å.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray, Å
+        A new array.
+    """
     h, _ = height_A.shape
     out = height_A + rng.normal(0, sigma_A, height_A.shape)
     steps = rng.normal(0, line_offset_A, h)
@@ -158,7 +346,23 @@ def stm_noise(height_A: np.ndarray, rng, *, sigma_A: float = 0.02, line_offset_A
 
 def contrast(image: np.ndarray) -> float:
     """The 1-99 % intensity range of a 1-in-4 subsample (the "contrast" that the
-    background and patch heights are multiples of); 1.0 for a flat image."""
+    background and patch heights are multiples of); 1.0 for a flat image.
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        Every second pixel along each axis is looked at.
+
+    Returns
+    -------
+    float
+        99th minus 1st percentile (interpolated), image units; 1.0 where that is 0.
+
+    Examples
+    --------
+    >>> contrast(np.zeros((4, 4)))
+    1.0
+    """
     sub = np.ascontiguousarray(image[::2, ::2]).ravel()
     lo, hi = np.percentile(sub, (1.0, 99.0))
     return float(hi - lo) or 1.0
@@ -166,7 +370,24 @@ def contrast(image: np.ndarray) -> float:
 
 def smooth_field(shape, rng, scale_px: float, m: int = 8) -> np.ndarray:
     """A smooth Gaussian random field of unit variance (on average) and correlation length
-    ~`scale_px` (px), by `m` random Fourier features (see :func:`background`); float32."""
+    ~`scale_px` (px), by `m` random Fourier features (see :func:`background`); float32.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    scale_px : float, px
+        Correlation length (values below 1e-3 count as 1e-3).
+    m : int, optional
+        Number of plane waves; more gives a more Gaussian field.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        Zero mean and unit variance in expectation (not normalised over this field).
+    """
     h, w = shape
     kvec = rng.normal(0, 1.0 / (2 * np.pi * max(scale_px, 1e-3)), (m, 2)) * 2 * np.pi  # rad/px
     phase = rng.uniform(0, 2 * np.pi, m)
@@ -180,7 +401,28 @@ def smooth_field(shape, rng, scale_px: float, m: int = 8) -> np.ndarray:
 
 def ramp(shape, rng, height: float) -> np.ndarray:
     """A linear background rising by `height` (image units) across the image, in a random
-    direction, from 0 at the lowest corner; float32."""
+    direction, from 0 at the lowest corner; float32.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Draws the direction (one uniform angle).
+    height : float
+        Rise from the lowest to the highest corner, image units.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        From 0 to `height`.
+
+    Examples
+    --------
+    >>> r = ramp((4, 5), np.random.default_rng(0), 2.0)
+    >>> r.shape, float(r.min()), float(r.max())
+    ((4, 5), 0.0, 2.0)
+    """
     h, w = shape
     a = rng.uniform(0, 2 * np.pi)
     g = (np.cos(a) * np.arange(w, dtype=np.float32)[None, :]
@@ -192,7 +434,22 @@ def ramp(shape, rng, height: float) -> np.ndarray:
 def bowl(shape, rng, height: float) -> np.ndarray:
     """A background rising quadratically from a random centre (inside the central half of
     the image) towards the edges, 0 at the centre and `height` at the farthest pixel, as a
-    thickness bowl of a wedge-polished or ion-milled sample; float32."""
+    thickness bowl of a wedge-polished or ion-milled sample; float32.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Draws the centre and the ellipticity (x weighted by 0.6..1).
+    height : float
+        Value at the farthest pixel, image units.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        From about 0 (at the pixel nearest the centre) to `height`.
+    """
     h, w = shape
     cy, cx = rng.uniform(0.25, 0.75) * (h - 1), rng.uniform(0.25, 0.75) * (w - 1)
     e = rng.uniform(0.6, 1.0)  # a slightly elliptical bowl
@@ -206,7 +463,24 @@ def thickness_field(shape, rng, amplitude: float, scale_px: float) -> np.ndarray
     """A smooth multiplicative thickness factor 1 + amplitude * f (f a smooth field of
     correlation length `scale_px`, zero mean and unit std over this field), clipped to
     >= 0.1: multiplying a render by it
-    changes both its mean and its contrast, as a change of sample thickness does."""
+    changes both its mean and its contrast, as a change of sample thickness does.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    amplitude : float
+        Relative standard deviation of the thickness over the field.
+    scale_px : float, px
+        Correlation length (see :func:`smooth_field`).
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        Dimensionless factor, mean 1 and std `amplitude` before the clip at 0.1.
+    """
     f = smooth_field(shape, rng, scale_px)
     f -= f.mean()
     f *= np.float32(amplitude / (float(f.std()) or 1.0))  # relative std over this field
@@ -222,6 +496,20 @@ def band_limited_noise(shape, rng, kernel_ft: np.ndarray) -> np.ndarray:
     `kernel_ft` is a kernel's transform on the rfft grid of an (hp, wp) field with
     hp >= H, wp >= W (e.g. ``probe_ft`` of an unpadded :class:`atomlens.sim.render.Grid`);
     the noise is drawn in Fourier space (one inverse FFT) and cropped to `shape`.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px; at most (hp, wp).
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    kernel_ft : (hp, wp // 2 + 1) numpy.ndarray
+        The kernel's transform; wp is taken as ``2 * (kernel_ft.shape[1] - 1)`` (even).
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        Zero mean and unit standard deviation over the crop (normalised exactly).
     """
     from scipy import fft as sfft
 
@@ -240,7 +528,25 @@ def band_limited_noise(shape, rng, kernel_ft: np.ndarray) -> np.ndarray:
 def patch_mask(shape, rng, area: float, edge_px: float | None = None) -> np.ndarray:
     """One contamination patch: a soft-edged blob of irregular outline covering about
     `area` (fraction of the field), centred anywhere in the image (so it may run off an
-    edge).  Values 0..1, float32."""
+    edge).  Values 0..1, float32.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        (H, W), px.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    area : float
+        Fraction of the field (values below 1e-4 count as 1e-4); the mean radius is
+        ``sqrt(area * H * W / pi)`` px, modulated by harmonics 2, 3 and 5.
+    edge_px : float, px, optional
+        Softness of the rim (the tanh width); default 0.08..0.25 of the radius, at least 1 px.
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        1 inside, 0 outside, 0.5 on the outline.
+    """
     h, w = shape
     r0 = math.sqrt(max(area, 1e-4) * h * w / math.pi)
     cy, cx = rng.uniform(0, h - 1), rng.uniform(0, w - 1)
@@ -262,6 +568,20 @@ def probe_tail(image: np.ndarray, fraction: float, sigma_px: float) -> np.ndarra
 
     The halo is smooth, so it is computed on a block-averaged copy (blocks of ~sigma/3 px)
     and interpolated back (mirror edges): the cost does not grow with its width.
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        The image.
+    fraction : float
+        f, the share of the intensity moved into the halo (0..1).
+    sigma_px : float, px
+        Standard deviation of the halo's Gaussian (truncated at 3 sigma).
+
+    Returns
+    -------
+    (H, W) float32 numpy.ndarray
+        `image` itself when `fraction` or `sigma_px` is <= 0.
     """
     if fraction <= 0 or sigma_px <= 0:
         return image
@@ -287,7 +607,28 @@ def scan_streaks(image: np.ndarray, rng, rate: float, *, max_rows: int = 3,
     lines whose gain jumps (x U(1 - strength, 1 + strength)) or whose offset jumps
     (+- U(0.2, 1) * strength * the image's contrast), as detector or scan-electronics
     glitches give.  From a random column on, or the whole line.  Returns (image, events)
-    with events as (row, n_rows, kind) for the record."""
+    with events as (row, n_rows, kind) for the record.
+
+    Parameters
+    ----------
+    image : (H, W) numpy.ndarray
+        The image; not modified.
+    rng : numpy.random.Generator
+        Source of the random numbers.
+    rate : float
+        Mean number of events per image (none when <= 0).
+    max_rows : int, optional
+        Longest run of lines per event (a run starting near the bottom is cut off there).
+    strength : float, optional
+        Relative size of the jumps (see above); 30 % of the events start at a random column.
+
+    Returns
+    -------
+    image : (H, W) float32 numpy.ndarray
+        A modified copy; `image` itself when there is no event.
+    events : list of (int, int, str)
+        ``(row, n_rows, kind)`` per event, kind ``"gain"`` or ``"offset"``.
+    """
     n = int(rng.poisson(rate)) if rate > 0 else 0
     if n == 0:
         return image, []

@@ -43,11 +43,37 @@ class Grid:
         return (self.ky[:, None] ** 2 + self.kx[None, :] ** 2) / self.px_size_A**2
 
     def key(self):
+        """A hashable key of the grid, for caches of arrays computed on it.
+
+        Returns
+        -------
+        tuple
+            ``((H, W), pad, px_size_A rounded to 1e-6 Å)``.
+        """
         return (self.shape, self.pad, round(self.px_size_A, 6))
 
 
 def gaussian_ft(grid: Grid, sigma_A: float) -> np.ndarray:
-    """Fourier transform of a unit-integral Gaussian of std `sigma_A` on `grid` (real, float32)."""
+    """Fourier transform of a unit-integral Gaussian of std `sigma_A` on `grid` (real, float32).
+
+    Parameters
+    ----------
+    grid : Grid
+        The padded grid.
+    sigma_A : float, Å
+        Standard deviation of the Gaussian (0 gives all ones).
+
+    Returns
+    -------
+    (hp, wp // 2 + 1) float32 numpy.ndarray
+        ``exp(-2 pi² sigma² |k|²)`` on the rfft grid; 1 at k = 0.
+
+    Examples
+    --------
+    >>> g = gaussian_ft(Grid((8, 8), 0.5, pad=0), 1.0)
+    >>> g.shape, float(g[0, 0])
+    ((8, 5), 1.0)
+    """
     return np.exp(-2 * np.pi**2 * sigma_A**2 * grid.k2_A).astype(np.float32)
 
 

@@ -69,6 +69,32 @@ class SimConfig:
 
     @classmethod
     def from_any(cls, cfg) -> "SimConfig":
+        """A config from a SimConfig, a dict of its fields, or the path of a JSON file.
+
+        Parameters
+        ----------
+        cfg : SimConfig, dict or str
+            A SimConfig is returned as it is; a str is read as a UTF-8 JSON file holding
+            such a dict.  Missing fields take their defaults; the values are not checked
+            here (a bad one fails in :func:`simulate`), nor copied.
+
+        Returns
+        -------
+        SimConfig
+
+        Raises
+        ------
+        ValueError
+            For keys that are not fields (``unknown simulation setting(s): [...]``), or a
+            file that is not JSON (:class:`json.JSONDecodeError`).
+        OSError
+            If the file cannot be read.
+
+        Examples
+        --------
+        >>> SimConfig.from_any({"structure": "MoS2", "shape": [64, 64]}).shape
+        [64, 64]
+        """
         if isinstance(cfg, SimConfig):
             return cfg
         if isinstance(cfg, str):
@@ -81,6 +107,24 @@ class SimConfig:
         return cls(**cfg)
 
     def to_dict(self) -> dict:
+        """The config as plain JSON data (a JSON round trip of its fields).
+
+        Returns
+        -------
+        dict
+            Every field, tuples turned into lists; :meth:`from_any` of it gives an equal
+            config up to those lists.
+
+        Raises
+        ------
+        TypeError
+            If a field holds a value JSON cannot encode.
+
+        Examples
+        --------
+        >>> SimConfig(shape=(64, 64)).to_dict()["shape"]
+        [64, 64]
+        """
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
@@ -114,7 +158,34 @@ class SimResult:
 
 
 def draw(rng: np.random.Generator, spec):
-    """A value from a spec: a number, ``[lo, hi]`` (uniform), or a list of choices."""
+    """A value from a spec: a number, ``[lo, hi]`` (uniform), or a list of choices.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draw; nothing is drawn for a plain value or a range with lo == hi.
+    spec : object
+        A list or tuple of two numbers (not bools) is a range; any other list or tuple is a
+        list of choices (one picked uniformly); anything else is returned as it is.
+
+    Returns
+    -------
+    object
+        A float for a range (lo itself when lo == hi), an element of the choices, or `spec`.
+
+    Raises
+    ------
+    ValueError
+        For an empty list of choices.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> draw(rng, 5), draw(rng, [2, 2]), draw(rng, ["HAADF"])
+    (5, 2.0, 'HAADF')
+    >>> 0.1 <= draw(rng, [0.1, 0.2]) <= 0.2
+    True
+    """
     if isinstance(spec, (list, tuple)):
         if len(spec) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec):
             lo, hi = float(spec[0]), float(spec[1])
@@ -180,7 +251,32 @@ def _single_atoms(field_A, rng, params, margin_A) -> tuple[AtomTable, None, dict
 
 
 def simulate(config, seed: int) -> SimResult:
-    """Simulate one labelled micrograph.  Same config and seed, same result, bit for bit."""
+    """Simulate one labelled micrograph.  Same config and seed, same result, bit for bit.
+
+    Parameters
+    ----------
+    config : SimConfig, dict or str
+        As :meth:`SimConfig.from_any` takes it; ranges and choices in it are drawn for this
+        image (and one of ``variants``, by weight, merged over it first).
+    seed : int
+        Seed of the image's ``numpy.random.default_rng``; every random number comes from it.
+
+    Returns
+    -------
+    SimResult
+        ``image`` (H, W) float32 (``config.shape`` is (H, W)): STEM in detector units after
+        noise, gain and offset, STM heights in Å; ``atoms``, the labelled columns whose
+        centres lie in the image (positions in Å, moved with any line jitter; for STM only
+        the surface layer plus dopants and vacancies); ``masks`` (C, H, W); ``px_size_A``,
+        the pixel size drawn (Å/px); ``meta``, the values drawn, ``defect_types`` and
+        ``n_atoms`` per class.
+
+    Raises
+    ------
+    ValueError
+        For unknown settings, structures, modes, sites or label kinds, and for
+        ``support_layers`` outside HAADF/ADF.
+    """
     cfg = SimConfig.from_any(config)
     rng = np.random.default_rng(seed)
     if cfg.variants:

@@ -71,6 +71,33 @@ class ProjectedCell:
         The lattice is rotated by `rotation_deg` (counter-clockwise on screen) about the
         origin and then shifted by `shift_A`.  Column counts are multiplied by `thickness`
         (number of cells along the beam).
+
+        Parameters
+        ----------
+        width_A, height_A : float, Å
+            The field (W, H).
+        rotation_deg : float, degrees, optional
+            Rotation of the lattice.
+        shift_A : (float, float), Å, optional
+            Translation (x, y) applied after the rotation.
+        margin_A : float, Å, optional
+            Columns this far outside the field are kept too (edges inclusive).
+        thickness : float, optional
+            Cells along the beam.
+
+        Returns
+        -------
+        AtomTable
+            Every site of every cell that falls in the rectangle: Z, ``count * thickness``
+            and height from the site, class ATOM, labelled, ``site`` the index into
+            :attr:`sites`, defect 0.
+
+        Examples
+        --------
+        >>> cell = custom((2.0, 0.0), (0.0, 2.0), [{"frac": [0, 0], "element": "Au"}])
+        >>> t = cell.tile(4.0, 4.0, margin_A=0.0, thickness=3)
+        >>> len(t), t.xy.max(axis=0).tolist(), float(t.count[0])
+        (9, [4.0, 4.0], 3.0)
         """
         th = math.radians(rotation_deg)
         # y points down on screen, so a counter-clockwise rotation on screen is clockwise in (x, y)
@@ -99,7 +126,30 @@ class ProjectedCell:
                                      site=site)
 
     def role_index(self, role: str) -> list[int]:
-        """Indices of the sites whose role (or element symbol) is `role`."""
+        """Indices of the sites whose role (or element symbol) is `role`.
+
+        Parameters
+        ----------
+        role : str
+            A site role ('metal', 'chalcogen', 'A', ...) or an element symbol ('Mo'),
+            case-sensitive.
+
+        Returns
+        -------
+        list of int
+            Indices into :attr:`sites`, in order; never empty.
+
+        Raises
+        ------
+        ValueError
+            When no site matches (the message lists the cell's roles).
+
+        Examples
+        --------
+        >>> cell = build("MoS2")
+        >>> cell.role_index("chalcogen"), cell.role_index("Mo")
+        ([1], [0])
+        """
         from .elements import SYMBOL_OF
 
         out = [i for i, s in enumerate(self.sites) if s.role == role or SYMBOL_OF.get(s.Z) == role]
@@ -196,7 +246,35 @@ STRUCTURES = {
 
 def custom(a1, a2, sites, name: str = "custom") -> ProjectedCell:
     """A projected cell from plain data (for JSON configs): lattice vectors in Å and sites as
-    dicts ``{"frac": [u, v], "element": "Mo", "count": 1, "height": 0, "role": "metal"}``."""
+    dicts ``{"frac": [u, v], "element": "Mo", "count": 1, "height": 0, "role": "metal"}``.
+
+    Parameters
+    ----------
+    a1, a2 : (float, float), Å
+        In-plane lattice vectors (x right, y down); not parallel.
+    sites : iterable of dict
+        ``frac`` is required; the element is ``element`` or else ``Z`` (a symbol or number,
+        default carbon); ``count`` defaults to 1, ``height`` (Å) to 0, ``role`` to "".
+    name : str, optional
+        The cell's name.
+
+    Returns
+    -------
+    ProjectedCell
+
+    Raises
+    ------
+    ValueError
+        For no site, parallel vectors or an unknown element.
+    KeyError
+        For a site without ``frac``.
+
+    Examples
+    --------
+    >>> cell = custom([3.9, 0], [0, 3.9], [{"frac": [0, 0], "element": "Sr"}, {"frac": [0.5, 0.5], "Z": 22}])
+    >>> [s.Z for s in cell.sites], cell.a1
+    ([38, 22], (3.9, 0.0))
+    """
     out = []
     for st in sites:
         out.append(Site(tuple(float(v) for v in st["frac"]), atomic_number(st.get("element", st.get("Z", 6))),
@@ -214,7 +292,34 @@ STRUCTURES["custom"] = custom
 
 def build(name: str, **params) -> ProjectedCell:
     """The projected cell of a named structure (see :data:`STRUCTURES`); ``custom`` takes
-    ``a1``, ``a2`` and ``sites`` (see :func:`custom`)."""
+    ``a1``, ``a2`` and ``sites`` (see :func:`custom`).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`STRUCTURES` ('graphene', 'MoS2', 'SrTiO3', 'fcc', 'custom', ...),
+        case-sensitive.
+    **params
+        Keyword arguments of that structure's builder (e.g. ``a`` in Å, ``element``,
+        ``zone``).
+
+    Returns
+    -------
+    ProjectedCell
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones) or a bad parameter value.
+    TypeError
+        For a parameter the builder does not take.
+
+    Examples
+    --------
+    >>> cell = build("graphene")
+    >>> cell.name, len(cell.sites), round(cell.nn_distance_A, 2)
+    ('graphene', 2, 1.42)
+    """
     try:
         maker = STRUCTURES[name]
     except KeyError:
@@ -250,6 +355,31 @@ def from_ase(atoms, zone_axis=(0, 0, 1), *, merge_tol_A: float = 0.15, name: str
     Atoms that fall within `merge_tol_A` of each other in projection become one column; its
     ``count`` is the number of atoms per repeat along the beam and its Z the heaviest one
     (lighter atoms in the same column add to an effective count, HAADF-weighted with n=1.7).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A periodic crystal (its cell defines the lattice).
+    zone_axis : (int, int, int), optional
+        The beam direction [uvw] in the crystal's direct lattice.
+    merge_tol_A : float, Å, optional
+        Projected distance below which atoms share a column.
+    name : str, optional
+        Default: the chemical formula and the zone, ``"<formula>[uvw]"``.
+
+    Returns
+    -------
+    ProjectedCell
+        a1, a2 the two shortest independent lattice vectors perpendicular to the zone,
+        expressed in an in-plane frame with x along a1; site heights (Å, the top atom of
+        each column along the beam) relative to the lowest one; roles empty.
+
+    Raises
+    ------
+    ValueError
+        If no two lattice vectors (indices up to ±4) lie perpendicular to the zone.
+    ImportError
+        If ASE is not installed.
     """
     from ase.build import cut
 
@@ -290,7 +420,30 @@ def from_ase(atoms, zone_axis=(0, 0, 1), *, merge_tol_A: float = 0.15, name: str
 
 
 def from_cif(path, zone_axis=(0, 0, 1), **kw) -> ProjectedCell:
-    """Read a CIF (or any file ASE reads) and project it along `zone_axis`."""
+    """Read a CIF (or any file ASE reads) and project it along `zone_axis`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The structure file (format from its extension, as :func:`ase.io.read` guesses it).
+    zone_axis : (int, int, int), optional
+        The beam direction [uvw].
+    **kw
+        ``merge_tol_A`` and ``name``, passed to :func:`from_ase`.
+
+    Returns
+    -------
+    ProjectedCell
+
+    Raises
+    ------
+    OSError
+        If the file cannot be read.
+    ValueError
+        As :func:`from_ase`, or for a file ASE cannot parse.
+    ImportError
+        If ASE is not installed.
+    """
     from ase.io import read
 
     return from_ase(read(str(path)), zone_axis, **kw)
@@ -304,6 +457,28 @@ def amorphous_support(width_A: float, height_A: float, rng: np.random.Generator,
 
     Points are drawn with a minimum projected distance (dart throwing in a grid), at
     `density_per_A2` columns per Å^2 (monolayer graphene has 0.38).
+
+    Parameters
+    ----------
+    width_A, height_A : float, Å
+        The field (W, H).
+    rng : numpy.random.Generator
+        Source of the positions and counts.
+    density_per_A2 : float, columns per Å², optional
+        Target density: n is Poisson-distributed with mean ``density * area`` over the field
+        with its margin; the thinning may leave fewer when the density is high for
+        `min_dist_A`.
+    min_dist_A : float, Å, optional
+        Smallest projected distance between two columns.
+    Z : int, optional
+        Atomic number of every column.
+    margin_A : float, Å, optional
+        The film covers [-margin, W + margin] x [-margin, H + margin].
+
+    Returns
+    -------
+    AtomTable
+        At most n columns, each of 0.5..1.5 atoms (uniform), class ATOM, unlabelled, site -1.
     """
     w, h = width_A + 2 * margin_A, height_A + 2 * margin_A
     n = rng.poisson(density_per_A2 * w * h)
@@ -328,6 +503,34 @@ def film_edge(width_A: float, height_A: float, rng: np.random.Generator, *,
     from `edge_A` (Å, a [lo, hi] range or a number), as a real film's rim tapers.  The vacuum side covers roughly a
     fraction `coverage` of the field; the curve wanders by `wiggle` (fraction of the field
     size) over a few harmonics.
+
+    Parameters
+    ----------
+    width_A, height_A : float, Å
+        The field (W, H).
+    rng : numpy.random.Generator
+        Draws the direction, offset, harmonics and taper once, here; the returned function
+        is deterministic.
+    coverage : (float, float), optional
+        Range of the vacuum's share of the field.
+    wiggle : (float, float), optional
+        Range of the curve's amplitude, as a fraction of max(W, H) (halved and more for the
+        higher harmonics).
+    edge_A : (float, float) or float, Å, optional
+        Width of the taper (the tanh scale), a range or a fixed value.
+
+    Returns
+    -------
+    callable
+        ``support(x_A, y_A)``: float64 array of the broadcast shape of its arguments,
+        values in [0, 1].
+
+    Examples
+    --------
+    >>> support = film_edge(100.0, 100.0, np.random.default_rng(0))
+    >>> v = support(np.linspace(0, 100, 5)[None, :], np.linspace(0, 100, 5)[:, None])
+    >>> v.shape, bool(((v >= 0) & (v <= 1)).all())
+    ((5, 5), True)
     """
     a = rng.uniform(0, 2 * np.pi)
     n = np.array([np.cos(a), np.sin(a)])  # points into vacuum
@@ -371,6 +574,38 @@ def layered_support_map(grid_shape, pad: int, px_size_A: float, rng: np.random.G
     :func:`film_edge`) removes the film where it is 0.  `roughness` (relative std) adds
     the mottling of a real film at `roughness_scale_A` (Gaussian-correlated, a few Å: its
     clumps and surface roughness), which a pure point process lacks.  Returns float32 (hp, wp).
+
+    Parameters
+    ----------
+    grid_shape : (int, int)
+        (hp, wp), px: the padded render grid (:class:`atomlens.sim.render.Grid`'s ``hp``, ``wp``).
+    pad : int, px
+        Where the image starts on that grid (x = y = 0 Å at pixel (pad, pad)).
+    px_size_A : float, Å/px
+        Pixel size.
+    rng : numpy.random.Generator
+        Source of the fields and of the counts.
+    layers : float
+        Number of layers (negative counts as 0).
+    density_per_A2 : float, columns per Å², optional
+        Column density of one layer.
+    thickness_var : float, optional
+        Relative std of the smooth thickness change (0 for none).
+    thickness_scale_A : float, Å, optional
+        Its correlation length; default 0.15..0.5 x the grid's longer side (drawn).
+    roughness : float, optional
+        Relative std of the mottling (0 for none).
+    roughness_scale_A : float, Å, optional
+        Its correlation length (the std of the Gaussian that shapes it).
+    support : callable, optional
+        ``support(x_A, y_A) -> 0..1`` (e.g. from :func:`film_edge`); the mean count is
+        multiplied by it.
+
+    Returns
+    -------
+    (hp, wp) float32 numpy.ndarray
+        Atoms per pixel, Poisson samples (whole numbers) of mean ``layers * density *
+        px_size_A²`` times the thickness, roughness and support factors.
     """
     from .noise import poisson, smooth_field
 
