@@ -167,3 +167,26 @@ def test_the_checker_resolves_relative_imports(tmp_path, source, arrow):
                             "nn/train.py": "", "nn/infer.py": source + "\n"})
     inner, _ = import_graph(pkg)
     assert inner["atomlens.nn.infer"] == {arrow}
+
+
+def test_layer_models_work_without_qt():
+    """The GUI's layer models are plain Python with psygnal signals: built, changed and
+    listened to without a QApplication (their views hold the Qt parts)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from atomlens.gui.layers import AtomsLayer, HeatmapLayer\n"
+        "from atomlens.analysis.atoms import AtomList\n"
+        "seen = []\n"
+        "a = AtomsLayer(); a.changed.connect(lambda: seen.append('changed'))\n"
+        "a.visibilityChanged.connect(seen.append)\n"
+        "a.set_atoms(AtomList([1.0, 5.0], [2.0, 6.0], [1, 2], [0.9, 0.8])); a.set_visible(False)\n"
+        "h = HeatmapLayer('cam', 'cam'); h.channelChanged.connect(seen.append)\n"
+        "h.set_maps(np.ones((2, 4, 4), np.float32), ['a', 'b']); h.set_channel(1)\n"
+        "assert seen == ['changed', False, 1], seen\n"
+        "assert not [m for m in sys.modules if m.startswith(('PyQt5', 'pyqtgraph'))], 'Qt imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

@@ -28,6 +28,21 @@ Z_ORDER = {"prob": 5, "cam": 6, "atoms": 10, "defects": 15, "highlight": 20}
 MAX_DEFECT_LABELS = 300
 
 
+def heatmap_lut(layer) -> np.ndarray:
+    """(256, 4) uint8 RGBA look-up table of a :class:`~atomlens.gui.layers.HeatmapLayer`'s shown
+    channel: transparent for low values; a CAM channel in its class colour, a probability map in
+    the layer's colour map."""
+    ramp = np.linspace(0.0, 1.0, 256)
+    alpha = np.clip((ramp - 0.1) / 0.8, 0.0, 1.0)  # weak activations stay see-through
+    if layer.kind == "cam":
+        name = layer.names[layer.channel] if 0 <= layer.channel < len(layer.names) else ""
+        rgb = np.array(QtGui.QColor(layer.colours.get(name, "#ff5050")).getRgb()[:3], float)
+        colours = np.tile(rgb, (256, 1))
+    else:
+        colours = pg.colormap.get(layer.cmap).getLookupTable(0.0, 1.0, 256, alpha=False).astype(float)
+    return np.concatenate([colours, 255 * alpha[:, None]], axis=1).round().astype(np.uint8)
+
+
 def _pen(colour, width=1.5):
     pen = pg.mkPen(colour, width=width)
     pen.setCosmetic(True)
@@ -226,7 +241,7 @@ class HeatmapView(QtCore.QObject):
         layer.changed.connect(self._on_changed)
         layer.channelChanged.connect(self._on_changed)
         layer.visibilityChanged.connect(self._refresh)
-        layer.opacityChanged.connect(self.item.setOpacity)
+        layer.opacityChanged.connect(self.item.setOpacity, check_nargs=False)
         self.item.setOpacity(layer.opacity)
 
     def _on_changed(self, *_):
@@ -239,7 +254,7 @@ class HeatmapView(QtCore.QObject):
         m = self.layer.current_map() if self.layer.visible else None  # computed only when shown
         if m is not None and self._dirty:
             h, w = m.shape
-            self.item.setImage(m, autoLevels=False, levels=(0.0, self.layer.vmax), lut=self.layer.lut())
+            self.item.setImage(m, autoLevels=False, levels=(0.0, self.layer.vmax), lut=heatmap_lut(self.layer))
             self.item.setRect(QtCore.QRectF(-0.5, -0.5, w, h))
             self._dirty = False
         self.item.setVisible(m is not None)
@@ -257,11 +272,10 @@ class Overlays(QtCore.QObject):
 
     def __init__(self, viewbox: pg.ViewBox, parent=None):
         super().__init__(parent)
-        self.atoms = AtomsLayer(self)
-        self.defects = DefectsLayer(self)
-        self.cam = HeatmapLayer("Defect heatmap (CAM)", "cam", opacity=0.55, parent=self)
-        self.prob = HeatmapLayer("Probability map", "prob", cmap="inferno", opacity=0.5, visible=False,
-                                 parent=self)
+        self.atoms = AtomsLayer()
+        self.defects = DefectsLayer()
+        self.cam = HeatmapLayer("Defect heatmap (CAM)", "cam", opacity=0.55)
+        self.prob = HeatmapLayer("Probability map", "prob", cmap="inferno", opacity=0.5, visible=False)
         self.atoms_view = AtomsView(self.atoms, viewbox)
         self.defects_view = DefectsView(self.defects, viewbox)
         self.cam_view = HeatmapView(self.cam, viewbox, Z_ORDER["cam"])

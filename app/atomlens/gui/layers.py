@@ -1,7 +1,9 @@
-"""Overlay layers on the image: small data models, napari-like.
+"""Overlay layers on the image: small data models, napari-like, without Qt.
 
 A *layer* (:class:`AtomsLayer`, :class:`DefectsLayer`, :class:`HeatmapLayer`) holds data and
-display settings and announces changes with signals; it knows nothing about graphics items.
+display settings and announces changes with psygnal signals (napari's choice: plain Python,
+no QObject, so a layer can be built and tested without a QApplication); it knows nothing about
+graphics items.
 Its *view* in :mod:`.layer_views` draws it in a :class:`pyqtgraph.ViewBox` and follows the
 signals; :class:`~atomlens.gui.layer_views.Overlays` puts the standard set together.
 
@@ -12,8 +14,7 @@ at (0, 0)); maps are (H, W) arrays over the image's own pixels.
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
-from PyQt5 import QtCore, QtGui
+from psygnal import Signal
 
 __all__ = ["DEFAULT_COLOURS", "class_colours", "marker_size", "Layer", "AtomsLayer", "DefectsLayer",
            "HeatmapLayer"]
@@ -49,19 +50,18 @@ def marker_size(xy: np.ndarray, factor: float = 0.6, default: float = 6.0) -> fl
 
 
 # =========================================================================== models
-class Layer(QtCore.QObject):
+class Layer:
     """Base of the layer models: a name, visibility and opacity (0..1).
 
     Signals: ``changed()`` when the data changed, ``visibilityChanged(bool)``,
     ``opacityChanged(float)``.
     """
 
-    changed = QtCore.pyqtSignal()
-    visibilityChanged = QtCore.pyqtSignal(bool)
-    opacityChanged = QtCore.pyqtSignal(float)
+    changed = Signal()
+    visibilityChanged = Signal(bool)
+    opacityChanged = Signal(float)
 
-    def __init__(self, name: str, visible: bool = True, opacity: float = 1.0, parent=None):
-        super().__init__(parent)
+    def __init__(self, name: str, visible: bool = True, opacity: float = 1.0):
         self.name = name
         self.visible = bool(visible)
         self.opacity = float(opacity)
@@ -88,11 +88,11 @@ class AtomsLayer(Layer):
     ``highlightChanged(object)`` with the highlighted index or None.
     """
 
-    classVisibilityChanged = QtCore.pyqtSignal(str, bool)
-    highlightChanged = QtCore.pyqtSignal(object)
+    classVisibilityChanged = Signal(str, bool)
+    highlightChanged = Signal(object)
 
-    def __init__(self, parent=None):
-        super().__init__("Atoms", parent=parent)
+    def __init__(self):
+        super().__init__("Atoms")
         self.atoms = None
         self.colours: dict = {}
         self.calibration = None  # Calibration of the shown atoms (None: uncalibrated)
@@ -179,8 +179,8 @@ class AtomsLayer(Layer):
 class DefectsLayer(Layer):
     """Defect positions (px) with their type names and colours."""
 
-    def __init__(self, parent=None):
-        super().__init__("Defects", parent=parent)
+    def __init__(self):
+        super().__init__("Defects")
         self.defects = None
         self.colours: dict = {}
 
@@ -204,11 +204,11 @@ class HeatmapLayer(Layer):
         all maps; "prob": the colour map `cmap` with an alpha ramp, levels 0 .. 1.
     """
 
-    channelChanged = QtCore.pyqtSignal(int)
+    channelChanged = Signal(int)
 
     def __init__(self, name: str, kind: str, cmap: str = "inferno", opacity: float = 0.6,
-                 visible: bool = True, parent=None):
-        super().__init__(name, visible=visible, opacity=opacity, parent=parent)
+                 visible: bool = True):
+        super().__init__(name, visible=visible, opacity=opacity)
         self.kind = kind
         self.cmap = cmap
         self.maps: list | None = None
@@ -252,15 +252,3 @@ class HeatmapLayer(Layer):
         if callable(m):
             m = self.maps[self.channel] = np.asarray(m(), np.float32)
         return m
-
-    def lut(self) -> np.ndarray:
-        """(256, 4) uint8 RGBA look-up table: transparent for low values."""
-        ramp = np.linspace(0.0, 1.0, 256)
-        alpha = np.clip((ramp - 0.1) / 0.8, 0.0, 1.0)  # weak activations stay see-through
-        if self.kind == "cam":
-            name = self.names[self.channel] if 0 <= self.channel < len(self.names) else ""
-            rgb = np.array(QtGui.QColor(self.colours.get(name, "#ff5050")).getRgb()[:3], float)
-            colours = np.tile(rgb, (256, 1))
-        else:
-            colours = pg.colormap.get(self.cmap).getLookupTable(0.0, 1.0, 256, alpha=False).astype(float)
-        return np.concatenate([colours, 255 * alpha[:, None]], axis=1).round().astype(np.uint8)

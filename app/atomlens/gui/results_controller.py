@@ -19,6 +19,7 @@ from pathlib import Path
 from PyQt5 import QtCore, QtWidgets
 
 from ..analysis.corrections import annotation_defects, corrections_of
+from .layer_views import heatmap_lut
 from .results_dock import ResultsDock
 
 __all__ = ["REFRESH_MS", "ResultsController"]
@@ -247,7 +248,7 @@ class ResultsController(QtCore.QObject):
         return SnapshotSpec(
             image=iv.current_frame(), levels=iv.levels(), lut=lut, atoms=atoms, class_colours=colours,
             marker_radius_px=0.5 * marker_size(atoms.xy) if atoms is not None and len(atoms) else 3.0,
-            heatmap=cam, heatmap_lut=ov.cam.lut() if cam is not None else None, heatmap_opacity=ov.cam.opacity,
+            heatmap=cam, heatmap_lut=heatmap_lut(ov.cam) if cam is not None else None, heatmap_opacity=ov.cam.opacity,
             # the result's calibration, as in its tables and exports (the file's without a result)
             defects=defects, px_size_nm=(r.calibration.px_x_nm if r is not None else
                                          self.w.micrograph.px_size_nm if self.w.micrograph is not None else None),
