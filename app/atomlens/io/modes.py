@@ -34,7 +34,29 @@ _PATTERNS = [
 
 
 def mode_from_text(text: str) -> str | None:
-    """The imaging mode a short text names (a detector name, a title), or None."""
+    """The imaging mode a short text names (a detector name, a title), or None.
+
+    Case-insensitive; a mode name counts only as a whole word, where digits and ``_`` also
+    separate words ("test_ADF_cropped", "DF4").  The first of HAADF, iDPC, DPC, ABF, ADF,
+    BF, DF, STM, AFM that matches wins, so "HAADF" is not read as ADF.
+
+    Parameters
+    ----------
+    text : str
+        Any text (converted with ``str``): a detector name, a title, a signal type.
+
+    Returns
+    -------
+    str or None
+        A mode of :data:`MODES` (spelled as there), or None when the text names none.
+
+    Examples
+    --------
+    >>> mode_from_text("HAADF Detector"), mode_from_text("test_ADF_cropped"), mode_from_text("DF4")
+    ('HAADF', 'ADF', 'ADF')
+    >>> mode_from_text("Nanonis topography"), mode_from_text("Z scan")
+    ('STM', None)
+    """
     t = str(text).lower()
     for mode, pat in _PATTERNS:
         if re.search(pat, t):
@@ -43,7 +65,23 @@ def mode_from_text(text: str) -> str | None:
 
 
 def mode_from_metadata(*texts) -> str | None:
-    """The first mode found in `texts` (titles, detector names, signal types), in order."""
+    """The first mode found in `texts` (titles, detector names, signal types), in order.
+
+    Parameters
+    ----------
+    *texts : str or None
+        Looked at one by one with :func:`mode_from_text`; empty ones and None are skipped.
+
+    Returns
+    -------
+    str or None
+        The mode of the first text that names one, or None.
+
+    Examples
+    --------
+    >>> mode_from_metadata(None, "", "Image 1", "Bright field", "HAADF")
+    'BF'
+    """
     for t in texts:
         if t:
             m = mode_from_text(t)
@@ -75,12 +113,44 @@ def mode_family(mode) -> str:
 
 
 def is_dark_atom(mode) -> bool:
-    """True for a mode in which the columns are dark on a bright background (ABF, BF)."""
+    """True for a mode in which the columns are dark on a bright background (ABF, BF).
+
+    Parameters
+    ----------
+    mode : str or None
+        An imaging mode, any case.
+
+    Returns
+    -------
+    bool
+        Whether it is one of :data:`DARK_ATOM_MODES`; False for None or an unknown mode.
+
+    Examples
+    --------
+    >>> is_dark_atom("abf"), is_dark_atom("HAADF"), is_dark_atom(None)
+    (True, False, False)
+    """
     return str(mode or "").upper() in DARK_ATOM_MODES
 
 
 def is_z_contrast(mode) -> bool:
-    """True for a Z-contrast mode (HAADF, ADF and the like); an unknown mode is not one."""
+    """True for a Z-contrast mode (HAADF, ADF and the like); an unknown mode is not one.
+
+    Parameters
+    ----------
+    mode : str or None
+        An imaging mode, any case.
+
+    Returns
+    -------
+    bool
+        Whether it is one of :data:`Z_CONTRAST_MODES`; False for None.
+
+    Examples
+    --------
+    >>> is_z_contrast("maadf"), is_z_contrast("ABF"), is_z_contrast(None)
+    (True, False, False)
+    """
     return str(mode or "").upper() in Z_CONTRAST_MODES
 
 

@@ -31,6 +31,25 @@ def normalise_length_unit(units) -> str | None:
     Odd spellings that files use are accepted: ``n_m`` and ``n m`` (Berkeley EMD),
     ``nanometers``, ``A``/``Angstrom``, ``u_m``/``um``/``μm``, and so on.  Reciprocal
     units such as ``1/nm`` are not lengths and return None.
+
+    Parameters
+    ----------
+    units : str or None
+        A unit as a file spells it (converted with ``str``; blanks, ``_`` and case are
+        ignored; Å may be precomposed or A with a combining ring).
+
+    Returns
+    -------
+    str or None
+        A key of :data:`LENGTH_UNITS_NM`; None for None, an empty or undefined unit,
+        pixels, a reciprocal unit or anything unknown.
+
+    Examples
+    --------
+    >>> normalise_length_unit("n_m"), normalise_length_unit("Angstrom"), normalise_length_unit("um")
+    ('nm', 'Å', 'µm')
+    >>> normalise_length_unit("1/nm"), normalise_length_unit("px"), normalise_length_unit("furlong")
+    (None, None, None)
     """
     if units is None:
         return None
@@ -71,9 +90,26 @@ def units_nm(*units: str, suffix: str = "") -> dict:
     """``{unit + suffix: size in nm}`` for the canonical `units` named, in that order (a dialog's
     choices: ``units_nm("pm", "nm", suffix="/px")`` is ``{"pm/px": 0.001, "nm/px": 1.0}``).
 
+    Parameters
+    ----------
+    *units : str
+        Canonical unit names (keys of :data:`LENGTH_UNITS_NM`, spelled exactly: "Å", "µm").
+    suffix : str, optional
+        Appended to each key (e.g. "/px" for pixel sizes).
+
+    Returns
+    -------
+    dict of str to float
+        The keys in the order given, each unit's size in nm.
+
     Raises
     ------
     KeyError
         For a unit that is not in :data:`LENGTH_UNITS_NM`.
+
+    Examples
+    --------
+    >>> units_nm("pm", "nm", suffix="/px")
+    {'pm/px': 0.001, 'nm/px': 1.0}
     """
     return {u + suffix: LENGTH_UNITS_NM[u] for u in units}
