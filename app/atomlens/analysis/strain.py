@@ -13,7 +13,7 @@ import numpy as np
 
 from .lattice import nearest_neighbour_distances, neighbours
 
-__all__ = ["SHELL_FACTOR", "first_shell", "local_distortion"]
+__all__ = ["SHELL_FACTOR", "bond_length_histogram", "bonds_of", "first_shell", "local_distortion"]
 
 #: Neighbours closer than this multiple of the median nearest-neighbour distance are bonds.
 SHELL_FACTOR = 1.3
@@ -77,3 +77,74 @@ def local_distortion(xy, *, shell_factor: float = SHELL_FACTOR, k: int = 8) -> n
     mean = np.where(finite, dist, 0.0).sum(axis=1)[has] / n[has]
     out[has] = 100.0 * (mean / median - 1.0)
     return out
+
+
+def bonds_of(xy, index: int, shell=None) -> list[tuple[int, float, float]]:
+    """The first-shell bonds of one atom: its neighbours, bond lengths and directions.
+
+    Parameters
+    ----------
+    xy : (n, 2) array, px
+        Atom positions (x = column, y = row).
+    index : int
+        The atom.
+    shell : tuple, optional
+        :func:`first_shell` of `xy`, when the caller keeps it (it is computed otherwise).
+
+    Returns
+    -------
+    list of (int, float, float)
+        ``(neighbour index, bond length in px, angle in degrees)``, nearest first; the angle is
+        counter-clockwise from the +x axis as the image is shown (y runs down the rows).
+
+    Raises
+    ------
+    IndexError
+        When `index` is not an atom of `xy`.
+
+    Examples
+    --------
+    >>> xy = [[0.0, 0.0], [2.0, 0.0], [0.0, 2.2], [2.0, 2.2]]
+    >>> [(j, round(d, 2), round(a)) for j, d, a in bonds_of(xy, 0)]
+    [(1, 2.0, 0), (2, 2.2, -90)]
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    if not 0 <= index < len(xy):
+        raise IndexError(f"no atom {index}")
+    dist, idx, _cutoff = first_shell(xy) if shell is None else shell
+    ok = idx[index] >= 0
+    out = []
+    for j, d in zip(idx[index][ok], dist[index][ok]):
+        ang = np.degrees(np.arctan2(-(xy[j, 1] - xy[index, 1]), xy[j, 0] - xy[index, 0]))
+        out.append((int(j), float(d), float(ang)))
+    return out
+
+
+def bond_length_histogram(lengths) -> tuple[np.ndarray, np.ndarray, float]:
+    """The histogram the Results dock draws of nearest-neighbour distances.
+
+    Parameters
+    ----------
+    lengths : (n,) array
+        Distances (any unit), n >= 1.
+
+    Returns
+    -------
+    (counts, edges, median)
+        ``np.histogram`` of `lengths` over at least +-10 % around the median (a perfect
+        lattice is one spike) and at most 3 x the median, with sqrt(n) bins (10 to 80);
+        `median` in the unit of `lengths`.
+
+    Examples
+    --------
+    >>> counts, edges, med = bond_length_histogram([1.0, 1.0, 1.0, 1.2])
+    >>> int(counts.sum()), len(edges), med
+    (4, 11, 1.0)
+    """
+    v = np.asarray(lengths, float).ravel()
+    med = float(np.median(v))
+    hi = max(min(float(v.max()), 3.0 * med), 1.1 * med)
+    lo = min(max(0.0, float(v.min())), 0.9 * med)
+    nbins = int(np.clip(np.sqrt(len(v)), 10, 80))
+    counts, edges = np.histogram(v, bins=nbins, range=(lo, hi if hi > lo else lo + 1))
+    return counts, edges, med

@@ -21,7 +21,7 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from ..analysis.lattice import nearest_neighbour_distances
-from ..analysis.strain import first_shell, local_distortion
+from ..analysis.strain import bond_length_histogram, bonds_of, first_shell, local_distortion
 from ..analysis.corrections import ORIGINS, corrections_of
 from ..workflows.export import DEFAULT_CLASS_COLOURS
 from .atom_table import AtomTableModel
@@ -261,15 +261,13 @@ class ResultsDock(QtWidgets.QDockWidget):
             raise IndexError(f"no atom {index}")
         if self._shell is None:
             self._shell = first_shell(r.atoms.xy)
-        dist, idx, _cutoff = self._shell
-        ok = idx[index] >= 0
-        nb, d_px = idx[index][ok], dist[index][ok]
+        bonds = bonds_of(r.atoms.xy, index, self._shell)
+        nb = [j for j, _d, _a in bonds]
         f = self._unit_factor()
         names = r.atoms.names()
         self.neigh_list.clear()
         out = []
-        for j, d in zip(nb, d_px):
-            ang = np.degrees(np.arctan2(-(r.atoms.y[j] - r.atoms.y[index]), r.atoms.x[j] - r.atoms.x[index]))
+        for j, d, ang in bonds:
             item = QtWidgets.QTreeWidgetItem([str(int(j)), names[j], f"{d * f:.1f} {self.nn_unit}", f"{ang:.0f}°"])
             item.setForeground(1, QtGui.QBrush(QtGui.QColor(self.class_colours.get(names[j], "#000000"))))
             self.neigh_list.addTopLevelItem(item)
@@ -348,13 +346,7 @@ class ResultsDock(QtWidgets.QDockWidget):
             self.median_line.hide()
             return
         self.nn_values = nearest_neighbour_distances(r.atoms.xy) * self._unit_factor()
-        self.nn_median = float(np.median(self.nn_values))
-        med = self.nn_median
-        # at least +-10 % around the median (a perfect lattice is one spike), at most 3 x
-        hi = max(min(float(self.nn_values.max()), 3.0 * med), 1.1 * med)
-        lo = min(max(0.0, float(self.nn_values.min())), 0.9 * med)
-        nbins = int(np.clip(np.sqrt(len(self.nn_values)), 10, 80))
-        counts, edges = np.histogram(self.nn_values, bins=nbins, range=(lo, hi if hi > lo else lo + 1))
+        counts, edges, self.nn_median = bond_length_histogram(self.nn_values)
         self.hist_curve.setData(edges, counts)
         self.median_line.show()  # (a hidden line's label is not updated)
         self.median_line.setValue(self.nn_median)
