@@ -54,7 +54,33 @@ class Calibration:
     @classmethod
     def from_micrograph(cls, mg, px_size_nm: float | None = None) -> "Calibration":
         """The calibration of `mg` (its ``px_size_nm``, ``px_size_y_nm`` and ``offset_nm``);
-        a `px_size_nm` given by the user replaces the file's, as square pixels."""
+        a `px_size_nm` given by the user replaces the file's, as square pixels.
+
+        Parameters
+        ----------
+        mg : Micrograph
+            Or any object with ``px_size_nm`` (nm/px or None), ``offset_nm`` ((x, y) nm) and
+            optionally ``px_size_y_nm`` (nm/px or None).
+        px_size_nm : float, nm/px, optional
+            The user's pixel size; the file's offset is kept.
+
+        Returns
+        -------
+        Calibration
+            ``px_y_nm`` is None unless the file's pixel height differs from its width.
+
+        Raises
+        ------
+        ValueError
+            For a pixel size that is not a positive finite number.
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace
+        >>> mg = SimpleNamespace(px_size_nm=0.02, px_size_y_nm=0.02, offset_nm=(0.0, 0.0))
+        >>> Calibration.from_micrograph(mg).square, Calibration.from_micrograph(mg, 0.05).px_A
+        (True, 0.5)
+        """
         if px_size_nm is not None:
             return cls(float(px_size_nm), None, tuple(mg.offset_nm))
         py = getattr(mg, "px_size_y_nm", None)
@@ -104,10 +130,26 @@ class Calibration:
     def to_px(self, x_nm, y_nm):
         """Pixel positions of physical positions (the inverse of :meth:`to_nm`).
 
+        Parameters
+        ----------
+        x_nm, y_nm : array_like, nm
+            Physical positions.
+
+        Returns
+        -------
+        (x, y) : float64 arrays of the shape of `x_nm` and `y_nm`, px
+            ``(position - offset) / pixel size``, each axis with its own pixel size.
+
         Raises
         ------
         ValueError
             For an uncalibrated image.
+
+        Examples
+        --------
+        >>> x, y = Calibration(0.02, 0.025, (1.0, 2.0)).to_px([1.0, 1.2], [2.0, 2.1])
+        >>> x.round(9).tolist(), y.round(9).tolist()
+        ([0.0, 10.0], [0.0, 4.0])
         """
         if self.px_x_nm is None:
             raise ValueError("the image is not calibrated: nm positions cannot be turned into pixels")
@@ -115,5 +157,22 @@ class Calibration:
                 (np.asarray(y_nm, np.float64) - self.offset_nm[1]) / self.y_nm)
 
     def length_nm(self, length_px: float) -> float | None:
-        """A length along x (a distance between columns of square pixels) in nm, or None."""
+        """A length along x (a distance between columns of square pixels) in nm, or None.
+
+        Parameters
+        ----------
+        length_px : float, px
+            A length in pixel widths.
+
+        Returns
+        -------
+        float or None, nm
+            ``length_px * px_x_nm``; None for an uncalibrated image.  With non-square pixels
+            it is right only along x.
+
+        Examples
+        --------
+        >>> Calibration(0.05).length_nm(20), Calibration(None).length_nm(20)
+        (1.0, None)
+        """
         return None if self.px_x_nm is None else float(length_px) * float(self.px_x_nm)

@@ -116,7 +116,31 @@ def atom_origins(ann, predicted, *, move_tol_px: float | None = None,
 
 def annotation_defects(ann, score=1.0):
     """The defects of the annotations `ann` as a DefectList (positions px, type names in the
-    order of ``ann.defect_types``, then any others), with `score` (one value or one per defect)."""
+    order of ``ann.defect_types``, then any others), with `score` (one value or one per defect).
+
+    Parameters
+    ----------
+    ann : Annotations
+        Or any object with ``defects`` (a list of dicts with ``type``, ``x`` and ``y`` in px;
+        a box's ``w``, ``h`` are not read here) and ``defect_types`` (dicts with ``name``).
+    score : float or array_like (n,), optional
+        Score of every defect, 0..1.
+
+    Returns
+    -------
+    DefectList
+        One defect per entry of ``ann.defects``, in order; its ``type_names`` are the
+        declared types, then the undeclared names used, in order of appearance.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> ann = SimpleNamespace(defects=[{"type": "adatom", "x": 1.0, "y": 2.0}],
+    ...                       defect_types=[{"name": "hole"}, {"name": "vacancy"}])
+    >>> d = annotation_defects(ann, 0.5)
+    >>> d.names(), d.type_names, d.score.tolist()
+    (['adatom'], ('hole', 'vacancy', 'adatom'), [0.5])
+    """
     from .cam import DefectList
 
     names = [d["type"] for d in ann.defects]
@@ -171,6 +195,24 @@ def corrected_result(result, ann, *, move_tol_px: float | None = None):
     record it (the user vouches for it), so the column stays numeric for every reader; the
     ``origin`` column tells such atoms apart.  Relabelled and moved atoms keep the network's
     detection score.  The maps (``prob``, ``cam``) and notes are the result's.
+
+    Parameters
+    ----------
+    result : AnalysisResult or None
+        The network's result (None is returned as it is).
+    ann : Annotations or None
+        The user's corrections of that image and frame.
+    move_tol_px : float, px, optional
+        How far a dragged atom may lie from the predicted atom it came from (see
+        :func:`atom_origins`; default from the result's ``info["median_nn_px"]``).
+
+    Returns
+    -------
+    AnalysisResult or None
+        `result` itself, or a shallow copy (``dataclasses.replace``: the maps are shared)
+        with the annotations' atoms (:meth:`Annotations.to_atom_list`), their defects
+        (:func:`annotation_defects`, a defect the result found keeping its score) and the
+        ``corrections`` entry in a copy of ``info``.
     """
     if ann is None or result is None:
         return result
@@ -195,11 +237,46 @@ def corrected_result(result, ann, *, move_tol_px: float | None = None):
 
 
 def corrections_of(result) -> dict | None:
-    """``result.info["corrections"]`` (see :func:`corrected_result`), or None."""
+    """``result.info["corrections"]`` (see :func:`corrected_result`), or None.
+
+    Parameters
+    ----------
+    result : AnalysisResult or None
+        Any result, corrected or not.
+
+    Returns
+    -------
+    dict or None
+        The corrections (``origin``, ``defect_origin``, ``defect_box``, ``deleted``,
+        ``deleted_defects``, ``edits``); None for None, an uncorrected result, or an entry
+        that is not a dict.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> corrections_of(SimpleNamespace(info={})), corrections_of(None)
+    (None, None)
+    """
     c = result.info.get("corrections") if result is not None else None
     return c if isinstance(c, dict) else None
 
 
 def origin_counts(origin) -> dict:
-    """Number of atoms (or defects) of each origin: ``{origin: n}`` for every one of :data:`ORIGINS`."""
+    """Number of atoms (or defects) of each origin: ``{origin: n}`` for every one of :data:`ORIGINS`.
+
+    Parameters
+    ----------
+    origin : array_like of str, (n,)
+        Origins, as in ``corrections["origin"]``; values not in :data:`ORIGINS` are not counted.
+
+    Returns
+    -------
+    dict of str to int
+        Every origin of :data:`ORIGINS`, in that order, with its count (0 included).
+
+    Examples
+    --------
+    >>> origin_counts(["predicted", "added", "added"])
+    {'predicted': 1, 'relabelled': 0, 'moved': 0, 'added': 2}
+    """
     return {o: int(np.sum(np.asarray(origin, dtype=object) == o)) for o in ORIGINS}

@@ -89,6 +89,13 @@ class AnalysisResult:
 
     @property
     def class_names(self) -> tuple:
+        """The names of the atom classes, indexed by ``atoms.cls`` (``atoms.class_names``).
+
+        Returns
+        -------
+        tuple of str
+            Background first, e.g. ``("background", "atom", "dopant", "vacancy")``.
+        """
         return self.atoms.class_names
 
     def counts(self) -> dict:
@@ -105,7 +112,37 @@ class AnalysisResult:
 
         `image` is the image as the network saw it (an ABF image inverted); :meth:`needs_image`
         says when it is required.  Raises ValueError when no probabilities were kept (an image
-        processed in strips) or the image is missing."""
+        processed in strips) or the image is missing.
+
+        The notes written after detection (single atoms, vacuum, material hint, edge margin,
+        defect check, score filter) are replaced by the new ones; with an image, the domain
+        check (where the result has one) is redone too; ``info["median_nn_px"]`` is updated.
+
+        Parameters
+        ----------
+        threshold : float
+            Foreground probability threshold, 0..1 (see :func:`atomlens.analysis.atoms.find_atoms`).
+        refine : {"centroid", "none", "gaussian"}, optional
+            Sub-pixel refinement; None keeps the current one.
+        image : (H, W) array_like, optional
+            The image as the network saw it (:meth:`network_image`); converted to float32.
+        material : str or None, optional
+            A name of :data:`atomlens.analysis.material.MATERIALS`, None (or "") for none,
+            "keep" for the current one.
+        edge_margin_px : float, px, optional
+            Leave out atoms closer than this to an edge; None keeps the current margin.
+
+        Returns
+        -------
+        AtomList
+            The new atoms, in the image's pixels (also stored as :attr:`atoms`).
+
+        Raises
+        ------
+        ValueError
+            When no probabilities were kept, or `image` is None while :meth:`needs_image` says
+            it is needed.
+        """
         if self.prob is None:
             raise ValueError("this result kept no probability maps (image processed in strips): run again")
         refine = refine or self.refine
@@ -139,7 +176,22 @@ class AnalysisResult:
 
     def needs_image(self, refine: str | None = None, material="keep") -> bool:
         """Whether :meth:`rederive` with these settings needs the image: Gaussian refinement,
-        a material hint and a Z-contrast image's test for single atoms on a support read it."""
+        a material hint and a Z-contrast image's test for single atoms on a support read it.
+
+        Parameters
+        ----------
+        refine : str, optional
+            The refinement :meth:`rederive` will use; None: the current one.
+        material : str or None, optional
+            The material hint it will use; "keep" (the default): the current one.
+
+        Returns
+        -------
+        bool
+            True for Gaussian refinement, a material hint, a result whose network saw
+            Z-contrast (HAADF, ADF), or one analysed with the defect check (which reads the
+            image too).
+        """
         material = self.material if material == "keep" else material
         return ((refine or self.refine) == "gaussian" or bool(material) or _z_contrast(self.info)
                 or bool(self.info.get("defect_check")))
@@ -168,7 +220,22 @@ class AnalysisResult:
 
     def write_tables(self, atoms_csv, defects_csv=None) -> None:
         """Write the atom table (and, when there are defects and `defects_csv` is given, the
-        defect table) with this result's calibration, atomically."""
+        defect table) with this result's calibration, atomically.
+
+        Parameters
+        ----------
+        atoms_csv : str or os.PathLike
+            Target of ``x,y,class,score,x_nm,y_nm`` (px, and nm through :attr:`calibration`;
+            the nm columns empty for an uncalibrated image).
+        defects_csv : str or os.PathLike, optional
+            Target of ``x,y,type,score,x_nm,y_nm``; not written when None or when the result
+            has no defect list (an empty list is written, as a header alone).
+
+        Raises
+        ------
+        OSError
+            If a file cannot be written.
+        """
         cal = self.calibration
         self.atoms.to_csv(atoms_csv, px_size_nm=cal.px_x_nm, offset_nm=cal.offset_nm, px_size_y_nm=cal.px_y_nm)
         if defects_csv is not None and self.defects is not None:
