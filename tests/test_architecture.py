@@ -190,3 +190,26 @@ def test_layer_models_work_without_qt():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_svg_snapshot_is_headless(tmp_path):
+    """The SVG snapshot needs no Qt: ``atomlens.workflows.snapshot`` writes it from numpy alone."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "snap.svg"
+    code = (
+        "import sys, numpy as np\n"
+        "from atomlens.analysis.atoms import AtomList\n"
+        "from atomlens.workflows.snapshot import SnapshotSpec, render_svg\n"
+        "img = np.random.default_rng(0).random((20, 30)).astype(np.float32)\n"
+        "spec = SnapshotSpec(img, atoms=AtomList([3.0, 9.0], [4.0, 12.0], [1, 2], [0.9, 0.8]), px_size_nm=0.02,"
+        " scale=2)\n"
+        f"render_svg(spec, {str(out)!r})\n"
+        "assert not [m for m in sys.modules if m.startswith(('PyQt5', 'pyqtgraph'))], 'Qt imported'\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    assert text.count("<circle") == 2 and 'width="60" height="40"' in text and "data:image/png;base64," in text
+    assert 'class="scalebar"' in text

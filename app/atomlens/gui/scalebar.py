@@ -2,35 +2,13 @@
 
 from __future__ import annotations
 
-import math
 
 import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui
 
+from ..workflows.snapshot import format_length_nm, nice_length
+
 __all__ = ["ScaleBar", "nice_length", "format_length_nm"]
-
-
-def nice_length(max_value: float) -> float:
-    """Largest number of the form 1, 2 or 5 x 10^n that is <= `max_value` (> 0)."""
-    if not (max_value > 0 and math.isfinite(max_value)):
-        raise ValueError(f"need a positive finite length, got {max_value!r}")
-    exp = math.floor(math.log10(max_value))
-    for mant in (5.0, 2.0, 1.0):
-        value = mant * 10.0**exp
-        if value <= max_value * (1 + 1e-9):
-            return value
-    return 10.0 ** (exp - 1) * 5.0  # unreachable; keeps type checkers quiet
-
-
-def format_length_nm(length_nm: float) -> str:
-    """'500 pm', '2 nm', '1 µm': the unit chosen so that the number is >= 1."""
-    if length_nm < 1.0:
-        value, unit = length_nm * 1000.0, "pm"
-    elif length_nm >= 1000.0:
-        value, unit = length_nm / 1000.0, "µm"
-    else:
-        value, unit = length_nm, "nm"
-    return f"{value:.3g} {unit}"
 
 
 class ScaleBar(pg.GraphicsObject):
