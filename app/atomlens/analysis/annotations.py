@@ -86,7 +86,23 @@ class SidecarMismatch(SidecarError):
 
 
 def sidecar_path(image_path) -> Path:
-    """The sidecar of `image_path`: ``<image>.atomlens.json`` in the same folder."""
+    """The sidecar of `image_path`: ``<image>.atomlens.json`` in the same folder.
+
+    Parameters
+    ----------
+    image_path : str or os.PathLike
+        The image file (it need not exist).
+
+    Returns
+    -------
+    pathlib.Path
+        The image's full name with ``.atomlens.json`` appended.
+
+    Examples
+    --------
+    >>> sidecar_path("data/a.hdf5").as_posix()
+    'data/a.hdf5.atomlens.json'
+    """
     p = Path(image_path)
     return p.with_name(p.name + ".atomlens.json")
 
@@ -316,6 +332,24 @@ class Annotations:
 
         All atoms are ``"predicted"`` and unreviewed; defects are taken as points.
         `model_card` (the predictor's card) is recorded as the starting point's model.
+
+        Parameters
+        ----------
+        result : AnalysisResult
+            Its atoms (positions px, classes, scores, class names), defects, frame, shape,
+            pixel size (nm/px) and ``info["mode"]`` are taken.
+        model_card : dict, optional
+            Its ``name``, ``version`` and ``weights_sha256`` become :attr:`model`.
+        image_sha256 : str, optional
+            Hex sha256 of the image file.
+        image_name : str, optional
+            The image file's name.
+
+        Returns
+        -------
+        Annotations
+            ``edits`` 0; the default defect types, plus any other type the result found
+            (colour ``"#ffffff"``).
         """
         a = result.atoms
         defects, types = [], [dict(d) for d in DEFAULT_DEFECT_TYPES]
@@ -364,7 +398,36 @@ class Annotations:
         return idx
 
     def add_atom(self, x: float, y: float, cls: int, score: float = 1.0) -> int:
-        """Append a user atom at (`x`, `y`) px of class index `cls`; returns its index."""
+        """Append a user atom at (`x`, `y`) px of class index `cls`; returns its index.
+
+        Parameters
+        ----------
+        x, y : float, px
+            Position in the image's pixels; finite.
+        cls : int
+            Class index, 1..len(class_names) - 1.
+        score : float, optional
+            Stored as given (1 by default: the user vouches for it).
+
+        Returns
+        -------
+        int
+            The new atom's index (the last); it is ``"user"`` and reviewed.  Counts as an
+            edit; undo with :meth:`remove_atoms`.
+
+        Raises
+        ------
+        ValueError
+            For a non-finite position or a class out of range.
+
+        Examples
+        --------
+        >>> ann = Annotations(x=[10.0], y=[20.0], cls=1, score=0.9, source="predicted")
+        >>> ann.add_atom(30.0, 40.0, 2)
+        1
+        >>> ann.source.tolist(), ann.reviewed.tolist()
+        (['predicted', 'user'], [False, True])
+        """
         x, y = _finite(x, "x"), _finite(y, "y")
         c = int(self._check_cls(cls))
         self.x = np.append(self.x, x)
@@ -379,11 +442,35 @@ class Annotations:
     def remove_atoms(self, indices) -> dict:
         """Remove atoms; returns the removed rows for :meth:`insert_atoms` (undo).
 
+        The places of removed ``"predicted"`` atoms are appended to ``deleted_x`` /
+        ``deleted_y`` (the user says there is no atom there).  Counts as an edit.
+
+        Parameters
+        ----------
+        indices : int or array_like of int
+            Atoms to remove; repeats count once.
+
         Returns
         -------
         dict
             ``index`` (sorted original indices) and the columns ``x, y, cls, score, source,
-            reviewed`` of the removed atoms (arrays).
+            reviewed`` of the removed atoms (arrays), and ``n_deleted``, the number of
+            places recorded as deleted.
+
+        Raises
+        ------
+        IndexError
+            For an index outside 0..n-1 (nothing is removed then).
+
+        Examples
+        --------
+        >>> ann = Annotations(x=[10.0, 30.0], y=[20.0, 40.0], cls=1, score=1.0, source=["predicted", "user"])
+        >>> rows = ann.remove_atoms([0])
+        >>> len(ann), ann.deleted_x.tolist(), rows["n_deleted"]
+        (1, [10.0], 1)
+        >>> ann.insert_atoms(rows)
+        >>> ann.x.tolist(), ann.deleted_x.tolist(), ann.edits
+        ([10.0, 30.0], [], 2)
         """
         idx = self._check_index(indices)
         rows = {"index": idx.copy()}
@@ -401,7 +488,25 @@ class Annotations:
         return rows
 
     def insert_atoms(self, rows: dict) -> None:
-        """Put back rows removed by :meth:`remove_atoms` at their original indices (undo)."""
+        """Put back rows removed by :meth:`remove_atoms` at their original indices (undo).
+
+        The last ``rows["n_deleted"]`` deleted places are dropped again, so undo steps must
+        come in reverse order of the edits.  Counts as an edit.
+
+        Parameters
+        ----------
+        rows : dict
+            What :meth:`remove_atoms` returned: ``index`` and the columns ``x, y, cls,
+            score, source, reviewed``.
+
+        Raises
+        ------
+        ValueError
+            For indices that are repeated or do not fit the table as it was before the
+            removal, or a class out of range.
+        KeyError
+            For a missing column.
+        """
         n_del = int(rows.get("n_deleted", 0))
         if n_del:  # the places recorded as deleted are no longer so
             self.deleted_x, self.deleted_y = self.deleted_x[:-n_del], self.deleted_y[:-n_del]
@@ -428,7 +533,27 @@ class Annotations:
 
     def move_atom(self, i: int, x: float, y: float) -> tuple[float, float]:
         """Move atom `i` to (`x`, `y`) px (it becomes a reviewed user atom); returns the old
-        position.  Undo with ``move_atom(i, *old)`` (the atom stays marked as the user's)."""
+        position.  Undo with ``move_atom(i, *old)`` (the atom stays marked as the user's).
+
+        Parameters
+        ----------
+        i : int
+            Atom index, 0..n-1.
+        x, y : float, px
+            New position; finite.
+
+        Returns
+        -------
+        (float, float), px
+            The old (x, y).
+
+        Raises
+        ------
+        IndexError
+            For an index out of range.
+        ValueError
+            For a non-finite position.
+        """
         i = int(self._check_index([i])[0])
         old = (float(self.x[i]), float(self.y[i]))
         self.x[i], self.y[i] = _finite(x, "x"), _finite(y, "y")
@@ -446,7 +571,33 @@ class Annotations:
         """Set the class (index, or one per atom) of atoms; they become reviewed user atoms.
 
         Returns the old classes (int64 array, in the order of `indices`), so that
-        ``set_class(indices, old)`` undoes it."""
+        ``set_class(indices, old)`` undoes it.
+
+        Parameters
+        ----------
+        indices : int or array_like of int, (k,)
+            The atoms.
+        cls : int or array_like of int, (k,)
+            Class index (1..len(class_names) - 1), one for all or one per atom.
+
+        Returns
+        -------
+        (k,) int64 numpy.ndarray
+            The old classes.  Counts as an edit.
+
+        Raises
+        ------
+        IndexError
+            For an index out of range.
+        ValueError
+            For a class out of range.
+
+        Examples
+        --------
+        >>> ann = Annotations(x=[1.0, 2.0], y=[1.0, 2.0], cls=[1, 2], score=1.0, source="predicted")
+        >>> ann.set_class([0, 1], 3).tolist(), ann.cls.tolist(), ann.source.tolist()
+        ([1, 2], [3, 3], ['user', 'user'])
+        """
         idx = self._check_positions(indices)
         c = self._check_cls(cls)
         old = self.cls[idx].copy()
@@ -457,7 +608,27 @@ class Annotations:
 
     def set_reviewed(self, indices, value: bool = True) -> np.ndarray:
         """Mark atoms as reviewed (confirmed) or not; returns the old flags (in the order of
-        `indices`)."""
+        `indices`).
+
+        The atoms' ``source`` is not changed.  Counts as an edit.
+
+        Parameters
+        ----------
+        indices : int or array_like of int, (k,)
+            The atoms.
+        value : bool, optional
+            The new flag.
+
+        Returns
+        -------
+        (k,) bool numpy.ndarray
+            The old flags.
+
+        Raises
+        ------
+        IndexError
+            For an index out of range.
+        """
         idx = self._check_positions(indices)
         old = self.reviewed[idx].copy()
         self.reviewed[idx] = bool(value)
@@ -472,7 +643,21 @@ class Annotations:
         return out
 
     def restore_atom_state(self, state: dict) -> None:
-        """Put back a table taken by :meth:`atom_state` (counts as an edit)."""
+        """Put back a table taken by :meth:`atom_state` (counts as an edit).
+
+        Parameters
+        ----------
+        state : dict
+            ``x, y, cls, score, source, reviewed`` (arrays of one length) and optionally
+            ``deleted_x``, ``deleted_y`` (missing: none deleted); copied.
+
+        Raises
+        ------
+        ValueError
+            For columns of different lengths or a class out of range.
+        KeyError
+            For a missing atom column.
+        """
         n = len(state["x"])
         if any(len(state[k]) != n for k in _ATOM_COLUMNS):
             raise ValueError("the atom columns of the state differ in length")
@@ -561,7 +746,32 @@ class Annotations:
 
     def add_defect(self, d: dict) -> int:
         """Append a defect ``{"x", "y", "type", "w"?, "h"?}`` (px); returns its index.
-        A type not yet in `defect_types` is added to it."""
+        A type not yet in `defect_types` is added to it.
+
+        Parameters
+        ----------
+        d : dict
+            ``x``, ``y`` (px, finite), ``type`` (a name), and for a box ``w``, ``h`` (px, >= 0;
+            None or missing for a point).  Other keys are dropped.
+
+        Returns
+        -------
+        int
+            Index of the new defect in :attr:`defects` (the last).  Counts as an edit.
+
+        Raises
+        ------
+        ValueError
+            For a missing key, a non-finite number or a negative box size.
+
+        Examples
+        --------
+        >>> ann = Annotations()
+        >>> ann.add_defect({"x": 5, "y": 6, "type": "strain"}), ann.defect_types[-1]
+        (0, {'name': 'strain', 'colour': '#ffffff'})
+        >>> ann.defects
+        [{'x': 5.0, 'y': 6.0, 'type': 'strain', 'w': None, 'h': None}]
+        """
         d = self._check_defect(d)
         if d["type"] not in {t["name"] for t in self.defect_types}:
             self.defect_types.append({"name": d["type"], "colour": "#ffffff"})
@@ -570,13 +780,43 @@ class Annotations:
         return len(self.defects) - 1
 
     def remove_defect(self, i: int) -> dict:
-        """Remove defect `i`; returns it (for :meth:`insert_defect`)."""
+        """Remove defect `i`; returns it (for :meth:`insert_defect`).
+
+        Parameters
+        ----------
+        i : int
+            Index into :attr:`defects` (negative counts from the end, as for a list).
+
+        Returns
+        -------
+        dict
+            The removed defect.  Counts as an edit; its type stays in :attr:`defect_types`.
+
+        Raises
+        ------
+        IndexError
+            For an index out of range.
+        """
         d = self.defects.pop(int(i))
         self.edits += 1
         return d
 
     def insert_defect(self, i: int, d: dict) -> None:
-        """Insert defect `d` at index `i` (undo of :meth:`remove_defect`)."""
+        """Insert defect `d` at index `i` (undo of :meth:`remove_defect`).
+
+        Parameters
+        ----------
+        i : int
+            Position, as for ``list.insert`` (beyond the end appends).
+        d : dict
+            A defect as :meth:`add_defect` takes it; its type is not added to
+            :attr:`defect_types`.
+
+        Raises
+        ------
+        ValueError
+            As :meth:`add_defect`.
+        """
         self.defects.insert(int(i), self._check_defect(d))
         self.edits += 1
 
@@ -602,7 +842,37 @@ class Annotations:
 
         Every field is checked (types, lengths, finite numbers, known classes and sources);
         unknown extra fields are ignored.  Raises :class:`SidecarError` (a ValueError) naming
-        what is wrong; never another exception for bad content."""
+        what is wrong; never another exception for bad content.
+
+        Parameters
+        ----------
+        d : dict
+            Parsed JSON: ``format`` must be :data:`SIDECAR_FORMAT`, ``atoms`` a table with at
+            least ``x``, ``y`` (px) and ``class`` (names); ``score`` (default 1), ``source``
+            (default ``"predicted"``), ``reviewed``, ``class_names``, ``defects``,
+            ``defect_types``, ``model``, ``shape``, ``px_size_nm`` (nm/px), ``frame``,
+            ``edits``, ``deleted``, ``image_sha256``, ``image_name`` and ``mode`` are optional.
+
+        Returns
+        -------
+        Annotations
+
+        Raises
+        ------
+        SidecarError
+            For any bad content.
+
+        Examples
+        --------
+        >>> ann = Annotations(x=[1.0], y=[2.0], cls=2, score=0.5, source="user")
+        >>> back = Annotations.from_dict(ann.to_dict())
+        >>> back.x.tolist(), back.cls.tolist(), back.source.tolist()
+        ([1.0], [2], ['user'])
+        >>> Annotations.from_dict({"format": "other"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        atomlens.analysis.annotations.SidecarError: not an AtomLens annotation file (format 'other', ...)
+        """
         try:
             return cls._from_dict(d)
         except SidecarError:
@@ -771,11 +1041,35 @@ def parse_point_list(text: str, name: str = "the point list") -> PointList:
     columns ``x, y`` or three ``row number, x, y`` (the first a running count from 0 or 1).
     Blank lines and lines starting with ``#`` are skipped.
 
+    The delimiter is taken from the first line (the first of comma, tab, semicolon found in
+    it, else blanks); the first line is a header when any of its fields is not a number.
+
+    Parameters
+    ----------
+    text : str
+        The table (a leading byte-order mark is dropped).
+    name : str, optional
+        Names the source in messages (and in :attr:`PointList.name`).
+
+    Returns
+    -------
+    PointList
+        Positions in px; ``classes`` and ``score`` only when the header names those columns;
+        ``layout`` says what was recognised.
+
     Raises
     ------
     PointListError
         (a ValueError) Empty, no x/y columns (or only nm ones), a row with too few fields, a
         value that is not a finite number: the message names `name` and the line.
+
+    Examples
+    --------
+    >>> p = parse_point_list("x,y,class\\n1,2,atom\\n3.5,4,dopant\\n")
+    >>> p.x.tolist(), p.y.tolist(), p.classes, p.layout
+    ([1.0, 3.5], [2.0, 4.0], ['atom', 'dopant'], 'header x,y,class')
+    >>> parse_point_list("0 1.5 2.5\\n1 3 4\\n").layout
+    'row number, x, y'
     """
     import csv
     import io as _io
@@ -858,7 +1152,24 @@ def parse_point_list(text: str, name: str = "the point list") -> PointList:
 def read_point_list(path) -> PointList:
     """:func:`parse_point_list` of a file (UTF-8, with or without a byte-order mark; Latin-1
     as a fallback).  Raises :class:`PointListError` also for a file that cannot be read, is
-    binary or larger than :data:`POINT_LIST_MAX_BYTES`."""
+    binary or larger than :data:`POINT_LIST_MAX_BYTES`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The text table.
+
+    Returns
+    -------
+    PointList
+        As :func:`parse_point_list`, named by the path.
+
+    Raises
+    ------
+    PointListError
+        (a ValueError) For an unreadable, binary (a NUL byte) or too large file, or any
+        error of :func:`parse_point_list`.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -879,7 +1190,30 @@ def read_point_list(path) -> PointList:
 # ---------------------------------------------------------------------- sidecar files
 def holdout_row(height: int, holdout: float) -> int:
     """First row of the strip held out from fine-tuning at the bottom of an annotated image of
-    `height` rows (`height` when `holdout` is 0)."""
+    `height` rows (`height` when `holdout` is 0).
+
+    Parameters
+    ----------
+    height : int, px
+        Image height H.
+    holdout : float
+        Fraction of the rows held out, in [0, 1).
+
+    Returns
+    -------
+    int
+        ``H - round(H * holdout)``: rows from it to H - 1 are held out.
+
+    Raises
+    ------
+    ValueError
+        For `holdout` outside [0, 1).
+
+    Examples
+    --------
+    >>> holdout_row(512, 0.2), holdout_row(512, 0.0)
+    (410, 512)
+    """
     if not 0.0 <= holdout < 1.0:
         raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout}")
     return int(height - round(height * holdout))
@@ -888,7 +1222,25 @@ def holdout_row(height: int, holdout: float) -> int:
 def fallback_sidecar_path(image_path, image_sha256: str) -> Path:
     """Where the sidecar goes when the image's folder cannot be written (a read-only share, a
     DVD, a folder of someone else's): ``<user data>/annotations/<sha256[:16]>-<image>.atomlens.json``.
-    Keyed by the image's content, so a copy of the image elsewhere finds its annotations too."""
+    Keyed by the image's content, so a copy of the image elsewhere finds its annotations too.
+
+    Parameters
+    ----------
+    image_path : str or os.PathLike
+        The image (only its file name is used).
+    image_sha256 : str
+        Hex sha256 of the image file.
+
+    Returns
+    -------
+    pathlib.Path
+        In :func:`atomlens.fileio.user_data_dir`; the folder is not created here.
+
+    Raises
+    ------
+    ValueError
+        For an empty or missing sha256.
+    """
     if not image_sha256:
         raise ValueError("an image without a sha256 has no fallback annotation file")
     return user_data_dir() / "annotations" / f"{image_sha256[:16]}-{Path(image_path).name}.atomlens.json"
@@ -928,12 +1280,38 @@ def write_sidecar_text(path, text: str) -> None:
     The text goes to a temporary file in the same folder (named after the writing process, so
     :func:`clean_temp_files` can tell an interrupted save's file from one being written), which
     is flushed to disk (fsync) before it is renamed over `path`; the folder is flushed after the
-    rename, so that after a crash or power cut `path` holds the old or the new text, whole."""
+    rename, so that after a crash or power cut `path` holds the old or the new text, whole.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The target file; its folder must exist.
+    text : str
+        Written as UTF-8, as it is (no newline translation).
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be written (the temporary file is removed then).
+    """
     write_sidecar_bytes(path, text.encode("utf-8"))
 
 
 def write_sidecar_bytes(path, data: bytes) -> None:
-    """:func:`write_sidecar_text` for bytes."""
+    """:func:`write_sidecar_text` for bytes.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The target file; its folder must exist.
+    data : bytes
+        Written as they are.
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be written.
+    """
 
     def write(tmp):
         with open(tmp, "wb") as fh:
@@ -964,7 +1342,21 @@ def clean_temp_files(sidecar, max_age_s: float = TEMP_MAX_AGE_S) -> list[Path]:
     A temporary file is removed when the process that wrote it (named in the file name) is no
     longer running on this computer, or when it is older than `max_age_s` (files of another
     computer on a shared folder, and of older AtomLens versions).  A save in progress in another
-    live process is never touched."""
+    live process is never touched.
+
+    Parameters
+    ----------
+    sidecar : str or os.PathLike
+        A sidecar path; its folder is scanned (the file itself need not exist).
+    max_age_s : float, s, optional
+        Age (by modification time) beyond which any such temporary file is removed.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.  Errors (an unreadable folder, a file that cannot be removed) are
+        passed over silently.
+    """
     sidecar = Path(sidecar)
     removed = []
     try:
@@ -1001,12 +1393,49 @@ def save_sidecar(ann: Annotations, image_path) -> Path:
     This writes over whatever is there; :class:`~atomlens.analysis.annotations_store.SidecarStore`
     first checks that the file is the one last read or written (another window's or program's
     changes are never written over silently).
+
+    Parameters
+    ----------
+    ann : Annotations
+        What to save.
+    image_path : str or os.PathLike
+        The annotated image.
+
+    Returns
+    -------
+    pathlib.Path
+        :func:`sidecar_path` of the image, or the fallback path.
+
+    Raises
+    ------
+    OSError
+        When neither place can be written (or the image's folder cannot, and `ann` has no
+        ``image_sha256``).
+    ValueError
+        For a number that is not finite (JSON has no NaN).
     """
     return _write_sidecar(image_path, sidecar_text(ann), ann.image_sha256)[0]
 
 
 def sidecar_text(ann: Annotations) -> str:
-    """The sidecar's JSON text of `ann` (with the "saved" time)."""
+    """The sidecar's JSON text of `ann` (with the "saved" time).
+
+    Parameters
+    ----------
+    ann : Annotations
+        What to write.
+
+    Returns
+    -------
+    str
+        Compact JSON (no spaces) of :meth:`Annotations.to_dict` plus ``"saved"``, the current
+        time in UTC as ISO 8601 to the second.
+
+    Raises
+    ------
+    ValueError
+        For a number that is not finite (JSON has no NaN).
+    """
     d = ann.to_dict()
     d["saved"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return json.dumps(d, separators=(",", ":"), allow_nan=False)
@@ -1035,7 +1464,20 @@ def _write_sidecar(image_path, text: str, image_sha256: str | None, check=None) 
 
 def find_sidecar(image_path, image_sha256: str | None = None) -> Path | None:
     """The annotation file of `image_path`: next to it, or (given its sha256) the fallback in
-    the user data folder; the more recently written when both exist; None when neither does."""
+    the user data folder; the more recently written when both exist; None when neither does.
+
+    Parameters
+    ----------
+    image_path : str or os.PathLike
+        The image.
+    image_sha256 : str, optional
+        Its hex sha256; without it the fallback is not looked for.
+
+    Returns
+    -------
+    pathlib.Path or None
+        An existing file (by modification time, the newer of the two), or None.
+    """
     found = [p for p in (sidecar_path(image_path),) if p.is_file()]
     if image_sha256:
         fb = fallback_sidecar_path(image_path, image_sha256)
@@ -1049,7 +1491,28 @@ def parse_sidecar(data: bytes, path, expected_sha256: str | None = None) -> Anno
 
     Raises :class:`SidecarError` for every bad file, :class:`SidecarMismatch` (a SidecarError)
     when `expected_sha256` differs from the image sha256 recorded in the file.  The error's
-    ``reason`` says what is wrong, its message adds what to do."""
+    ``reason`` says what is wrong, its message adds what to do.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's bytes (UTF-8 JSON).
+    path : str or os.PathLike
+        Where they were read (for messages and the error's ``path``).
+    expected_sha256 : str, optional
+        The image's hex sha256; a file that records none is accepted.
+
+    Returns
+    -------
+    Annotations
+
+    Raises
+    ------
+    SidecarError
+        For empty, non-UTF-8, non-JSON or invalid content (:meth:`Annotations.from_dict`).
+    SidecarMismatch
+        For a file made for another image.
+    """
     what = "rename or delete it to start the annotations again"
 
     def bad(reason):
@@ -1085,7 +1548,28 @@ def read_sidecar(path, expected_sha256: str | None = None) -> tuple[Annotations,
     """The annotations in the sidecar file `path` and the sha256 of its bytes.
 
     Raises :class:`SidecarError` (also for a file that cannot be read: OSError) or
-    :class:`SidecarMismatch`, as :func:`parse_sidecar`."""
+    :class:`SidecarMismatch`, as :func:`parse_sidecar`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The sidecar file.
+    expected_sha256 : str, optional
+        The image's hex sha256 (see :func:`parse_sidecar`).
+
+    Returns
+    -------
+    annotations : Annotations
+    sha256 : str
+        Hex sha256 of the file's bytes (to tell later whether the file changed).
+
+    Raises
+    ------
+    SidecarError
+        For a file that cannot be read or is not a valid annotation file.
+    SidecarMismatch
+        For a file made for another image.
+    """
     import hashlib
 
     path = Path(path)
@@ -1102,6 +1586,18 @@ def load_sidecar(image_path, expected_sha256: str | None = None) -> Annotations 
     user data folder when its folder was read-only: :func:`find_sidecar`), or None when there
     are none.  Reads only (a bad file is left where it is; see
     :meth:`~atomlens.analysis.annotations_store.SidecarStore.load`).
+
+    Parameters
+    ----------
+    image_path : str or os.PathLike
+        The image.
+    expected_sha256 : str, optional
+        The image's hex sha256: finds the fallback file, and refuses a sidecar made for
+        another image.
+
+    Returns
+    -------
+    Annotations or None
 
     Raises
     ------

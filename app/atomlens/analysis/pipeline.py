@@ -171,7 +171,18 @@ class AnalysisResult:
     def network_image(self, image):
         """`image` (the frame as recorded) as the network saw it: inverted for a dark-atom image
         shown to a bright-atom model (``info["inverted"]``), else as it is; what
-        :meth:`rederive` reads."""
+        :meth:`rederive` reads.
+
+        Parameters
+        ----------
+        image : (H, W) numpy.ndarray
+            The frame this result was computed from, as recorded.
+
+        Returns
+        -------
+        (H, W) numpy.ndarray
+            ``-image`` (a new array) when the analysis inverted it, else `image` itself.
+        """
         return -image if self.info.get("inverted") else image
 
     def needs_image(self, refine: str | None = None, material="keep") -> bool:
