@@ -58,7 +58,26 @@ class AnalysisSettings:
     @classmethod
     def split(cls, options: dict) -> tuple["AnalysisSettings", dict]:
         """(the settings among `options`, the other options): a dialog's option dict, for
-        :func:`~atomlens.workflows.batch.process_paths` (``process_paths(..., settings=s, **rest)``)."""
+        :func:`~atomlens.workflows.batch.process_paths` (``process_paths(..., settings=s, **rest)``).
+
+        Parameters
+        ----------
+        options : dict
+            Any options; those named as fields of this class are settings.
+
+        Returns
+        -------
+        settings : AnalysisSettings
+            The settings given, defaults for the others; not checked (see :meth:`check`).
+        rest : dict
+            The other options, in their order.
+
+        Examples
+        --------
+        >>> s, rest = AnalysisSettings.split({"threshold": 0.4, "workers": 2})
+        >>> s.threshold, s.refine, rest
+        (0.4, 'centroid', {'workers': 2})
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         return (cls(**{k: v for k, v in options.items() if k in names}),
                 {k: v for k, v in options.items() if k not in names})

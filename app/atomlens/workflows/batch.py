@@ -258,7 +258,28 @@ class _ModelFailure(Exception):
 
 
 def write_summary(rows: list[dict], path) -> None:
-    """Write the rows of :func:`process_paths` as CSV (one column per class count), atomically."""
+    """Write the rows of :func:`process_paths` as CSV (one column per class count), atomically.
+
+    Columns: ``path, status, message, n_atoms``, then ``n_<class>`` for every class counted in
+    any row (in order of first appearance; 0 where a row lacks it), then ``n_defects`` (empty
+    when no CAM model ran), ``model`` and ``seconds``.  The ``failure`` key is not written.
+
+    Parameters
+    ----------
+    rows : list of dict
+        One per file: ``path``, ``status`` ("ok", "error" or "skipped"), ``message``,
+        ``n_atoms``, ``counts`` (class name -> number), ``n_defects`` (int or None),
+        ``model`` and ``seconds`` (wall time, s).
+    path : str or os.PathLike
+        The CSV file (usually ``<out>/``:data:`SUMMARY_NAME`), replaced whole.
+
+    Raises
+    ------
+    KeyError
+        For a row lacking one of the keys.
+    OSError
+        If the file cannot be written.
+    """
     classes = []
     for r in rows:
         classes += [c for c in r["counts"] if c not in classes]

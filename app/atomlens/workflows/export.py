@@ -68,7 +68,25 @@ def json_default(v):
 
 
 def result_json(result, indent: int | None = 1) -> str:
-    """The JSON text of :func:`result_dict` (`indent` as :func:`json.dumps`)."""
+    """The JSON text of :func:`result_dict` (`indent` as :func:`json.dumps`).
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        Corrected (:func:`~atomlens.analysis.corrections.corrected_result`) or not.
+    indent : int or None, optional
+        Indentation per level; None writes one line.
+
+    Returns
+    -------
+    str
+        What :func:`export_json` writes; numpy scalars encoded by :func:`json_default`.
+
+    Raises
+    ------
+    TypeError
+        For a value in the result's info that JSON cannot encode.
+    """
     return json.dumps(result_dict(result), indent=indent, default=json_default)
 
 
@@ -112,7 +130,22 @@ def write_results(result, out_dir, stem: str, *, json_summary: bool = False) -> 
 def result_dict(result) -> dict:
     """:meth:`AnalysisResult.to_dict`, plus, for a corrected result, ``atoms.origin``,
     ``defects.origin`` / ``w`` / ``h`` and a ``corrections`` summary (origin counts and the
-    number of atoms and defects deleted)."""
+    number of atoms and defects deleted).
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        Corrected or not.
+
+    Returns
+    -------
+    dict
+        A new dict (``result.to_dict()``'s).  For a corrected result: ``atoms["origin"]``,
+        and where there are defects ``defects["origin"]`` and ``defects["w"]``,
+        ``defects["h"]`` (box size px, None for a point), and ``corrections``:
+        ``{"source": "annotations", "edits", "atoms": {origin: n}, "deleted_atoms",
+        "defects": {origin: n}, "deleted_defects"}``.
+    """
     d = result.to_dict()
     c = corrections_of(result)
     if c is None:
@@ -150,8 +183,27 @@ def export_csv(result, path) -> Path:
     :class:`~atomlens.analysis.pipeline.AnalysisResult`) to `path`, atomically; exactly what
     ``atomlens detect`` writes as ``<stem>.atoms.csv``.
 
-    A corrected result (:func:`~atomlens.analysis.corrections.corrected_result`) gets a seventh column ``origin``
-    (:data:`ORIGINS`); atoms the user placed have score 1.0 (see :func:`~atomlens.analysis.corrections.corrected_result`)."""
+    A corrected result (:func:`~atomlens.analysis.corrections.corrected_result`) gets a seventh
+    column ``origin`` (:data:`~atomlens.analysis.corrections.ORIGINS`); atoms the user placed have
+    score 1.0 (see :func:`~atomlens.analysis.corrections.corrected_result`).
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        Positions in px; the nm columns through its calibration (empty when uncalibrated).
+    path : str or os.PathLike
+        The CSV file, replaced whole.
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+    """
     path = Path(path)
     c = corrections_of(result)
     if c is None:
@@ -165,7 +217,27 @@ def export_json(result, path) -> Path:
     """Write the JSON summary of `result` (settings, calibration, counts, atoms, defects) to
     `path`, atomically; exactly what ``atomlens detect --json`` writes as ``<stem>.json``
     (for a corrected result, :func:`result_dict`: with the atoms' origins and a
-    ``corrections`` summary)."""
+    ``corrections`` summary).
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        Corrected or not.
+    path : str or os.PathLike
+        The JSON file, replaced whole (:func:`result_json`, indent 1).
+
+    Returns
+    -------
+    pathlib.Path
+        `path`.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be written.
+    TypeError
+        As :func:`result_json`.
+    """
     path = Path(path)
     atomic_write_text(path, result_json(result))
     return path

@@ -59,13 +59,46 @@ def default_model_name(mode, available=None) -> str | None:
 
 def recipe_name_for_mode(mode) -> str:
     """The bundled training recipe (``resources/recipes/<name>.json``) for a model of `mode`:
-    the recipe of :func:`default_model_name`'s model."""
+    the recipe of :func:`default_model_name`'s model.
+
+    Parameters
+    ----------
+    mode : str or None
+        An imaging mode (any case; None or unknown: a microscope image).
+
+    Returns
+    -------
+    str
+        The recipe's name, without folder or ``.json`` (whether the file exists is not checked).
+
+    Examples
+    --------
+    >>> recipe_name_for_mode("stm"), recipe_name_for_mode("ABF")
+    ('stm-topo', 'stem-haadf')
+    """
     return default_model_name(mode)
 
 
 def is_cuda_failure(exc: BaseException) -> bool:
     """True for the RuntimeError torch raises when the GPU fails (out of memory, a lost device,
-    a kernel that is missing for this card): the analysis can run again on the CPU."""
+    a kernel that is missing for this card): the analysis can run again on the CPU.
+
+    Parameters
+    ----------
+    exc : BaseException
+        Any exception.
+
+    Returns
+    -------
+    bool
+        True for a RuntimeError (or subclass, e.g. torch's OutOfMemoryError) whose message
+        mentions CUDA, in any case.
+
+    Examples
+    --------
+    >>> is_cuda_failure(RuntimeError("CUDA out of memory")), is_cuda_failure(ValueError("cuda"))
+    (True, False)
+    """
     return isinstance(exc, RuntimeError) and "cuda" in str(exc).lower()
 
 
@@ -146,7 +179,18 @@ class ModelCache:
         return got
 
     def drop_device(self, device: str) -> None:
-        """Forget the models loaded on `device` (and free the GPU's cached memory)."""
+        """Forget the models loaded on `device` (and free the GPU's cached memory).
+
+        Parameters
+        ----------
+        device : str
+            The device of the cache keys, as :meth:`get` recorded it ("auto" stays "auto"
+            until the GPU has failed, then it is "cpu").
+
+        Notes
+        -----
+        Never raises; the CUDA cache is emptied only where torch is installed and sees a GPU.
+        """
         for key in [k for k in self.predictors if k[1] == device]:
             del self.predictors[key]
         try:
