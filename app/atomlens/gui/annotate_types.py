@@ -14,7 +14,7 @@ import json
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from .layers import _CYCLE
+from ..analysis.colours import COLOUR_CYCLE as _CYCLE
 
 __all__ = ["SETTINGS_KEY", "DefectTypesDialog", "check_types", "default_types", "store_default_types"]
 

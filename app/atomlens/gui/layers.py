@@ -16,25 +16,13 @@ from __future__ import annotations
 import numpy as np
 from psygnal import Signal
 
+from ..analysis.colours import class_colours, default_class_colours
+
 __all__ = ["DEFAULT_COLOURS", "class_colours", "marker_size", "Layer", "AtomsLayer", "DefectsLayer",
            "HeatmapLayer"]
 
 #: Fallback colours of the atom classes (the model card's ``colours`` take precedence).
-DEFAULT_COLOURS = {"atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
-#: Colours for classes and defect types without one.
-_CYCLE = ("#7cff6b", "#ff8cf0", "#ffa040", "#b39dff", "#40ffd9", "#ff6f91", "#c0ff40", "#6fa8ff", "#ffd0a0")
-
-
-def class_colours(names, card_colours: dict | None = None) -> dict:
-    """Colour (``#rrggbb``) for each name: the card's, else :data:`DEFAULT_COLOURS`, else a cycle."""
-    out, k = {}, 0
-    for n in names:
-        c = (card_colours or {}).get(n) or DEFAULT_COLOURS.get(n)
-        if c is None:
-            c = _CYCLE[k % len(_CYCLE)]
-            k += 1
-        out[n] = c
-    return out
+DEFAULT_COLOURS = default_class_colours()
 
 
 def marker_size(xy: np.ndarray, factor: float = 0.6, default: float = 6.0) -> float:

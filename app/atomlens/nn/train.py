@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ..analysis.colours import CLASS_COLOURS
 from ..sim.atoms import CLASSES, DEFECT_TYPES
 from .bundle import load_bundle, resolve_bundle, save_bundle
 from .data import SimStream, defect_site_maps, make_validation_set, normalisation_spec, normalise
@@ -47,7 +48,6 @@ from .recipe import DEFAULTS, Recipe, apply_profile
 __all__ = ["train", "DEFAULTS", "Recipe", "apply_profile", "select_device", "CLASS_COLOURS", "BudgetSchedule",
            "cam_localisation_loss"]
 
-CLASS_COLOURS = {"background": "#000000", "atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
 
 
 class BudgetSchedule:

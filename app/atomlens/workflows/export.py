@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.colours import DEFECT_MARKER_COLOUR, default_class_colours
 from ..analysis.corrections import corrections_of, origin_counts
 from ..fileio import atomic_save_npy, atomic_write_text, atomic_write_with
 
@@ -35,9 +36,7 @@ __all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "export_csv", "expor
            "result_dict", "result_json", "to_hspy", "write_results"]
 
 #: Colours of the standard classes (as in the bundled model cards).
-DEFAULT_CLASS_COLOURS = {"atom": "#50c8ff", "dopant": "#ff5050", "vacancy": "#ffdc00"}
-#: Colour of defect markers in the HyperSpy file.
-DEFECT_MARKER_COLOUR = "#ff00ff"
+DEFAULT_CLASS_COLOURS = default_class_colours()
 #: Marker size (matplotlib points) of the atom markers.
 MARKER_SIZE_PT = 8
 

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from ..fileio import atomic_write_text
-from .export import DEFAULT_CLASS_COLOURS, DEFECT_MARKER_COLOUR
+from ..analysis.colours import DEFECT_MARKER_COLOUR, default_class_colours
 
 __all__ = ["DEFECT_COLOUR", "SCALE_BAR_FRACTION", "USER_FILL_ALPHA", "SnapshotSpec", "compose_rgba",
            "format_length_nm", "nice_length", "png_bytes", "render_svg", "scale_bar_geometry"]
@@ -94,7 +94,7 @@ class SnapshotSpec:
     levels: tuple = None
     lut: np.ndarray | None = None
     atoms: object = None
-    class_colours: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_CLASS_COLOURS))
+    class_colours: dict = dataclasses.field(default_factory=default_class_colours)
     marker_radius_px: float = 3.0
     heatmap: np.ndarray | None = None
     heatmap_lut: np.ndarray | None = None
