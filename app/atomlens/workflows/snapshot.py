@@ -29,7 +29,27 @@ DEFECT_COLOUR = DEFECT_MARKER_COLOUR
 
 
 def nice_length(max_value: float) -> float:
-    """Largest number of the form 1, 2 or 5 x 10^n that is <= `max_value` (> 0)."""
+    """Largest number of the form 1, 2 or 5 x 10^n that is <= `max_value`.
+
+    Parameters
+    ----------
+    max_value : float
+        The longest the bar may be (any unit), > 0.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        For a value that is not positive and finite.
+
+    Examples
+    --------
+    >>> nice_length(3.7), nice_length(0.09), nice_length(50.0)
+    (2.0, 0.05, 50.0)
+    """
     if not (max_value > 0 and math.isfinite(max_value)):
         raise ValueError(f"need a positive finite length, got {max_value!r}")
     exp = math.floor(math.log10(max_value))
@@ -41,7 +61,22 @@ def nice_length(max_value: float) -> float:
 
 
 def format_length_nm(length_nm: float) -> str:
-    """'500 pm', '2 nm', '1 µm': the unit chosen so that the number is >= 1."""
+    """A length for a scale bar's label, in the unit that makes the number >= 1.
+
+    Parameters
+    ----------
+    length_nm : float
+        The length in nm.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> format_length_nm(0.5), format_length_nm(2.0), format_length_nm(1000.0)
+    ('500 pm', '2 nm', '1 µm')
+    """
     if length_nm < 1.0:
         value, unit = length_nm * 1000.0, "pm"
     elif length_nm >= 1000.0:
@@ -163,7 +198,17 @@ def _apply_lut(values, levels, lut) -> np.ndarray:
 
 
 def compose_rgba(spec: SnapshotSpec) -> np.ndarray:
-    """(H, W, 4) uint8: the image through its LUT, with the heatmap blended on top."""
+    """The image through its LUT, with the heatmap blended on top.
+
+    Parameters
+    ----------
+    spec : SnapshotSpec
+
+    Returns
+    -------
+    (H, W, 4) uint8 array
+        RGBA at the image's own resolution (not scaled), opaque.
+    """
     out = _apply_lut(spec.image, spec.levels, _lut_rgba(spec.lut)).astype(np.float32)
     out[..., 3] = 255
     if spec.heatmap is not None and spec.heatmap_opacity > 0:
@@ -179,10 +224,19 @@ def compose_rgba(spec: SnapshotSpec) -> np.ndarray:
 
 
 def scale_bar_geometry(spec: SnapshotSpec):
-    """(length_nm, label, rect) of the scale bar in output pixels, or None when uncalibrated.
+    """Where the scale bar goes.
 
-    ``rect`` is (x, y, w, h) of the bar itself, bottom-right with a margin of 4 % of the
-    smaller side; its width is ``length_nm / px_size_nm * scale``.
+    Parameters
+    ----------
+    spec : SnapshotSpec
+
+    Returns
+    -------
+    (float, str, (x, y, w, h)) or None
+        The bar's length in nm (a nice length of at most :data:`SCALE_BAR_FRACTION` of the
+        width), its label and its rectangle in output pixels (bottom-right, with a margin of
+        4 % of the smaller side; width ``length_nm / px_size_nm * scale``); None when the
+        image is uncalibrated.
     """
     if spec.px_size_nm is None or not spec.px_size_nm > 0:
         return None
@@ -241,7 +295,17 @@ def _diamond(x: float, y: float, r: float) -> list:
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
-    """PNG encoding of an (H, W, 4) uint8 RGBA image (Pillow, lossless)."""
+    """PNG encoding of an RGBA image (Pillow, lossless).
+
+    Parameters
+    ----------
+    rgba : (H, W, 4) uint8 array
+
+    Returns
+    -------
+    bytes
+        The PNG file's bytes.
+    """
     from PIL import Image
 
     buf = io.BytesIO()
@@ -250,9 +314,21 @@ def png_bytes(rgba: np.ndarray) -> bytes:
 
 
 def render_svg(spec: SnapshotSpec, path) -> None:
-    """Write the snapshot as SVG, atomically: the image (and heatmap) as an embedded PNG at the
-    image's own resolution, scaled by ``scale`` without smoothing; atoms as ``<circle>``
-    elements in one ``<g>`` per class; defects as squares with a text label; the scale bar."""
+    """Write the snapshot as SVG, atomically.
+
+    Parameters
+    ----------
+    spec : SnapshotSpec
+    path : str or Path
+        The SVG file.
+
+    Notes
+    -----
+    The image (and heatmap) is embedded as a PNG at the image's own resolution, scaled by
+    ``spec.scale`` without smoothing; atoms are ``<circle>`` elements in one ``<g>`` per class
+    (the user's atoms as filled ``<polygon>`` diamonds); defects are squares with a text label;
+    the scale bar is a white bar with its label on a dark box.
+    """
     W, H = spec.size
     s = spec.scale
     png = base64.b64encode(png_bytes(compose_rgba(spec))).decode("ascii")
