@@ -11,8 +11,8 @@ The path is the one the GUI takes, step by step:
 2. the Retrain dialog's settings form (:class:`~atomlens.gui.retrain_settings.SimSettingsWidget`,
    offscreen) is filled from the first training image and the base model, exactly as the
    dialog fills it; only the budget fields below are changed in its widgets;
-3. its settings go through :func:`~atomlens.gui.training_manager.build_finetune_recipe` into
-   a :class:`~atomlens.gui.training_manager.TrainingJob`, whose recipe, overrides and
+3. its settings go through :func:`~atomlens.workflows.finetune.build_finetune_recipe` into
+   a :class:`~atomlens.workflows.finetune.TrainingJob`, whose recipe, overrides and
    annotated images (from the form's "Your corrected images" list) are trained with
    :func:`atomlens.nn.train.train`, as the training manager's worker calls it;
 4. the base and the new model are run on the 9 other images by the analysis the app uses
@@ -118,7 +118,7 @@ def finetune(model: str, entries: list, micrograph, out_dir, *, steps: int | Non
     the keyword arguments left None keep the dialog's defaults."""
     _qapp()
     from atomlens.gui.retrain_settings import SimSettingsWidget
-    from atomlens.gui.training_manager import TrainingJob, build_finetune_recipe
+    from atomlens.workflows.finetune import TrainingJob, build_finetune_recipe
     from atomlens.nn.train import train
 
     models = base_models(model)

@@ -158,7 +158,7 @@ def test_dialog_prefills_from_the_image(qtbot, tiny_base, manager, context):
     row = w.defect_rows["dopant"]
     assert row["check"].isChecked() and row["spin"].value() == pytest.approx(0.1) and row["element"].text() == "W"
     s = w.settings()
-    from atomlens.gui.training_manager import build_finetune_recipe
+    from atomlens.workflows.finetune import build_finetune_recipe
 
     rec, over = build_finetune_recipe(read_card(tiny_base), tiny_base, s)
     assert rec["init_from"] == str(tiny_base) and rec["px_size_A"] == pytest.approx(0.2)

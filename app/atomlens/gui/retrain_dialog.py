@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from .retrain_settings import SimSettingsWidget
-from .training_manager import TrainingJob, build_finetune_recipe
+from ..workflows.finetune import TrainingJob, build_finetune_recipe
 
 __all__ = ["RetrainDialog", "segmentation_models"]
 

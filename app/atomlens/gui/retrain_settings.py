@@ -2,7 +2,7 @@
 noise, defects, augmentation), the user's annotated images and the training budget.
 
 :meth:`SimSettingsWidget.settings` returns a plain dict for
-:func:`~.training_manager.build_finetune_recipe`; values are pre-filled from the open image
+:func:`~atomlens.workflows.finetune.build_finetune_recipe`; values are pre-filled from the open image
 (calibration, imaging mode, a noise estimate from :mod:`atomlens.sim.estimate`) and from the
 base model's recipe.  Lengths are shown in pm, as in the rest of the GUI; the simulation
 works in Å.  The structure panels (custom unit cell, CIF file) and the defect rows are in
@@ -23,7 +23,7 @@ from PyQt5 import QtWidgets
 from .retrain_real import RealImagesGroup
 from .retrain_structure import (DEFECT_ROWS, STRUCTURE_NAMES, CifPanel, CustomCellPanel, DefectsGroup, dspin,
                                 ispin, range_top)
-from .training_manager import base_recipe, build_finetune_recipe
+from ..workflows.finetune import base_recipe, build_finetune_recipe
 
 __all__ = ["DEFECT_ROWS", "MODES", "SimSettingsWidget"]
 
@@ -345,7 +345,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
 
     # ================================================================= results
     def settings(self) -> dict:
-        """The chosen settings (see :func:`~.training_manager.build_finetune_recipe`)."""
+        """The chosen settings (see :func:`~atomlens.workflows.finetune.build_finetune_recipe`)."""
         stm = self.mode_combo.currentText() == "STM"
         kind = self.structure_combo.currentData()
         st = {"kind": "named" if kind not in ("mix", "custom", "cif") else kind, "name": kind}

@@ -12,7 +12,7 @@ import math
 
 from PyQt5 import QtWidgets
 
-from .training_manager import DEFAULT_AMOUNT_KEY, variant_for
+from ..workflows.finetune import DEFAULT_AMOUNT_KEY, variant_for
 
 __all__ = ["DEFECT_ROWS", "STRUCTURE_NAMES", "CifPanel", "CustomCellPanel", "DefectsGroup", "dspin", "ispin",
            "range_top"]
