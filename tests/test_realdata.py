@@ -224,3 +224,41 @@ def test_tiny_fine_tune_with_annotated_images(item, tmp_path):
     with pytest.raises(ValueError, match="only train atom-finding"):
         train({**recipe, "task": "cam", "init_from": None, "architecture": {"name": "gapcnn", "params": {}}},
               tmp_path / "cam", log=lambda m: None)
+
+
+def test_cli_fine_tunes_on_annotated_images_and_compares(tmp_path, capsys):
+    """``atomlens train --annotated IMAGE`` trains on the image's saved annotations (as the
+    Retrain dialog does) and scores the base and the new model on its held-back corrected atoms."""
+    import dataclasses
+
+    from atomlens.analysis.annotations import save_sidecar
+    from atomlens.cli import EXIT_BAD_INPUT, EXIT_OK, main
+    from atomlens.fileio import sha256_file
+
+    torch.manual_seed(0)
+    card = {"name": "tiny", "version": "0", "task": "segmentation", "architecture": TINY_UNET,
+            "classes": ["background", "atom", "dopant", "vacancy"], "px_size_A": 0.2,
+            "valid_px_size_A": [0.05, 0.4], "mode": "HAADF",
+            "normalisation": {"method": "clip-zscore", "clip_percentiles": [0.1, 99.9]}}
+    save_bundle(build_model(TINY_UNET), card, tmp_path / "parent")
+    img, ann = _lattice_image(seed=3)
+    image = tmp_path / "lattice3.npy"
+    np.save(image, img)
+    bare = tmp_path / "bare.npy"
+    np.save(bare, img)
+    save_sidecar(dataclasses.replace(ann, image_sha256=sha256_file(image), image_name=image.name), image)
+    recipe = {"name": "tuned", "architecture": TINY_UNET, "px_size_A": 0.2, "steps": 6, "eval_every": 3,
+              "val_n": 1, "batch_size": 2, "num_workers": 0, "device": "cpu", "seed": 0, "patience": 10,
+              "real_fraction": 0.5, "real_holdout": 0.25,
+              "sim": {"structure": "graphene", "shape": [32, 32], "px_size_A": 0.2, "noise": {"dose_e_per_A2": 1e5}}}
+    rfile = tmp_path / "recipe.json"
+    rfile.write_text(json.dumps(recipe))
+    args = ["train", "--recipe", str(rfile), "--init-from", str(tmp_path / "parent"), "--out", str(tmp_path / "out")]
+    assert main(args + ["--annotated", str(bare)]) == EXIT_BAD_INPUT  # no annotations saved for it
+    assert "no annotations saved" in capsys.readouterr().err
+    assert main(args + ["--annotated", str(image)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "parent: F1 " in out and "out: F1 " in out and "corrected atoms of the held-back rows of 1 image" in out
+    new = read_card(tmp_path / "out")
+    assert [a["name"] for a in new["annotated_images"]] == ["lattice3.npy"]
+    assert new["annotated_images"][0]["n_atoms"] == len(ann)

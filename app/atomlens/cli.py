@@ -173,6 +173,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="override the recipe's device")
     p.add_argument("--time-limit-min", type=float, help="stop after this many minutes, keeping the best")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    p.add_argument("--annotated", nargs="+", metavar="IMAGE",
+                   help="also train on these images with the atoms corrected in Annotate mode (their saved "
+                        "annotations); the bottom rows held back (the recipe's real_holdout, default 20 %%) then "
+                        "score the base and the new model on the corrected atoms")
     return p
 
 
@@ -197,6 +201,15 @@ def cmd_train(argv: list[str]) -> int:
     from .nn.train import train
 
     out = Path(args.out) if args.out else user_models_dir() / recipe.get("name", "model")
+    real = []
+    if args.annotated:
+        from .workflows.finetune import load_annotated_image
+
+        try:
+            real = [load_annotated_image(p) for p in args.annotated]
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     bar = tqdm(total=1000, unit="‰", desc=f"training {recipe.get('name', '')}")
 
     def progress(frac, msg):
@@ -205,7 +218,7 @@ def cmd_train(argv: list[str]) -> int:
 
     try:
         best = train(recipe, out, progress=progress, resume=args.resume, log=lambda m: bar.write(m),
-                     overrides=overrides)
+                     overrides=overrides, real_images=real or None)
     except (BundleError, ValueError, RuntimeError) as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -216,6 +229,22 @@ def cmd_train(argv: list[str]) -> int:
         return EXIT_ERROR
     bar.close()
     print(f"best bundle in {out}: " + ", ".join(f"{k}={v:.4g}" for k, v in best.items() if isinstance(v, float)))
+    if real and recipe.get("init_from") and (out / "card.json").is_file():
+        from .workflows.finetune import TrainingJob, compare_models
+
+        job = TrainingJob(recipe.get("name", out.name), recipe, out, {k: v for k, v in overrides.items() if v is not None},
+                          real, str(recipe["init_from"]))
+        res = compare_models(job, out)
+        if res.get("error"):
+            print(f"note: the comparison failed: {res['error']}", file=sys.stderr)
+        elif res.get("n_confirmed"):
+            where = "held-back rows" if res["region"] == "holdout" else "images"
+            for key, label in (("before", res["base"]), ("after", res["new"])):
+                m = res[key]
+                print(f"{label}: F1 {m['f1']:.3f} (precision {m['precision']:.3f}, recall {m['recall']:.3f}) on the "
+                      f"{res['n_confirmed']} corrected atoms of the {where} of {res['n_images']} image(s)")
+        else:
+            print("note: no corrected atom lies in the held-back rows: the models were not compared", file=sys.stderr)
     return EXIT_OK
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 __all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "base_recipe", "build_finetune_recipe", "compare_models",
-           "other_model", "variant_for"]
+           "load_annotated_image", "other_model", "variant_for"]
 
 
 def base_recipe(card: dict) -> dict:
@@ -285,3 +285,49 @@ def other_model(current, base):
         return cur
     except Exception:  # noqa: BLE001 - a model that cannot be found is not compared
         return None
+
+
+def load_annotated_image(path, sidecar=None, weight: float = 1.0):
+    """A micrograph and the annotations saved for it (Annotate mode's sidecar), for fine-tuning.
+
+    Parameters
+    ----------
+    path : str or Path
+        The image file (any format AtomLens reads).
+    sidecar : str or Path, optional
+        Its annotation file; None finds the one Annotate mode saved (next to the image, or in the
+        user data folder for a read-only folder).
+    weight : float
+        How often windows are drawn from this image relative to the others.
+
+    Returns
+    -------
+    atomlens.nn.realdata.AnnotatedImage
+        The annotated frame, its pixel size from the annotations (else the file), its mode.
+
+    Raises
+    ------
+    ValueError
+        When the image cannot be read, has no annotations, or they belong to another image.
+    """
+    from ..analysis.annotations import SidecarError, load_sidecar, read_sidecar
+    from ..fileio import sha256_file
+    from ..io import LoadError
+    from ..nn.realdata import AnnotatedImage
+    from .analyse import load_micrograph
+
+    try:
+        mg = load_micrograph(path)
+    except LoadError as exc:
+        raise ValueError(str(exc)) from exc
+    digest = sha256_file(path)
+    try:
+        ann = read_sidecar(sidecar, digest)[0] if sidecar is not None else load_sidecar(path, digest)
+    except (SidecarError, OSError) as exc:
+        raise ValueError(f"{Path(path).name}: its annotations cannot be used: {exc}") from exc
+    if ann is None:
+        raise ValueError(f"{Path(path).name}: no annotations saved for it (correct its atoms in Annotate mode, "
+                         "or import a point list there, first)")
+    frame = mg.frame(ann.frame if mg.is_stack else 0)
+    return AnnotatedImage(frame, ann, ann.px_size_nm if ann.px_size_nm is not None else mg.px_size_nm,
+                          float(weight), ann.image_name or Path(path).name, digest, ann.mode or mg.mode)
