@@ -152,3 +152,14 @@ def test_detect_inverts_abf_for_a_bright_atom_model(bundle, real_data, tmp_path,
     f = real_data / "test_ABF_cropped.hdf5"
     assert main(["detect", str(f), "--out", str(tmp_path), "--model", str(bundle)]) == EXIT_OK
     assert "ABF contrast inverted" in capsys.readouterr().err
+
+
+def test_detect_hspy_writes_the_signal_with_its_atoms(bundle, real_data, tmp_path):
+    hs = pytest.importorskip("hyperspy.api")
+    out = tmp_path / "out"
+    assert main(["detect", str(real_data / "G-Si-2nm.hdf5"), "--out", str(out), "--model", str(bundle),
+                 "--device", "cpu", "--threshold", "0.3", "--hspy"]) == EXIT_OK
+    s = hs.load(out / "G-Si-2nm.hspy")
+    assert s.data.shape == (256, 256) and s.axes_manager.signal_axes[0].scale == pytest.approx(2 / 256)
+    rows = _rows(out / "G-Si-2nm.atoms.csv")[1:]
+    np.testing.assert_allclose(s.metadata.AtomLens.atoms.x, [float(r[0]) for r in rows], atol=1e-3)

@@ -256,6 +256,9 @@ def _add_analysis_options(p: argparse.ArgumentParser, px_help: str) -> None:
     p.add_argument("--threshold", type=float, default=0.5, help="foreground probability threshold (0..1)")
     p.add_argument("--refine", default="centroid", choices=["none", "centroid", "gaussian"])
     p.add_argument("--cam", action="store_true", help="also write <stem>.defects.csv and <stem>.cam.npy")
+    p.add_argument("--hspy", action="store_true",
+                   help="also write <stem>.hspy: the image as a calibrated HyperSpy signal with the atoms as markers "
+                        "(hs.load(...).plot() shows them) and the atom table in its metadata")
     from .analysis.material import material_names
 
     p.add_argument("--material", choices=material_names(), type=_material_arg,
@@ -357,7 +360,8 @@ def cmd_detect(argv: list[str]) -> int:
         return EXIT_USAGE
     rows = process_paths(args.paths, args.out, model=args.model or "auto", settings=_settings(args),
                          device=args.device, frames="all" if args.frame == "all" else int(args.frame),
-                         channel=args.channel, json_summary=args.json, summary=False, stop_on_model_failure=True,
+                         channel=args.channel, json_summary=args.json, hspy=args.hspy, summary=False,
+                         stop_on_model_failure=True,
                          tta=args.tta, single_view=args.single_view,
                          log=lambda m: print(m, file=sys.stderr if m.startswith("error") else sys.stdout),
                          note_log=lambda m: print(m, file=sys.stderr))
@@ -403,7 +407,8 @@ def cmd_batch(argv: list[str]) -> int:
 
     try:
         rows = process_paths(files, args.out, model=args.model, settings=_settings(args), device=args.device,
-                             frames=args.frames, json_summary=args.json, progress=progress, tta=args.tta,
+                             frames=args.frames, json_summary=args.json, hspy=args.hspy, progress=progress,
+                             tta=args.tta,
                              single_view=args.single_view,
                              log=lambda m: bar.write(m, file=sys.stderr if m.startswith("error") else sys.stdout))
     except KeyboardInterrupt:

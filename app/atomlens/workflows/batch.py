@@ -21,7 +21,7 @@ from ..fileio import atomic_write_text
 from ..io.formats import ALL_EXTENSIONS
 from ..progress import sub_progress
 from .analyse import AnalysisSettings, analyse_micrograph, load_micrograph
-from .export import write_results
+from .export import to_hspy, write_results
 from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure
 
 __all__ = ["FAILURES", "SUMMARY_NAME", "iter_micrograph_files", "process_paths", "write_summary"]
@@ -91,7 +91,7 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
                   device: str = "auto", frames="first", channel: str | None = None, json_summary: bool = False,
                   summary: bool = True, stop_on_model_failure: bool = False, progress=None, cancel=None, log=print,
                   note_log=None, models: ModelCache | None = None, tta: bool = False,
-                  single_view: bool = False) -> list[dict]:
+                  single_view: bool = False, hspy: bool = False) -> list[dict]:
     """Analyse each file and write ``<stem>.atoms.csv`` (and friends) into `out_dir`.
 
     Parameters
@@ -113,6 +113,9 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
         Channel or sub-image of multi-image files.
     json_summary : bool
         Also write ``<stem>.json``.
+    hspy : bool
+        Also write ``<stem>.hspy``: the frame as a calibrated HyperSpy signal with the atoms as
+        markers (:func:`~atomlens.workflows.export.to_hspy`).
     summary : bool
         Write ``out_dir/batch_summary.csv`` (:func:`write_summary`).
     stop_on_model_failure : bool
@@ -199,6 +202,8 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
                         note_log(f"note: {path.name}: {note}")
                 fstem = stem + (f"_f{f:04d}" if mg.is_stack else "")
                 row["outputs"] += [str(p) for p in write_results(res, out, fstem, json_summary=json_summary)]
+                if hspy:
+                    row["outputs"].append(str(to_hspy(res, mg, out / f"{fstem}.hspy")))
                 row["n_atoms"] += len(res.atoms)
                 for c, k in res.counts().items():
                     row["counts"][c] = row["counts"].get(c, 0) + k
