@@ -210,3 +210,34 @@ def test_batch_dialog_cancel_and_bad_folder(qtbot, folder, tmp_path):
     dlg.folder_edit.setText(str(tmp_path / "nope"))
     assert dlg.start() is False and not dlg.running
     assert _log(dlg)[-1].startswith("error:") and "nope" in _log(dlg)[-1]
+
+
+def test_a_gpu_failure_with_device_auto_falls_back_to_the_cpu(folder, tmp_path, predictors):
+    """The GUI's fall-back is the workflow layer's: with device "auto" a GPU that fails mid-run is
+    replaced by the CPU for the rest of the run, and the result says so."""
+
+    class _FailingGPU:
+        def __init__(self, card):
+            self.card = card
+
+        def detect(self, *a, **k):
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    class _Cache(ModelCache):
+        def get(self, model, device="auto", cpu_bf16=None):
+            real = predictors.get(model, "cpu")
+            return real if (device == "cpu" or self.gpu_failed) else _FailingGPU(real.card)
+
+    cache = _Cache()
+    out = tmp_path / "fb"
+    rows = process_paths([folder / "graphene_a.npy", folder / "graphene_b.npy"], out, device="auto",
+                         settings=AnalysisSettings(px_size_nm=PX_NM), json_summary=True, log=lambda m: None,
+                         models=cache)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and cache.gpu_failed
+    notes = json.loads((out / "graphene_a.json").read_text())["notes"]
+    assert any(n.startswith("the GPU failed (CUDA error: an illegal memory access") for n in notes)
+    assert not any("GPU failed" in n for n in json.loads((out / "graphene_b.json").read_text())["notes"])
+    ref = tmp_path / "ref"
+    process_paths([folder / "graphene_a.npy"], ref, device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM),
+                  log=lambda m: None, models=predictors)
+    assert (out / "graphene_a.atoms.csv").read_bytes() == (ref / "graphene_a.atoms.csv").read_bytes()

@@ -107,6 +107,8 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
         Threshold, refinement, defect maps (``cam``), material, edge margin, defect check and
         score, and a pixel size for every file; checked before any file is read.
     device : {"auto", "cpu", "cuda", "mps"}
+        With "auto" a GPU that fails is replaced by the CPU (with a note); a device named
+        explicitly that cannot be used fails the files as a model failure.
     frames : "first", "all" or int
         Which frames of a stack to analyse (outputs ``<stem>_fNNNN.*`` for a stack).
     channel : str, optional
@@ -186,12 +188,15 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
                         f"a stack of {mg.n_frames} frames" if mg.is_stack else "a single image"))
 
                 def attempt(dev, f=f, sub=sub):
-                    pred, cam_pred = _load_models(cache, name, s.cam, dev)
+                    pred, cam_pred = _load_models(cache, name, s.cam, dev, device == "auto")
                     return analyse_micrograph(mg, pred, frame=f, settings=s, cam_predictor=cam_pred,
                                               model_given=not auto, progress=sub)
 
                 try:
-                    res, fallback = cache.run_with_fallback(attempt, device)
+                    # "auto" falls back to the CPU when the GPU fails; a device named by the user
+                    # is what the run gets (a missing one is a model/device failure)
+                    res, fallback = (cache.run_with_fallback(attempt, device) if device == "auto"
+                                     else (attempt(device), None))
                 except ValueError as exc:  # the image cannot be analysed (flat, tiny, no lattice...)
                     raise LoadError(f"{path.name}: {exc}") from exc
                 if fallback:
@@ -243,13 +248,14 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
     return rows
 
 
-def _load_models(cache, name, cam: bool, device):
+def _load_models(cache, name, cam: bool, device, may_fall_back: bool):
     """(the atom-finding Predictor, the CAM Predictor or None) from `cache`; a model that cannot
-    be loaded raises _ModelFailure, except for a GPU failure (the caller falls back to the CPU)."""
+    be loaded raises _ModelFailure, except for a GPU failure when `may_fall_back` (the caller
+    then runs on the CPU)."""
     try:
         return cache.get(name, device), (cache.get(CAM_MODEL, device) if cam else None)
     except Exception as exc:  # noqa: BLE001 - the model fails this file, not the batch
-        if is_cuda_failure(exc) and device != "cpu":
+        if may_fall_back and is_cuda_failure(exc) and device != "cpu":
             raise
         raise _ModelFailure(exc) from exc
 
