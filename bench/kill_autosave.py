@@ -40,12 +40,12 @@ def _child(folder: Path, log_path: Path, seed: int, interval_s, autosave_ms: int
     from PyQt5 import QtCore, QtWidgets
 
     if write_delay_s > 0:  # fault injection: each save holds its written temporary file this long
-        import importlib  # (the package's `annotations` attribute is its __future__ import)
+        import importlib
 
-        annotations = importlib.import_module("atomlens.analysis.annotations")  # before the rename,
+        sidecar = importlib.import_module("atomlens.analysis.sidecar")  # before the rename,
         # so in-save kills land there
 
-        real_write_with = annotations.atomic_write_with
+        real_write_with = sidecar.atomic_write_with
 
         def slow_write_with(path, write, suffix=".tmp"):
             def delayed(tmp):
@@ -53,7 +53,7 @@ def _child(folder: Path, log_path: Path, seed: int, interval_s, autosave_ms: int
                 time.sleep(write_delay_s)
             return real_write_with(path, delayed, suffix=suffix)
 
-        annotations.atomic_write_with = slow_write_with
+        sidecar.atomic_write_with = slow_write_with
 
     app = QtWidgets.QApplication([])
     from atomlens.gui.main_window import MainWindow
@@ -144,7 +144,8 @@ def _temp_files(folder: Path) -> list[Path]:
 def make_start(folder: Path, n_atoms: int, seed: int = 0):
     """The image (512 x 512) and its sidecar with `n_atoms` predicted atoms."""
     import numpy as np
-    from atomlens.analysis.annotations import Annotations, file_sha256, save_sidecar
+    from atomlens.analysis.annotations import Annotations
+    from atomlens.analysis.sidecar import file_sha256, save_sidecar
 
     rng = np.random.default_rng(seed)
     img = folder / "image.npy"
@@ -164,12 +165,8 @@ def run(folder, kills: int = 20, duration_s=(2.0, 20.0), interval_s=(0.5, 1.5), 
     notes): kills, kills_in_save, corrupt, inconsistent, edits, lost, saves_while_editing,
     max_lost_s, median_lost_s, temp_files_made (by the kills), temp_files_left (after the next
     load), save_s (median duration of a save) and per-kill rows."""
-    from atomlens.analysis.annotations import (
-        SidecarError,
-        file_sha256,
-        read_sidecar,
-        sidecar_path,
-    )
+    from atomlens.analysis.annotations import SidecarError
+    from atomlens.analysis.sidecar import file_sha256, read_sidecar, sidecar_path
     from atomlens.analysis.annotations_store import SidecarStore
 
     folder = Path(folder)

@@ -54,7 +54,7 @@ DEFAULT_TRAIN = ("021", "047")
 def annotated_entry(path, labels_csv) -> tuple[object, dict]:
     """(Micrograph, the annotation entry Annotate mode gives the retrain dialog) for one image
     file whose labels are imported from a point list, as a user would (:func:`entry_for`)."""
-    from atomlens.analysis.annotations import read_point_list
+    from atomlens.analysis.point_lists import read_point_list
     from atomlens.fileio import sha256_file
     from atomlens.io import load
 
@@ -68,7 +68,8 @@ def entry_for(mg, points, sha256: str, sidecar_name: str = "image.atomlens.json"
     from `points` (a PointList): the Annotations that Annotate mode starts for an image
     without a result, :meth:`~atomlens.analysis.annotations.Annotations.import_points`
     (replacing), and a pass through the sidecar's JSON (saved and read back)."""
-    from atomlens.analysis.annotations import Annotations, parse_sidecar, sidecar_text
+    from atomlens.analysis.annotations import Annotations
+    from atomlens.analysis.sidecar import parse_sidecar, sidecar_text
 
     ann = Annotations(image_sha256=sha256, image_name=mg.name, frame=0, shape=tuple(mg.shape[-2:]),
                       px_size_nm=mg.px_size_nm, mode=getattr(mg, "mode", None))

@@ -81,7 +81,7 @@ def pt_images(folder=PT) -> list[dict]:
 
 def pt_labels(csv_path) -> np.ndarray:
     """(n, 2) labelled positions (x, y) in px, read by the same parser as Annotate's point import."""
-    from atomlens.analysis.annotations import read_point_list
+    from atomlens.analysis.point_lists import read_point_list
 
     pts = read_point_list(csv_path)
     return np.stack([pts.x, pts.y], 1)

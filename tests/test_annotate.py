@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from atomlens.analysis.annotations import Annotations, load_sidecar, sidecar_path  # noqa: E402
+from atomlens.analysis.annotations import Annotations  # noqa: E402
+from atomlens.analysis.sidecar import load_sidecar, sidecar_path
 from PyQt5 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from atomlens.gui.annotate_types import DefectTypesDialog, default_types  # noqa: E402
@@ -488,7 +489,7 @@ def test_edit_defect_types_renames_defects_is_one_undo_step_and_is_the_next_defa
 
 def test_unwritable_folder_uses_user_data_and_a_failed_save_is_told_once(qtbot, window, sim_file, boxes,
                                                                          user_models, monkeypatch):
-    from atomlens.analysis import annotations as mod
+    from atomlens.analysis import sidecar as mod
 
     win = window
     open_and_run(qtbot, win, sim_file)

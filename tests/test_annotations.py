@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from atomlens.analysis.annotations import (SIDECAR_FORMAT, Annotations, SidecarMismatch, export_training_pair,
-                                           file_sha256, label_map, load_sidecar, save_sidecar, sidecar_path)
+from atomlens.analysis.annotations import SIDECAR_FORMAT, Annotations, SidecarMismatch
+from atomlens.analysis.training_labels import export_training_pair, label_map
+from atomlens.analysis.sidecar import file_sha256, load_sidecar, save_sidecar, sidecar_path
 from atomlens.analysis.atoms import AtomList
 from atomlens.analysis.cam import DefectList
 from atomlens.analysis.pipeline import AnalysisResult
@@ -146,7 +147,7 @@ def test_save_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
 def test_read_only_image_folder_keeps_annotations_in_user_data(tmp_path, monkeypatch):
     """When the image's folder cannot be written, the annotations go to the user data folder,
     keyed by the image's sha256, and are found there on the next load (the newer copy wins)."""
-    from atomlens.analysis import annotations as mod
+    from atomlens.analysis import sidecar as mod
 
     monkeypatch.setenv("ATOMLENS_USER_DATA", str(tmp_path / "userdata"))
     shared = tmp_path / "shared"

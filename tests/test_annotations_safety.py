@@ -15,17 +15,11 @@ import sys
 import time
 import types
 
-import atomlens.analysis.annotations as mod
+import atomlens.analysis.sidecar as mod
 import numpy as np
 import pytest
-from atomlens.analysis.annotations import (
-    Annotations,
-    SidecarError,
-    file_sha256,
-    load_sidecar,
-    save_sidecar,
-    sidecar_path,
-)
+from atomlens.analysis.annotations import Annotations, SidecarError
+from atomlens.analysis.sidecar import file_sha256, load_sidecar, save_sidecar, sidecar_path
 from atomlens.analysis.annotations_store import (
     SidecarConflict,
     SidecarStore,

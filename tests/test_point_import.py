@@ -7,15 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from atomlens.analysis.annotations import (
-    Annotations,
-    PointListError,
-    load_sidecar,
-    parse_point_list,
-    parse_sidecar,
-    read_point_list,
-    sidecar_text,
-)
+from atomlens.analysis.annotations import Annotations
+from atomlens.analysis.point_lists import PointListError, parse_point_list, read_point_list
+from atomlens.analysis.sidecar import load_sidecar, parse_sidecar, sidecar_text
 
 PT = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "real-labelled" / "pt-on-carbon"
 

@@ -102,7 +102,7 @@ def _spots(rng, n, size):
 def test_finetune_path_trains_tiny_model_and_writes_bundle(tmp_path, user_models, qapp):
     from _bundles import make_tiny_bundle
 
-    from atomlens.analysis.annotations import read_point_list
+    from atomlens.analysis.point_lists import read_point_list
     from atomlens.io.micrograph import Micrograph
     from atomlens.nn.infer import Predictor
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from atomlens.analysis.annotations import Annotations, export_training_pair
+from atomlens.analysis.annotations import Annotations
+from atomlens.analysis.training_labels import export_training_pair
 from atomlens.analysis.atoms import AtomList
 from atomlens.nn.bundle import read_card, save_bundle
 from atomlens.nn.models import build_model
@@ -231,7 +232,7 @@ def test_cli_fine_tunes_on_annotated_images_and_compares(tmp_path, capsys):
     Retrain dialog does) and scores the base and the new model on its held-back corrected atoms."""
     import dataclasses
 
-    from atomlens.analysis.annotations import save_sidecar
+    from atomlens.analysis.sidecar import save_sidecar
     from atomlens.cli import EXIT_BAD_INPUT, EXIT_OK, main
     from atomlens.fileio import sha256_file
 

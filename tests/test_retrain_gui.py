@@ -455,7 +455,7 @@ def test_model_manager_jobs_leave_the_gui_thread_free(qtbot, tiny_base, tmp_path
 
 
 def test_exported_training_data_can_be_added(qtbot, tiny_base, manager, context, tmp_path):
-    from atomlens.analysis.annotations import export_training_pair
+    from atomlens.analysis.training_labels import export_training_pair
 
     img, ann = _lattice(seed=5)
     paths = export_training_pair(img, ann, tmp_path, "earlier")

@@ -102,7 +102,7 @@ def test_deleted_predictions_are_recorded_and_a_model_that_finds_them_again_is_w
     """Deleting a predicted atom records the place (kept in the sidecar, taken off by undo);
     a model that finds an atom there again is scored a false one, even far from the atoms the
     user placed or confirmed."""
-    from atomlens.analysis.annotations import read_sidecar, sidecar_text, write_sidecar_text
+    from atomlens.analysis.sidecar import read_sidecar, sidecar_text, write_sidecar_text
 
     h = 96
     tx, ty = _grid()

@@ -16,8 +16,8 @@ fallback in the user data folder, :mod:`.annotations`) and keeps three promises:
   where (``SidecarError.moved_to``).  When it cannot be moved (a read-only folder), the store
   never writes to that path: the annotations go to the fallback in the user data folder.
 * **Saves are atomic and durable** and the temporary files of interrupted saves are removed
-  (:func:`~atomlens.analysis.annotations.write_sidecar_text`,
-  :func:`~atomlens.analysis.annotations.clean_temp_files`, run by :meth:`SidecarStore.load`).
+  (:func:`~atomlens.analysis.sidecar.write_sidecar_text`,
+  :func:`~atomlens.analysis.sidecar.clean_temp_files`, run by :meth:`SidecarStore.load`).
 
 The check and the write are two steps, so two writers saving in the same few milliseconds can
 still race; every other interleaving is detected.
@@ -35,20 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import sha256_file
-from .annotations import (
-    Annotations,
-    SidecarError,
-    SidecarMismatch,
-    _write_sidecar,
-    clean_temp_files,
-    fallback_sidecar_path,
-    find_sidecar,
-    parse_sidecar,
-    sidecar_path,
-    sidecar_text,
-    write_sidecar_bytes,
-    write_sidecar_text,
-)
+from .annotations import Annotations, SidecarError, SidecarMismatch
+from .sidecar import (_write_sidecar, clean_temp_files, fallback_sidecar_path, find_sidecar, parse_sidecar, sidecar_path, sidecar_text, write_sidecar_bytes, write_sidecar_text)
 
 __all__ = ["CHOICES", "SidecarConflict", "SidecarStore", "aside_path", "merge_annotations"]
 

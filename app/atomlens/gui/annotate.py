@@ -21,7 +21,7 @@ default for the next image annotated.
 
 "Import atoms from a point list…" reads a CSV of positions in pixels (``x,y`` with or without a
 header or a row-number column, ImageJ's ``Results.csv``, AtomLens's own ``atoms.csv``; see
-:func:`~atomlens.analysis.annotations.parse_point_list`) and makes its atoms the user's
+:func:`~atomlens.analysis.point_lists.parse_point_list`) and makes its atoms the user's
 confirmed atoms, replacing the atoms there are or added to them (asked), as one undo step.
 """
 
@@ -33,15 +33,10 @@ from pathlib import Path
 
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from ..analysis.annotations import (
-    DEFAULT_DEFECT_TYPES,
-    Annotations,
-    PointListError,
-    SidecarError,
-    export_training_pair,
-    file_sha256,
-    read_point_list,
-)
+from ..analysis.annotations import DEFAULT_DEFECT_TYPES, Annotations, SidecarError
+from ..analysis.point_lists import PointListError, read_point_list
+from ..analysis.training_labels import export_training_pair
+from ..analysis.sidecar import file_sha256
 from ..analysis.annotations_store import SidecarConflict, SidecarStore
 from .annotate_edits import AnnotateEdits
 from .annotate_input import AnnotateInput

@@ -95,10 +95,10 @@ class AnnotateEdits:
         self._push(f"Set class {ann.class_names[cls]}", do, undo)
 
     def import_points(self, points, replace: bool = True, cls: int | None = None) -> None:
-        """Take the atoms of `points` (a :class:`~atomlens.analysis.annotations.PointList`)
+        """Take the atoms of `points` (a :class:`~atomlens.analysis.point_lists.PointList`)
         as confirmed user atoms, replacing (`replace`) or adding to the atoms there are; one
         undo step.  Points without a class get `cls` (default: the current class).  Raises
-        :class:`~atomlens.analysis.annotations.PointListError` with nothing changed."""
+        :class:`~atomlens.analysis.point_lists.PointListError` with nothing changed."""
         ann = self.ann
         old = ann.import_points(points, self.current_class if cls is None else cls, replace)
         new = ann.atom_state()

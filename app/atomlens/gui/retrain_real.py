@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
-from ..analysis.annotations import holdout_row
+from ..analysis.training_labels import holdout_row
 from .retrain_structure import ispin
 
 __all__ = ["RealImagesGroup"]
@@ -125,7 +125,7 @@ class RealImagesGroup(QtWidgets.QGroupBox):
                 QtWidgets.QMessageBox.warning(self, "Training data not added", "\n\n".join(errors))
 
     def add_pairs(self, paths) -> list[str]:
-        """Add training pairs written by :func:`~atomlens.analysis.annotations.export_training_pair`
+        """Add training pairs written by :func:`~atomlens.analysis.training_labels.export_training_pair`
         (the ``.annotations.json`` files; the ``.image.npy`` beside each is read with it).
         Returns the error messages of the files that could not be added."""
         from pathlib import Path

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from ..analysis.annotations import holdout_row
+from ..analysis.training_labels import holdout_row
 from ..analysis.atoms import names_to_indices
 from ..analysis.metrics import match_points
 from .infer import Predictor

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..analysis.annotations import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, Annotations, holdout_row, label_map
+from ..analysis.training_labels import LABEL_RADIUS_A, LABEL_RADIUS_UNCALIBRATED_PX, holdout_row, label_map
+from ..analysis.annotations import Annotations
 from ..io.modes import needs_inversion
 from .data import normalise
 from .scale import period_px_size_A, resample
@@ -117,7 +118,7 @@ class AnnotatedImage:
 
     @classmethod
     def from_files(cls, image_npy, annotations_json, weight: float = 1.0) -> "AnnotatedImage":
-        """Read a pair written by :func:`atomlens.analysis.annotations.export_training_pair`.
+        """Read a pair written by :func:`atomlens.analysis.training_labels.export_training_pair`.
 
         Parameters
         ----------
@@ -193,7 +194,7 @@ class AnnotatedImage:
         Returns
         -------
         float
-            px: 0.5 Å (:data:`~atomlens.analysis.annotations.LABEL_RADIUS_A`), or 2 px for an
+            px: 0.5 Å (:data:`~atomlens.analysis.training_labels.LABEL_RADIUS_A`), or 2 px for an
             uncalibrated image.
         """
         return LABEL_RADIUS_A / self.px_size_A() if self.calibrated else LABEL_RADIUS_UNCALIBRATED_PX
@@ -234,7 +235,7 @@ def load_real_items(entries) -> list[AnnotatedImage]:
     ----------
     entries : list or None
         Each ``{"image": path, "annotations": path, "weight"?: float}`` (a pair written by
-        :func:`atomlens.analysis.annotations.export_training_pair`) or an AnnotatedImage.
+        :func:`atomlens.analysis.training_labels.export_training_pair`) or an AnnotatedImage.
 
     Returns
     -------

@@ -102,7 +102,7 @@ class Recipe(Mapping):
     real: list | None = _optional(
         'Annotated real images to fine-tune on: ``{"image": "<x.image.npy>", "annotations": '
         '"<x.annotations.json>", "weight": 1.0}`` entries, as '
-        ":func:`atomlens.analysis.annotations.export_training_pair` writes them (more can be given to "
+        ":func:`atomlens.analysis.training_labels.export_training_pair` writes them (more can be given to "
         "``train(real_images=...)`` as :class:`~atomlens.nn.realdata.AnnotatedImage` objects).  The card lists "
         "the images used under ``annotated_images`` (name, sha256 of the image file, number of atoms, weight).  "
         "Segmentation models only.")

@@ -310,7 +310,8 @@ def load_annotated_image(path, sidecar=None, weight: float = 1.0):
     ValueError
         When the image cannot be read, has no annotations, or they belong to another image.
     """
-    from ..analysis.annotations import SidecarError, load_sidecar, read_sidecar
+    from ..analysis.annotations import SidecarError
+    from ..analysis.sidecar import load_sidecar, read_sidecar
     from ..fileio import sha256_file
     from ..io import LoadError
     from ..nn.realdata import AnnotatedImage
