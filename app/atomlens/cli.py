@@ -68,6 +68,20 @@ def _info_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fraction_bar(desc: str):
+    """(a tqdm bar, the ``progress(fraction, message)`` callback that moves it): the bar of the
+    long sub-commands, whose work reports fractions 0..1 (shown in tenths of a per cent)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=1000, unit="‰", desc=desc)
+
+    def progress(frac, msg):
+        bar.update(int(frac * 1000) - bar.n)
+        bar.set_postfix_str(msg)
+
+    return bar, progress
+
+
 def _load_or_report(path, channel=None, keep_on_disk=False):
     """The Micrograph at `path`, or None after printing the LoadError to stderr.  LoadWarnings
     are not printed: their text is in ``mg.notes``.  `keep_on_disk`: see :func:`atomlens.io.load`."""
@@ -195,7 +209,6 @@ def cmd_train(argv: list[str]) -> int:
         if val is not None:
             recipe[key] = val
     overrides = {"steps": args.steps, "time_limit_min": args.time_limit_min}
-    from tqdm import tqdm
 
     from .nn.bundle import BundleError, user_models_dir
     from .nn.train import train
@@ -210,11 +223,7 @@ def cmd_train(argv: list[str]) -> int:
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-    bar = tqdm(total=1000, unit="‰", desc=f"training {recipe.get('name', '')}")
-
-    def progress(frac, msg):
-        bar.update(int(frac * 1000) - bar.n)
-        bar.set_postfix_str(msg)
+    bar, progress = _fraction_bar(f"training {recipe.get('name', '')}")
 
     try:
         best = train(recipe, out, progress=progress, resume=args.resume, log=lambda m: bar.write(m),
@@ -385,7 +394,6 @@ def _batch_parser() -> argparse.ArgumentParser:
 def cmd_batch(argv: list[str]) -> int:
     """``atomlens batch``: every micrograph of a folder, with a progress bar and a summary CSV."""
     args = _batch_parser().parse_args(argv)
-    from tqdm import tqdm
 
     from .workflows.batch import SUMMARY_NAME, iter_micrograph_files, process_paths
 
@@ -399,11 +407,7 @@ def cmd_batch(argv: list[str]) -> int:
     if not files:
         print(f"error: no micrographs in {args.folder}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    bar = tqdm(total=1000, unit="‰", desc=f"{len(files)} files")
-
-    def progress(frac, msg):
-        bar.update(int(frac * 1000) - bar.n)
-        bar.set_postfix_str(msg)
+    bar, progress = _fraction_bar(f"{len(files)} files")
 
     try:
         rows = process_paths(files, args.out, model=args.model, settings=_settings(args), device=args.device,
