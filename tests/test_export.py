@@ -200,3 +200,25 @@ def test_snapshot_svg(qapp, tmp_path):
     href = root.find(f"{SVG}image").get("{http://www.w3.org/1999/xlink}href")
     png = QtGui.QImage.fromData(base64.b64decode(href.split(",", 1)[1]), "PNG")
     assert (png.width(), png.height()) == (60, 40)
+
+
+def test_json_outputs_are_strict_json_even_with_non_finite_values(tmp_path):
+    """NaN or inf anywhere in a result (a score, a note's figure) becomes null: the files parse
+    with strict JSON readers (``NaN`` is not JSON)."""
+    import json as _json
+
+    from atomlens.workflows.export import write_results
+
+    res = small_result()
+    res.atoms.score[1] = np.nan
+    res.info["domain"] = {"local_contrast": float("inf"), "ratio": np.float32("nan")}
+    write_results(res, tmp_path, "r", json_summary=True)
+    export_json(res, tmp_path / "e.json")
+
+    def refuse(c):
+        raise ValueError(f"not JSON: {c}")
+
+    for name in ("r.json", "e.json"):
+        d = _json.loads((tmp_path / name).read_text(), parse_constant=refuse)
+        assert d["atoms"]["score"][1] is None and d["domain"]["local_contrast"] is None
+        assert d["domain"]["ratio"] is None

@@ -32,7 +32,8 @@ from ..analysis.colours import DEFECT_MARKER_COLOUR, default_class_colours
 from ..analysis.corrections import corrections_of, origin_counts
 from ..fileio import atomic_save_npy, atomic_write_text, atomic_write_with
 
-__all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "export_csv", "export_json", "json_default",
+__all__ = ["DEFAULT_CLASS_COLOURS", "DEFECT_MARKER_COLOUR", "dumps", "export_csv", "export_json", "finite",
+           "json_default",
            "result_dict", "result_json", "to_hspy", "write_results"]
 
 #: Colours of the standard classes (as in the bundled model cards).
@@ -66,6 +67,59 @@ def json_default(v):
     raise TypeError(f"not JSON serialisable: {type(v)}")
 
 
+def finite(obj):
+    """`obj` with every non-finite float (NaN, inf; Python's or numpy's) replaced by None, in
+    nested dicts, lists and tuples (tuples become lists): what strict JSON can hold.
+
+    Parameters
+    ----------
+    obj : object
+        JSON-like data.
+
+    Returns
+    -------
+    object
+        A copy with the non-finite floats as None (other values as they are).
+
+    Examples
+    --------
+    >>> finite({"a": [1.0, float("nan")], "b": (float("inf"), "x")})
+    {'a': [1.0, None], 'b': [None, 'x']}
+    """
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    if isinstance(obj, np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def dumps(obj, indent: int | None = 1) -> str:
+    """Strict JSON text of `obj` as every file here writes it: numpy scalars as numbers, NaN and
+    inf as null (:func:`finite`).
+
+    Parameters
+    ----------
+    obj : object
+        JSON-like data (dicts, lists, numbers, strings, numpy scalars).
+    indent : int or None
+        As :func:`json.dumps`.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    TypeError
+        For a value JSON cannot hold (see :func:`json_default`).
+    """
+    return json.dumps(finite(obj), indent=indent, default=json_default, allow_nan=False)
+
+
 def result_json(result, indent: int | None = 1) -> str:
     """The JSON text of :func:`result_dict` (`indent` as :func:`json.dumps`).
 
@@ -86,7 +140,7 @@ def result_json(result, indent: int | None = 1) -> str:
     TypeError
         For a value in the result's info that JSON cannot encode.
     """
-    return json.dumps(result_dict(result), indent=indent, default=json_default)
+    return dumps(result_dict(result), indent=indent)
 
 
 def write_results(result, out_dir, stem: str, *, json_summary: bool = False) -> list[Path]:
@@ -121,7 +175,7 @@ def write_results(result, out_dir, stem: str, *, json_summary: bool = False) -> 
         written.append(p)
     if json_summary:
         p = out / f"{stem}.json"
-        atomic_write_text(p, json.dumps(result.to_dict(), indent=1, default=json_default))
+        atomic_write_text(p, dumps(result.to_dict(), indent=1))
         written.append(p)
     return written
 
