@@ -342,7 +342,7 @@ class Annotations:
     def confirmed_mask(self) -> np.ndarray:
         """(n,) bool: the atoms whose label the user vouched for, those placed, moved or
         re-classed by the user (``source == "user"``) or marked reviewed: the only atoms a
-        model is scored on (:func:`atomlens.nn.realdata.evaluate_on_annotations`)."""
+        model is scored on (:func:`atomlens.nn.evaluate.evaluate_on_annotations`)."""
         return self.user_mask() | np.asarray(self.reviewed, bool)
 
     def to_atom_list(self) -> AtomList:

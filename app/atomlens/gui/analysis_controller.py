@@ -168,7 +168,7 @@ class AnalysisController(QtCore.QObject):
                                device=self.dock.device(), image=image, micrograph=mg, frame=frame,
                                px_size_nm=self.dock.px_size_nm(), px_size_y_nm=self._px_size_y_nm(),
                                offset_nm=tuple(mg.offset_nm), mode=mg.mode,
-                               tta=self.dock.tta(),
+                               tta=self.dock.tta(), model_given=self.dock.model_picked_by_hand,
                                threshold=self.dock.threshold(), refine=self.dock.refine(),
                                material=self.dock.material(), edge_margin_px=self.dock.edge_margin(),
                                result=result,
@@ -272,27 +272,11 @@ class AnalysisController(QtCore.QObject):
     def _stale(self, req) -> bool:
         return req is None or req.micrograph is not self.micrograph or req.cancel.is_set()
 
-    def _add_assumption_notes(self, req, result) -> None:
-        """What the run assumed about the image (a mode or pixel size from its name, HAADF for
-        an image without a mode), at the head of the result's notes, as ``atomlens detect``
-        writes them: the JSON and the notes of an export say it too."""
-        from atomlens.io.filename_hints import assumption_notes
-
-        mg = req.micrograph if req.micrograph is not None else self.micrograph
-        if mg is None:
-            return
-        # a pixel size the user entered has already left mg.assumed (Micrograph.set_px_size_nm)
-        notes = assumption_notes(mg, model_given=self.dock.model_picked_by_hand, override="pick the model to override")
-        old = list(result.info.get("notes", []))
-        result.info["notes"] = [n for n in notes if n not in old] + old
-
     def _on_finished(self, req, result) -> None:
         if self._stale(req):  # cancelled too late to stop it, or an older image's job
             if req is not None and req.micrograph is self.micrograph:
                 self._on_cancelled(req)
             return
-        if req.kind == "run":
-            self._add_assumption_notes(req, result)
         self.results.pop(result.frame, None)  # newest last
         self.results[result.frame] = result
         self._trim_maps()

@@ -1,4 +1,5 @@
-"""The analysis worker: runs :func:`atomlens.analysis.pipeline.analyse_image` on its own QThread.
+"""The analysis worker: runs :func:`atomlens.workflows.analyse.analyse_micrograph` (the entry that
+``detect`` and ``batch`` run) on its own QThread.
 
 :class:`AnalysisWorker` keeps the loaded models between runs in a
 :class:`~atomlens.workflows.models.ModelCache` (which also falls back to the CPU when the GPU
@@ -43,6 +44,8 @@ class AnalysisRequest:
     tta : average the networks over the 8 rotations and mirror images (slower, steadier).
     material : material hint (a name from atomlens.analysis.material.MATERIALS) or None.
     edge_margin_px : atoms within this many pixels of an image edge are left out (0: none).
+    model_given : the user picked the model (else it came from the mode: an image without a
+        mode then gets the note that HAADF was assumed).
     cancel : this job's cancel token (set from the GUI thread).
     """
 
@@ -58,6 +61,7 @@ class AnalysisRequest:
     offset_nm: tuple = (0.0, 0.0)
     mode: str | None = None
     tta: bool = False
+    model_given: bool = False
     threshold: float = 0.5
     refine: str = "centroid"
     material: str | None = None
@@ -203,6 +207,7 @@ class AnalysisWorker(QtCore.QObject):
 
     def _run(self, req: AnalysisRequest):
         from atomlens.analysis.pipeline import analyse_image
+        from atomlens.workflows.analyse import AnalysisSettings, analyse_micrograph
 
         report = self._report(req.label)
         report(0.0, "loading the model")
@@ -219,13 +224,19 @@ class AnalysisWorker(QtCore.QObject):
                 raise InterruptedError("cancelled")
             self.network_runs += 1
             models["pred"] = pred
+            # every scored defect comes back: the Results dock's "Min. defect score" filters
+            # them, down to 0 if asked
+            if req.micrograph is not None:  # the one entry of detect and batch, with the file's calibration
+                settings = AnalysisSettings(threshold=req.threshold, refine=req.refine, material=req.material,
+                                            edge_margin_px=req.edge_margin_px, min_defect_score=0.0)
+                return analyse_micrograph(req.micrograph, pred, frame=req.frame, settings=settings,
+                                          cam_predictor=cam, image=image, model_given=req.model_given,
+                                          override="pick the model to override", progress=report,
+                                          cancel=req.cancel)
             return analyse_image(image, pred, px_size_nm=req.px_size_nm, px_size_y_nm=req.px_size_y_nm,
-                                 offset_nm=req.offset_nm,
-                                 mode=req.mode, threshold=req.threshold, refine=req.refine,
-                                 cam_predictor=cam, frame=req.frame, material=req.material,
+                                 offset_nm=req.offset_nm, mode=req.mode, threshold=req.threshold,
+                                 refine=req.refine, cam_predictor=cam, frame=req.frame, material=req.material,
                                  edge_margin_px=req.edge_margin_px, progress=report, cancel=req.cancel,
-                                 # every scored defect comes back: the Results dock's
-                                 # "Min. defect score" filters them, down to 0 if asked
                                  min_defect_score=0.0)
 
         result, fallback = self.models.run_with_fallback(
