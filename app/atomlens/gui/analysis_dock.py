@@ -15,6 +15,7 @@ from ..analysis.domain import OOD_PREFIX, is_ood_note
 from ..analysis.material import MATERIALS
 from ..io.units import units_nm
 from ..workflows.models import default_model_name
+from .widgets import notes_html, notes_label
 
 __all__ = ["AnalysisDock", "material_combo", "mode_group", "REFINE_MODES",
            "MODE_GROUPS"]
@@ -242,11 +243,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         self.status = QtWidgets.QLabel("Open an image, then press Run (F5).")
         self.status.setWordWrap(True)
         form.addRow(self.status)
-        self.notes = QtWidgets.QLabel()
-        self.notes.setTextFormat(QtCore.Qt.RichText)  # escaped notes (one alone looked like plain text)
-        self.notes.setWordWrap(True)
-        self.notes.setStyleSheet("color: #a05a00;")
-        self.notes.hide()
+        self.notes = notes_label()
         form.addRow(self.notes)
         # an image outside what the model knows (atomlens.analysis.domain): said apart, with a way on
         self.ood_notes = QtWidgets.QLabel()
@@ -597,7 +594,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
         (:func:`atomlens.analysis.domain.is_ood_note`) apart, highlighted, with the Retrain button."""
         ood = [n for n in notes if is_ood_note(n)]
         rest = [n for n in notes if not is_ood_note(n)]
-        text = "<br>".join(f"⚠ {html.escape(n)}" for n in rest)
+        text = notes_html(rest)
         ood_text = ""
         if ood:
             items = "<br>".join(f"• {html.escape(n[len(OOD_PREFIX):].strip())}" for n in ood)

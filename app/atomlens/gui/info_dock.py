@@ -6,6 +6,8 @@ import html
 
 from PyQt5 import QtCore, QtWidgets
 
+from .widgets import notes_html, notes_label
+
 __all__ = ["InfoDock", "fill_metadata_tree", "MAX_CHILDREN", "MAX_TEXT"]
 
 MAX_CHILDREN = 200  # per node; the rest is summarised in one line
@@ -119,11 +121,7 @@ class InfoDock(QtWidgets.QDockWidget):
         self.name_hints_label.hide()
         lay.addWidget(self.name_hints_label)
 
-        self.notes_label = QtWidgets.QLabel()
-        self.notes_label.setTextFormat(QtCore.Qt.RichText)  # escaped notes (one alone looked like plain text)
-        self.notes_label.setWordWrap(True)
-        self.notes_label.setStyleSheet("color: #a05a00;")
-        self.notes_label.hide()
+        self.notes_label = notes_label()
         lay.addWidget(self.notes_label)
 
         self.tree = QtWidgets.QTreeWidget()
@@ -171,7 +169,7 @@ class InfoDock(QtWidgets.QDockWidget):
 
     def set_notes(self, notes: list[str]) -> None:
         self.notes = list(notes)
-        self.notes_label.setText("<br>".join(f"⚠ {html.escape(n)}" for n in notes))
+        self.notes_label.setText(notes_html(notes))
         self.notes_label.setVisible(bool(notes))
 
     def _on_channel(self, index: int) -> None:
