@@ -30,6 +30,8 @@ import dataclasses
 import re
 from pathlib import PurePath
 
+from .modes import NAME_MODE_WORDS
+
 __all__ = [
     "SPM_MODES",
     "STEM_MODES",
@@ -59,21 +61,6 @@ _BIAS = re.compile(rf"(?P<sign>[-+−])?(?P<num>(?<![a-z0-9.,]){_NUM})\s?(?P<u>m
 _HIGH_TENSION = re.compile(rf"{_START}(?P<num>{_NUM})\s?kV(?![a-z0-9])", re.IGNORECASE)
 _CURRENT = re.compile(rf"{_START}(?P<num>{_NUM})\s?(?P<u>fA|pA|nA|uA|µA|μA)(?![a-z0-9])", re.IGNORECASE)
 _CURRENT_A = {"fa": 1e-15, "pa": 1e-12, "na": 1e-9, "ua": 1e-6, "µa": 1e-6, "μa": 1e-6}
-# mode words: letters on neither side (digits may follow: 'DF4', 'HAADF2')
-_W, _E = r"(?<![a-z])", r"(?![a-z])"
-_MODE_WORDS = [
-    ("HAADF", rf"{_W}haadf{_E}|high[\s_-]?angle"),
-    ("iDPC", rf"{_W}idpc{_E}"),
-    ("DPC", rf"{_W}dpc{_E}"),
-    ("ABF", rf"{_W}abf{_E}"),
-    ("ADF", rf"{_W}[lm]?adf{_E}"),
-    ("BF", rf"{_W}bf{_E}|bright[\s_-]?field"),
-    ("DF", rf"{_W}df{_E}|dark[\s_-]?field"),
-    ("STEM", rf"{_W}stem{_E}"),
-    ("STM", rf"{_W}stm{_E}|nanonis"),
-    ("STM topography", rf"{_W}topo(?:graph(?:y|ic)?)?{_E}|(?<![a-z0-9])z(?![a-z0-9])(?![\s_-]?contrast)"),
-    ("AFM", rf"{_W}(?:nc-?)?afm{_E}|atomic[\s_-]?force"),
-]
 # a surface reconstruction ('Si111-7x7', 'Si(111) 7x7', 'Au(111)_22x') is not a scan size
 _RECONSTRUCTION = re.compile(r"(?:\(\d{3}\)|(?<![a-z])(?:si|ge|au|ag|cu|pt|ir|ni)\(?\d{3}\)?)[\s_-]?$", re.IGNORECASE)
 _KNOWN_SUFFIX = re.compile(r"\.[a-z][a-z0-9_]{0,7}$", re.IGNORECASE)
@@ -210,7 +197,7 @@ def _stem(name) -> str:
 def _modes(stem: str, name: str) -> tuple[str | None, str | None, list]:
     """(mode, text it came from, every (mode, text) found)."""
     found = []
-    for mode, pat in _MODE_WORDS:
+    for mode, pat in NAME_MODE_WORDS:
         for m in re.finditer(pat, stem, re.IGNORECASE):
             found.append((m.start(), mode, m.group(0)))
     if re.search(r"\.z_mtrx$", name, re.IGNORECASE):  # Omicron MATRIX topography
@@ -229,7 +216,7 @@ def _modes(stem: str, name: str) -> tuple[str | None, str | None, list]:
         return ("STM" if mode == "STM topography" else mode), text, hits
     if stem_hits:
         named = [(m, t) for m, t in stem_hits if m != "STEM"]  # a detector beats plain 'STEM'
-        order = [m for m, _ in _MODE_WORDS]  # and the more specific one ('iDPC' over 'DF4')
+        order = [m for m, _ in NAME_MODE_WORDS]  # and the more specific one ('iDPC' over 'DF4')
         mode, text = min(named or stem_hits, key=lambda mt: order.index(mt[0]))
         return mode, text, hits
     return None, None, hits

@@ -20,7 +20,9 @@ Z_CONTRAST_MODES = ("HAADF", "ADF", "STEM", "MAADF")
 
 # word boundaries that also split on "_" and digits ("test_ADF_cropped", "DF4")
 _B, _E = r"(?<![a-z])", r"(?![a-z])"
-_PATTERNS = [
+#: The words of each mode in metadata text (detector names, titles, signal types), tried in order
+#: by :func:`mode_from_text`.
+METADATA_MODE_WORDS = [
     ("HAADF", rf"{_B}haadf{_E}|high[\s_-]*angle"),
     ("iDPC", rf"{_B}idpc{_E}"),
     ("DPC", rf"{_B}dpc{_E}"),
@@ -30,6 +32,25 @@ _PATTERNS = [
     ("DF", rf"{_B}df{_E}|dark[\s_-]*field"),
     ("STM", rf"{_B}stm{_E}|scanning tunnel|nanonis|topograph"),
     ("AFM", rf"{_B}afm{_E}|atomic force|freq\.? shift"),
+]
+
+#: The words of each mode in a file name ('..._HAADF_021.tif', 'scan_Z_fwd.sxm'), tried in order by
+#: :func:`atomlens.io.filename_hints.hints_from_name`.  They differ from
+#: :data:`METADATA_MODE_WORDS` where names and metadata differ: 'Z' (the topography channel),
+#: 'STEM' and 'nc-AFM' are read from names; detector numbers ('DF4') and 'annular ...' from
+#: metadata only.  Both tables live here, the one home of the imaging modes.
+NAME_MODE_WORDS = [
+    ("HAADF", rf"{_B}haadf{_E}|high[\s_-]?angle"),
+    ("iDPC", rf"{_B}idpc{_E}"),
+    ("DPC", rf"{_B}dpc{_E}"),
+    ("ABF", rf"{_B}abf{_E}"),
+    ("ADF", rf"{_B}[lm]?adf{_E}"),
+    ("BF", rf"{_B}bf{_E}|bright[\s_-]?field"),
+    ("DF", rf"{_B}df{_E}|dark[\s_-]?field"),
+    ("STEM", rf"{_B}stem{_E}"),
+    ("STM", rf"{_B}stm{_E}|nanonis"),
+    ("STM topography", rf"{_B}topo(?:graph(?:y|ic)?)?{_E}|(?<![a-z0-9])z(?![a-z0-9])(?![\s_-]?contrast)"),
+    ("AFM", rf"{_B}(?:nc-?)?afm{_E}|atomic[\s_-]?force"),
 ]
 
 
@@ -58,7 +79,7 @@ def mode_from_text(text: str) -> str | None:
     ('STM', None)
     """
     t = str(text).lower()
-    for mode, pat in _PATTERNS:
+    for mode, pat in METADATA_MODE_WORDS:
         if re.search(pat, t):
             return mode
     return None
