@@ -107,6 +107,11 @@ def circles(graph: dict) -> list[list[str]]:
     return sorted(out)
 
 
+#: What the two faces (cli, gui) may import: the workflow layer, the analysis types, each other
+#: and the base utilities; never io, sim or nn directly.
+FACE_MAY_IMPORT = ("workflows", "analysis", "gui", "cli", "_version", "fileio", "progress", "samples")
+
+
 def problems(pkg_dir: Path) -> dict:
     inner, outer = import_graph(pkg_dir)
     unknown = sorted(m for m in inner if layer(m) < 0)
@@ -114,7 +119,10 @@ def problems(pkg_dir: Path) -> dict:
     qt = sorted((m, e) for m, es in outer.items() for e in es if e in QT and m.split(".")[1:2] != ["gui"])
     torch = sorted((m, "torch") for m, es in outer.items() if "torch" in es and m.split(".")[1:2] and
                    m.split(".")[1] in NO_TORCH)
-    return {"circles": circles(inner), "upward": upward, "qt": qt, "torch": torch, "unknown": unknown}
+    faces = sorted((m, t) for m, ts in inner.items() for t in ts if m.split(".")[1:2] in (["cli"], ["gui"])
+                   and len(t.split(".")) > 1 and t.split(".")[1] not in FACE_MAY_IMPORT)
+    return {"circles": circles(inner), "upward": upward, "qt": qt, "torch": torch, "unknown": unknown,
+            "faces": faces}
 
 
 def test_the_package_keeps_to_its_layers():
@@ -124,6 +132,7 @@ def test_the_package_keeps_to_its_layers():
     assert found["upward"] == [], f"imports from a lower layer to a higher one: {found['upward']}"
     assert found["qt"] == [], f"Qt below the GUI: {found['qt']}"
     assert found["torch"] == [], f"torch in a pure-numpy layer: {found['torch']}"
+    assert found["faces"] == [], f"the CLI or the GUI past the workflow layer: {found['faces']}"
 
 
 def _write(root: Path, files: dict) -> Path:
@@ -147,6 +156,9 @@ def test_the_checker_finds_circles_upward_arrows_qt_and_torch(tmp_path):
         "nn/train.py": "import numpy\n",
         "gui/__init__.py": "",
         "gui/view.py": "from PyQt5 import QtWidgets\nfrom ..nn import infer\n",
+        "workflows/__init__.py": "",
+        "workflows/run.py": "from ..nn import infer\n",
+        "gui/ok.py": "from ..workflows import run\nfrom ..analysis import atoms\n",
     })
     found = problems(pkg)
     assert found["circles"] == [["atomlens.analysis.atoms", "atomlens.analysis.peaks"]]
@@ -154,6 +166,7 @@ def test_the_checker_finds_circles_upward_arrows_qt_and_torch(tmp_path):
     assert found["qt"] == [("atomlens.analysis.atoms", "PyQt5")]
     assert found["torch"] == [("atomlens.analysis.atoms", "torch")]
     assert found["unknown"] == []
+    assert found["faces"] == [("atomlens.gui.view", "atomlens.nn.infer")]
 
 
 @pytest.mark.parametrize("source, arrow", [

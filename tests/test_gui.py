@@ -214,12 +214,12 @@ def test_corrupt_and_missing_files_give_readable_errors(qtbot, window, boxes, tm
 
 
 def test_unexpected_error_has_details(qtbot, window, boxes, grad_file, monkeypatch):
-    import atomlens.io
+    import atomlens.workflows.analyse  # the layer the GUI's loader calls
 
     def boom(path, channel=None):
         raise RuntimeError("simulated reader bug")
 
-    monkeypatch.setattr(atomlens.io, "load", boom)
+    monkeypatch.setattr(atomlens.workflows.analyse, "load", boom)
     with qtbot.waitSignal(window.loadFailed, timeout=LOAD_TIMEOUT_MS):
         window.open_file(grad_file)
     title, text, details = boxes[0]

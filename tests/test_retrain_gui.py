@@ -405,7 +405,7 @@ def test_model_manager_jobs_leave_the_gui_thread_free(qtbot, tiny_base, tmp_path
 
     from atomlens.gui import model_manager as mm
     from atomlens.gui import model_manager_jobs as mm_jobs
-    from atomlens.nn import bundle
+    from atomlens.workflows import models as bundle  # the layer the GUI calls
 
     dlg = mm.ModelManagerDialog(None)
     qtbot.addWidget(dlg)

@@ -85,7 +85,7 @@ def _fraction_bar(desc: str):
 def _load_or_report(path, channel=None, keep_on_disk=False):
     """The Micrograph at `path`, or None after printing the LoadError to stderr.  LoadWarnings
     are not printed: their text is in ``mg.notes``.  `keep_on_disk`: see :func:`atomlens.io.load`."""
-    from .io import LoadError, LoadWarning, load
+    from .workflows.analyse import LoadError, LoadWarning, load
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
@@ -142,12 +142,12 @@ def cmd_simulate(argv: list[str]) -> int:
     args = _simulate_parser().parse_args(argv)
     from tqdm import tqdm
 
-    from .sim.dataset import write_dataset
-    from .sim.simulate import SimConfig
+    from .workflows.simulation import write_dataset
+    from .workflows.simulation import SimConfig
 
     try:
         cfg = SimConfig.from_any(args.config)
-        from .sim import simulate
+        from .workflows.simulation import simulate
 
         simulate(cfg, args.seed)  # fail fast, with a clear message, on a bad config
     except FileNotFoundError:
@@ -210,8 +210,8 @@ def cmd_train(argv: list[str]) -> int:
             recipe[key] = val
     overrides = {"steps": args.steps, "time_limit_min": args.time_limit_min}
 
-    from .nn.bundle import BundleError, user_models_dir
-    from .nn.train import train
+    from .workflows.models import BundleError, user_models_dir
+    from .workflows.finetune import train
 
     out = Path(args.out) if args.out else user_models_dir() / recipe.get("name", "model")
     real = []

@@ -13,7 +13,7 @@ from PyQt5 import QtCore, QtWidgets, sip
 
 from ..analysis.domain import OOD_PREFIX, is_ood_note
 from ..analysis.material import MATERIALS
-from ..io.units import units_nm
+from ..workflows.analyse import units_nm
 from ..workflows.models import default_model_name
 from .widgets import notes_html, notes_label
 
@@ -274,7 +274,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
     # ---------------------------------------------------------------- models
     def refresh_models(self) -> None:
         """List the segmentation bundles in the picker and find a CAM bundle."""
-        from atomlens.nn.bundle import BundleError, list_bundles, read_card
+        from atomlens.workflows.models import BundleError, list_bundles, read_card
 
         current = self.model_path()
         self.bundles, cams = [], []
@@ -351,7 +351,7 @@ class AnalysisDock(QtWidgets.QDockWidget):
                 return card.get("mode")
         from pathlib import Path
 
-        from atomlens.nn.bundle import BundleError, read_card
+        from atomlens.workflows.models import BundleError, read_card
 
         try:
             return read_card(Path(path)).get("mode")

@@ -174,7 +174,7 @@ class AnalysisWorker(QtCore.QObject):
         self._guarded(self._run if req.result is None or req.result.prob is None else self._rederive, req)
 
     def _guarded(self, fn, req) -> None:
-        from atomlens.nn.bundle import BundleError
+        from atomlens.workflows.models import BundleError
 
         self.active = req
         try:

@@ -163,7 +163,7 @@ class BatchDialog(QtWidgets.QDialog):
 
     @staticmethod
     def _segmentation_models() -> list[str]:
-        from ..nn.bundle import list_bundles, read_card
+        from ..workflows.models import list_bundles, read_card
 
         names = []
         for name, path, _origin in list_bundles():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PyQt5 import QtCore, QtWidgets
 
 from .._version import __version__
-from ..io.units import units_nm
+from ..workflows.analyse import units_nm
 
 __all__ = ["show_error", "PixelSizeDialog", "ask_px_size_nm", "show_about", "UNITS_TO_NM"]
 

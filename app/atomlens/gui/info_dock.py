@@ -159,7 +159,7 @@ class InfoDock(QtWidgets.QDockWidget):
         """List what the file name of `mg` says (scan size, bias, setpoint, mode), used or not."""
         hints = []
         if mg.path is not None:
-            from atomlens.io.filename_hints import hints_from_name
+            from atomlens.workflows.analyse import hints_from_name
 
             hints = hints_from_name(mg.path.name, mode=mg.mode, shape=mg.shape).hints
         self.name_hints = [h.describe() for h in hints]

@@ -58,7 +58,7 @@ class LoadWorker(QtCore.QObject):
     @QtCore.pyqtSlot(object)
     def load(self, request: LoadRequest) -> None:
         try:
-            from atomlens.io import LoadError, LoadWarning  # hyperspy is imported lazily there
+            from atomlens.workflows.analyse import LoadError, LoadWarning  # hyperspy is imported lazily there
         except Exception:  # noqa: BLE001 - a broken installation must not kill the app
             self.failed.emit(LoadFailure(request, "The file loader could not be imported.",
                                          traceback.format_exc(), False))
@@ -71,7 +71,7 @@ class LoadWorker(QtCore.QObject):
 
                     mg = load_sample(request.sample)
                 else:
-                    from atomlens.io import load
+                    from atomlens.workflows.analyse import load
 
                     mg = load(request.path, channel=request.channel)
                 frame = mg.frame(0)

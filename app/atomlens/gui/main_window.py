@@ -245,7 +245,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ================================================================= opening
     def open_dialog(self) -> None:
-        from atomlens.io.formats import file_dialog_filter
+        from atomlens.workflows.analyse import file_dialog_filter
 
         start = str(Path(self.recent.paths()[0]).parent) if self.recent.paths() else ""
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open micrograph", start,
@@ -291,7 +291,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_cpu_arithmetic_menu(self, menu) -> None:
         """Model > CPU arithmetic, kept in the settings; unset, the ATOMLENS_CPU_BF16
         environment variable (or Automatic) is shown and used.  CUDA always runs bf16."""
-        from atomlens.nn.precision import cpu_bf16_choice
+        from atomlens.workflows.models import cpu_bf16_choice
 
         sub = menu.addMenu("CPU &arithmetic")
         sub.setToolTipsVisible(True)
@@ -351,7 +351,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_loaded(self, result: LoadResult) -> None:
         self._end_busy()
         mg = result.micrograph
-        from ..io.filename_hints import apply_filename_hints
+        from ..workflows.analyse import apply_filename_hints
 
         apply_filename_hints(mg)  # a mode / pixel size the file lacks, from its name (mg.assumed, mg.notes)
         old = self.micrograph

@@ -164,7 +164,7 @@ class ModelManagerDialog(QtWidgets.QDialog):
     # ================================================================= listing
     def refresh(self, select: Path | None = None) -> None:
         """Read the installed bundles again (keeping or setting the selection)."""
-        from ..nn.bundle import list_bundles, read_card, user_models_dir
+        from ..workflows.models import list_bundles, read_card, user_models_dir
 
         keep = select or self.selected_path()
         self.entries = []
@@ -248,7 +248,7 @@ class ModelManagerDialog(QtWidgets.QDialog):
     # ================================================================= actions (paths in)
     def rename_model(self, path, new_name: str) -> Path | None:
         """Rename a user model; its new folder, or None (with a message) on failure."""
-        from ..nn.bundle import rename_bundle
+        from ..workflows.models import rename_bundle
 
         if self._in_training(path):
             self._error("Rename model", "This model is being trained; wait until training ends.")
@@ -266,7 +266,7 @@ class ModelManagerDialog(QtWidgets.QDialog):
 
     def delete_model(self, path, confirm: bool = True) -> bool:
         """Delete a user model (asking first when `confirm`); True when it was deleted."""
-        from ..nn.bundle import delete_bundle
+        from ..workflows.models import delete_bundle
 
         if self._in_training(path):
             self._error("Delete model", "This model is being trained; stop the training first.")

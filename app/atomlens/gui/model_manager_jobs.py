@@ -40,7 +40,7 @@ class BundleJob(QtCore.QObject):
 
     @QtCore.pyqtSlot()
     def run(self) -> None:
-        from ..nn import bundle
+        from ..workflows import models as bundle
 
         path, error = "", ""
         try:

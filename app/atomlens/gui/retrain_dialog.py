@@ -31,7 +31,7 @@ _CURVES = (("train_loss", "loss", "training", "#1f77b4", None),
 def segmentation_models() -> list[tuple[str, Path, dict]]:
     """[(name, folder, card)] of the installed atom-finding models (user ones shadow bundled
     ones of the same name); broken bundles are left out."""
-    from ..nn.bundle import list_bundles, read_card
+    from ..workflows.models import list_bundles, read_card
 
     found: dict[str, tuple[Path, dict]] = {}
     for name, path, _origin in list_bundles():

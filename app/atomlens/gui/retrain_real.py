@@ -130,7 +130,7 @@ class RealImagesGroup(QtWidgets.QGroupBox):
         Returns the error messages of the files that could not be added."""
         from pathlib import Path
 
-        from ..nn.realdata import AnnotatedImage
+        from ..workflows.finetune import AnnotatedImage
 
         errors = []
         known = {(d["annotations"].image_sha256, d["annotations"].frame) for d in self.items
@@ -164,7 +164,7 @@ class RealImagesGroup(QtWidgets.QGroupBox):
             if it.checkState() != QtCore.Qt.Checked:
                 continue
             d = items[it.data(QtCore.Qt.UserRole)]
-            from ..nn.realdata import AnnotatedImage
+            from ..workflows.finetune import AnnotatedImage
 
             if d.get("item") is not None:
                 out.append(d["item"])

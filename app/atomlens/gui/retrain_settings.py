@@ -255,7 +255,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
         self.estimate_noise()
 
     def _default_name(self, base: str) -> str:
-        from ..nn.bundle import list_bundles, user_models_dir
+        from ..workflows.models import list_bundles, user_models_dir
 
         taken = {n for n, _, _ in list_bundles()}
         stem = f"{base}-ft-{datetime.date.today():%Y%m%d}"
@@ -327,7 +327,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
         rng = [float(v) for v in rng]
         value, note = math.sqrt(rng[0] * rng[1]), "No image: the middle of the base recipe's range."
         if self._image is not None:
-            from ..sim.estimate import estimate_dose_or_noise
+            from ..workflows.simulation import estimate_dose_or_noise
 
             mg = self.context.get("micrograph")
             try:
@@ -370,7 +370,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
 
     def check_new_name(self, name: str) -> Path:
         """The folder for a new user model called `name`; ValueError when unusable or taken."""
-        from ..nn.bundle import BundleError, _check_name, list_bundles, user_models_dir
+        from ..workflows.models import BundleError, check_model_name as _check_name, list_bundles, user_models_dir
 
         try:
             name = _check_name(name)
@@ -383,7 +383,7 @@ class SimSettingsWidget(QtWidgets.QWidget):
 
     def validate_simulation(self, s: dict, card: dict, base_path) -> None:
         """Simulate one small image with the settings: ValueError with the reason if they fail."""
-        from ..sim import simulate
+        from ..workflows.simulation import simulate
 
         if s["structure"]["kind"] == "cif" and not Path(s["structure"]["cif"]).is_file():
             raise ValueError("choose a CIF (or other crystal) file for the structure")

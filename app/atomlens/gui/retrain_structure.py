@@ -167,7 +167,7 @@ class CifPanel(QtWidgets.QWidget):
         with the reason shown when it cannot be read."""
         self.cif_edit.setText(str(path))
         try:
-            from ..sim.structures import from_cif
+            from ..workflows.simulation import from_cif
 
             cell = from_cif(path, self.zone())
         except Exception as exc:  # noqa: BLE001 - any reader error becomes a message

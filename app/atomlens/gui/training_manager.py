@@ -98,7 +98,7 @@ class _Worker(QtCore.QObject):
     def run(self) -> None:
         job, out = self.job, Path(self.job.out_dir)
         try:
-            from ..nn.train import train
+            from ..workflows.finetune import train
 
             best = train(job.recipe, out, progress=self._progress, cancel=self.cancel_event, log=self.logged.emit,
                          overrides=job.overrides, real_images=job.real_images,

@@ -4,7 +4,9 @@ the Process-folder dialog and the GUI's analysis worker all call.
 :func:`load_micrograph` reads a file and fills in what it lacks from its name;
 :class:`AnalysisSettings` holds the user's choices and checks them;
 :func:`analyse_micrograph` runs the models on one frame with the micrograph's own calibration
-and imaging mode and puts what was assumed about the image at the head of the notes.
+and imaging mode and puts what was assumed about the image at the head of the notes.  The
+readers the GUI calls itself (:func:`atomlens.io.load` with its warnings, the file-name hints, the
+file-dialog filter, the unit table) are offered here too, so that it calls this layer only.
 """
 
 from __future__ import annotations
@@ -15,8 +17,13 @@ import warnings
 from ..analysis.atoms import check_edge_margin
 from ..analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
 from ..analysis.pipeline import analyse_image
+from ..io import LoadError, LoadWarning, load
+from ..io.filename_hints import apply_filename_hints, hints_from_name
+from ..io.formats import file_dialog_filter
+from ..io.units import units_nm
 
-__all__ = ["AnalysisSettings", "REFINE_MODES", "analyse_micrograph", "load_micrograph"]
+__all__ = ["AnalysisSettings", "LoadError", "LoadWarning", "REFINE_MODES", "analyse_micrograph",
+           "apply_filename_hints", "file_dialog_filter", "hints_from_name", "load", "load_micrograph", "units_nm"]
 
 #: Sub-pixel refinements of the atom positions.
 REFINE_MODES = ("centroid", "none", "gaussian")
@@ -120,9 +127,6 @@ def load_micrograph(path, channel=None, keep_on_disk: bool = False):
     atomlens.io.LoadError
         When the file cannot be read.
     """
-    from ..io import LoadWarning, load
-    from ..io.filename_hints import apply_filename_hints
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
         mg = load(path, channel=channel, keep_on_disk=keep_on_disk)

@@ -2,8 +2,10 @@
 Retrain dialog's settings make (:func:`build_finetune_recipe`), the job (:class:`TrainingJob`)
 and the before/after comparison on the user's corrected atoms (:func:`compare_models`).
 
-The GUI's training manager runs a job on a QThread with :func:`atomlens.nn.train.train` and then
-:func:`compare_models`; a script does the same in two calls.
+The GUI's training manager runs a job on a QThread with :func:`train` and then
+:func:`compare_models`; a script does the same in two calls.  :func:`train` and
+``AnnotatedImage`` (imported when asked for) are offered here, so that the GUI and the CLI call
+this layer only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,38 @@ import json
 from pathlib import Path
 
 __all__ = ["DEFAULT_AMOUNT_KEY", "TrainingJob", "base_recipe", "build_finetune_recipe", "compare_models",
-           "load_annotated_image", "other_model", "variant_for"]
+           "load_annotated_image", "other_model", "train", "variant_for"]
+
+
+def __getattr__(name):
+    """``AnnotatedImage`` (:class:`atomlens.nn.realdata.AnnotatedImage`) is imported when first
+    asked for: it loads torch, which the GUI's start-up must not wait for."""
+    if name == "AnnotatedImage":
+        from ..nn.realdata import AnnotatedImage
+
+        return AnnotatedImage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def train(recipe, out_dir, **kwargs):
+    """:func:`atomlens.nn.train.train` (imported when called: it loads torch): train or fine-tune
+    a bundle from `recipe` into `out_dir`; see there for the keyword arguments.
+
+    Parameters
+    ----------
+    recipe : dict or atomlens.nn.recipe.Recipe
+    out_dir : str or Path
+    **kwargs
+        ``progress``, ``cancel``, ``log``, ``overrides``, ``real_images``, ``on_metrics``, ``resume``.
+
+    Returns
+    -------
+    dict
+        The best checkpoint's metrics.
+    """
+    from ..nn.train import train as _train
+
+    return _train(recipe, out_dir, **kwargs)
 
 
 def base_recipe(card: dict) -> dict:

@@ -5,14 +5,23 @@
 :class:`ModelCache` keeps loaded :class:`~atomlens.nn.infer.Predictor` objects between images
 and runs an analysis with a fall-back to the CPU when the GPU fails
 (:meth:`ModelCache.run_with_fallback`).  torch is imported only when the first model loads.
+
+The model bundles as the user manages them (list, read, rename, delete, import, export) and the
+CPU arithmetic choice are those of :mod:`atomlens.nn.bundle` and :mod:`atomlens.nn.precision`,
+offered here so that the command line and the GUI call this layer only.
 """
 
 from __future__ import annotations
 
 from ..io.modes import mode_family
+from ..nn.bundle import (BundleError, delete_bundle, export_bundle, import_bundle, list_bundles, read_card,
+                         rename_bundle, user_models_dir)
+from ..nn.bundle import _check_name as check_model_name
+from ..nn.precision import cpu_bf16_choice
 
-__all__ = ["CAM_MODEL", "SPM_MODEL", "STEM_MODEL", "ModelCache", "default_model_name", "is_cuda_failure",
-           "recipe_name_for_mode"]
+__all__ = ["CAM_MODEL", "SPM_MODEL", "STEM_MODEL", "BundleError", "ModelCache", "check_model_name", "cpu_bf16_choice",
+           "default_model_name", "delete_bundle", "export_bundle", "import_bundle", "is_cuda_failure", "list_bundles",
+           "read_card", "recipe_name_for_mode", "rename_bundle", "user_models_dir"]
 
 #: The bundled atom-finding model for microscope images (HAADF, ADF, ABF...).
 STEM_MODEL = "stem-haadf"
