@@ -48,6 +48,8 @@ models: $(VENV)/.run-stamp
 	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-ft.json --init-from $(MODELS)/stem-haadf-stage1 --out $(MODELS)/stem-haadf-stage2
 	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-real.json --init-from $(MODELS)/stem-haadf-stage2 --out $(MODELS)/stem-haadf-stage3
 	$(BIN)/atomlens train --recipe resources/recipes/stem-haadf-real-pt.json --init-from $(MODELS)/stem-haadf-stage3 --out $(MODELS)/stem-haadf
+	$(BIN)/atomlens train --recipe resources/recipes/stem-single-atoms.json --init-from $(MODELS)/stem-haadf --out $(MODELS)/stem-single-atoms-stage1
+	$(BIN)/atomlens train --recipe resources/recipes/stem-single-atoms-2.json --init-from $(MODELS)/stem-single-atoms-stage1 --out $(MODELS)/stem-single-atoms
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam.json --out $(MODELS)/defect-cam-stage1
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-ft.json --init-from $(MODELS)/defect-cam-stage1 --out $(MODELS)/defect-cam-stage2
 	$(BIN)/atomlens train --recipe resources/recipes/defect-cam-real.json --init-from $(MODELS)/defect-cam-stage2 --out $(MODELS)/defect-cam

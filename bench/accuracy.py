@@ -104,6 +104,9 @@ def main() -> int:
     ap.add_argument("--material-hint", action="store_true",
                     help="tell the detection each family's material where it is one that "
                          "atomlens.analysis.material knows (the TMDs), as `atomlens detect --material` does")
+    ap.add_argument("--single-atoms", default=None, metavar="MODEL",
+                    help="as the app routes: an image whose columns form no lattice is detected again with this "
+                         "model (stem-single-atoms); prints how many images of each family went to it")
     ap.add_argument("--no-scene", action="store_true",
                     help="leave out the test for single atoms on a support that `atomlens detect` applies "
                          "to Z-contrast images (atomlens.analysis.scene): the network's calls alone")
@@ -117,6 +120,9 @@ def main() -> int:
 
     pred = Predictor(args.model, "auto", tta=args.tta, single_view=args.single_view)
     recipe = json.loads(Path(args.recipe).read_text())
+    from atomlens.analysis.scene import is_lattice
+
+    single = Predictor(args.single_atoms, device="cpu") if args.single_atoms else None
     px = args.px or pred.px_size_A
     scene = not args.no_scene and is_z_contrast(pred.card.get("mode"))
     allres = {}
@@ -134,9 +140,13 @@ def main() -> int:
         sq = []
         per_image = []  # per image (4 x 3): all columns, then atom, dopant, vacancy; tp, n_pred, n_true
         conf: dict[tuple[str, str], int] = {}
+        routed = 0
         for i in range(args.n):
             r = simulate(cfg, args.seed_base + i)
             atoms, _, info = pred.detect(r.image, r.px_size_A / 10, refine=args.refine)
+            if single is not None and scene and not is_lattice(atoms.xy):
+                routed += 1
+                atoms, _, info = single.detect(r.image, r.px_size_A / 10, refine=args.refine)
             if scene:
                 atoms, _note = isolated_atoms(atoms, r.image, info["px_size_A"])
             if args.material_hint and name in MATERIALS:
@@ -175,7 +185,9 @@ def main() -> int:
             return f"{'- (' + str(per[c][1]) + ' false)':>{width}s}"
 
         print(f"{name:14s} {res['f1']:9.4f} {res['rmse_A']:7.3f} {res['f1_atom']:8.4f} "
-              f"{cell(2, 9)} {cell(3, 10)}")
+              f"{cell(2, 9)} {cell(3, 10)}" + (f"  ({routed} of {args.n} to {args.single_atoms})" if single else ""))
+        if single is not None:
+            res["routed_to_single_atoms"] = routed
         if args.ci:
             lo, hi = bootstrap_f1(counts.astype(float))
             res["ci95"] = {}

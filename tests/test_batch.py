@@ -241,3 +241,33 @@ def test_a_gpu_failure_with_device_auto_falls_back_to_the_cpu(folder, tmp_path, 
     process_paths([folder / "graphene_a.npy"], ref, device="cpu", settings=AnalysisSettings(px_size_nm=PX_NM),
                   log=lambda m: None, models=predictors)
     assert (out / "graphene_a.atoms.csv").read_bytes() == (ref / "graphene_a.atoms.csv").read_bytes()
+
+
+def test_single_atoms_without_a_lattice_go_to_the_single_atom_model(tmp_path, user_models, predictors):
+    """With the model picked from the mode, a Z-contrast image whose columns form no lattice is
+    analysed again with stem-single-atoms (when installed), and the notes say so; a lattice stays
+    with stem-haadf, and a model the user names is never replaced."""
+    import shutil
+
+    from _bundles import make_tiny_bundle
+
+    shutil.move(str(make_tiny_bundle(tmp_path / "b", name="single")), str(user_models / "stem-single-atoms"))
+    sa = simulate({"structure": "single_atoms", "shape": (160, 160), "px_size_A": 0.1, "mode": "HAADF",
+                   "structure_params": {"element": "Pt", "n_atoms": 12, "n_clusters": 0}}, 3).image
+    lat = simulate({"structure": "graphene", "shape": (128, 128), "px_size_A": 0.1, "noise": {}}, 12).image
+    d = tmp_path / "in"
+    d.mkdir()
+    np.save(d / "pt.npy", sa.astype(np.float32))
+    np.save(d / "graphene.npy", lat.astype(np.float32))
+    out = tmp_path / "o"
+    rows = process_paths([d / "pt.npy", d / "graphene.npy"], out, device="cpu", json_summary=True,
+                         settings=AnalysisSettings(px_size_nm=PX_NM), log=lambda m: None, models=predictors)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    pt, gr = (json.loads((out / f"{n}.json").read_text()) for n in ("pt", "graphene"))
+    assert pt["model"] == "single" and any(n.startswith("single atoms on a support: the columns stem-haadf found")
+                                           for n in pt["notes"])
+    assert gr["model"] == "stem-haadf" and not any("single atoms on a support" in n for n in gr["notes"])
+    named = tmp_path / "named"
+    process_paths([d / "pt.npy"], named, model="stem-haadf", device="cpu", json_summary=True,
+                  settings=AnalysisSettings(px_size_nm=PX_NM), log=lambda m: None, models=predictors)
+    assert json.loads((named / "pt.json").read_text())["model"] == "stem-haadf"

@@ -208,6 +208,7 @@ class AnalysisWorker(QtCore.QObject):
     def _run(self, req: AnalysisRequest):
         from atomlens.analysis.pipeline import analyse_image
         from atomlens.workflows.analyse import AnalysisSettings, analyse_micrograph
+        from atomlens.workflows.models import single_atom_model_for
 
         report = self._report(req.label)
         report(0.0, "loading the model")
@@ -229,10 +230,12 @@ class AnalysisWorker(QtCore.QObject):
             if req.micrograph is not None:  # the one entry of detect and batch, with the file's calibration
                 settings = AnalysisSettings(threshold=req.threshold, refine=req.refine, material=req.material,
                                             edge_margin_px=req.edge_margin_px, min_defect_score=0.0)
+                alt = None if req.model_given else single_atom_model_for(pred.card.get("name"), req.micrograph.mode)
+                single = (lambda: self.predictor(alt, device)) if alt else None
                 return analyse_micrograph(req.micrograph, pred, frame=req.frame, settings=settings,
                                           cam_predictor=cam, image=image, model_given=req.model_given,
                                           override="pick the model to override", progress=report,
-                                          cancel=req.cancel)
+                                          cancel=req.cancel, single_atoms=single)
             return analyse_image(image, pred, px_size_nm=req.px_size_nm, px_size_y_nm=req.px_size_y_nm,
                                  offset_nm=req.offset_nm, mode=req.mode, threshold=req.threshold,
                                  refine=req.refine, cam_predictor=cam, frame=req.frame, material=req.material,

@@ -22,7 +22,8 @@ from ..io.filename_hints import apply_filename_hints, hints_from_name
 from ..io.formats import file_dialog_filter
 from ..io.units import units_nm
 
-__all__ = ["AnalysisSettings", "LoadError", "LoadWarning", "REFINE_MODES", "analyse_micrograph",
+__all__ = ["AnalysisSettings", "LoadError", "LoadWarning", "REFINE_MODES", "SINGLE_ATOMS_NOTE", "analyse_micrograph",
+           "wants_single_atom_model",
            "apply_filename_hints", "file_dialog_filter", "hints_from_name", "load", "load_micrograph", "units_nm"]
 
 #: Sub-pixel refinements of the atom positions.
@@ -134,9 +135,34 @@ def load_micrograph(path, channel=None, keep_on_disk: bool = False):
     return mg
 
 
+#: The note of a result that was analysed again with the single-atom model starts with this.
+SINGLE_ATOMS_NOTE = "single atoms on a support"
+
+
+def wants_single_atom_model(result) -> bool:
+    """Whether a result looks like single heavy atoms on a support rather than a lattice.
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        The analysis by the model picked from the mode.
+
+    Returns
+    -------
+    bool
+        True when the network saw a Z-contrast image (an ABF image inverted is not one) and the
+        columns it found form no lattice (:func:`atomlens.analysis.scene.is_lattice`).
+    """
+    from ..analysis.pipeline import _z_contrast
+    from ..analysis.scene import is_lattice
+
+    return _z_contrast(result.info) and not is_lattice(result.atoms.xy)
+
+
 def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSettings | None = None,
                        cam_predictor=None, image=None, model_given: bool = True,
-                       override: str = "give --model to override", progress=None, cancel=None):
+                       override: str = "give --model to override", progress=None, cancel=None,
+                       single_atoms=None):
     """Find and class the atoms of one frame of a micrograph.
 
     Parameters
@@ -162,6 +188,11 @@ def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSetti
     progress : callable(fraction, message), optional
     cancel : object with ``is_set()``, optional
         Raises InterruptedError when set.
+    single_atoms : callable() -> Predictor, optional
+        The single-atom model (``stem-single-atoms``), loaded when first needed.  Given (the
+        model was picked from the mode, not by the user), a Z-contrast image whose columns form
+        no lattice (:func:`wants_single_atom_model`) is analysed again with it, and a note says
+        so; the lattice images are left to `predictor`.
 
     Returns
     -------
@@ -183,11 +214,22 @@ def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSetti
     s = settings or AnalysisSettings()
     cal = Calibration.from_micrograph(mg, s.px_size_nm)
     img = mg.frame(frame) if image is None else image
-    res = analyse_image(img, predictor, px_size_nm=cal.px_x_nm, px_size_y_nm=cal.px_y_nm, offset_nm=cal.offset_nm,
-                        mode=mg.mode, threshold=s.threshold,
-                        refine=s.refine, cam_predictor=cam_predictor, frame=frame, material=s.material,
-                        edge_margin_px=s.edge_margin_px, defect_check=s.defect_check,
-                        min_defect_score=s.min_defect_score, progress=progress, cancel=cancel)
+
+    def run(pred, prog):
+        return analyse_image(img, pred, px_size_nm=cal.px_x_nm, px_size_y_nm=cal.px_y_nm, offset_nm=cal.offset_nm,
+                             mode=mg.mode, threshold=s.threshold, refine=s.refine, cam_predictor=cam_predictor,
+                             frame=frame, material=s.material, edge_margin_px=s.edge_margin_px,
+                             defect_check=s.defect_check, min_defect_score=s.min_defect_score, progress=prog,
+                             cancel=cancel)
+
+    res = run(predictor, progress)
+    if single_atoms is not None and wants_single_atom_model(res):
+        first = res.info.get("model")
+        res = run(single_atoms(), progress)
+        res.info["notes"].append(f"{SINGLE_ATOMS_NOTE}: the columns {first} found do not form a lattice, so the "
+                                 f"image was analysed with {res.info.get('model')}, trained on single heavy atoms and "
+                                 "clusters on amorphous carbon")
+        res.info["routed_from"] = first
     assumed = assumption_notes(mg, px_size_given=s.px_size_nm is not None, model_given=model_given,
                                override=override)
     res.info["notes"] = assumed + res.info["notes"]

@@ -22,7 +22,7 @@ from ..io.formats import ALL_EXTENSIONS
 from ..progress import sub_progress
 from .analyse import AnalysisSettings, analyse_micrograph, load_micrograph
 from .export import to_hspy, write_results
-from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure
+from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure, single_atom_model_for
 
 __all__ = ["FAILURES", "SUMMARY_NAME", "iter_micrograph_files", "process_paths", "write_summary"]
 
@@ -187,10 +187,13 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
                     raise _FrameFailure(f"{path.name}: frame {f} requested from " + (
                         f"a stack of {mg.n_frames} frames" if mg.is_stack else "a single image"))
 
-                def attempt(dev, f=f, sub=sub):
+                alt = single_atom_model_for(name, mg.mode) if auto else None
+
+                def attempt(dev, f=f, sub=sub, alt=alt):
                     pred, cam_pred = _load_models(cache, name, s.cam, dev, device == "auto")
+                    single = (lambda: _load_models(cache, alt, False, dev, device == "auto")[0]) if alt else None
                     return analyse_micrograph(mg, pred, frame=f, settings=s, cam_predictor=cam_pred,
-                                              model_given=not auto, progress=sub)
+                                              model_given=not auto, progress=sub, single_atoms=single)
 
                 try:
                     # "auto" falls back to the CPU when the GPU fails; a device named by the user

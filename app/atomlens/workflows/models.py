@@ -19,7 +19,7 @@ from ..nn.bundle import (BundleError, delete_bundle, export_bundle, import_bundl
 from ..nn.bundle import _check_name as check_model_name
 from ..nn.precision import cpu_bf16_choice
 
-__all__ = ["CAM_MODEL", "SPM_MODEL", "STEM_MODEL", "BundleError", "ModelCache", "check_model_name", "cpu_bf16_choice",
+__all__ = ["CAM_MODEL", "SINGLE_ATOM_MODEL", "SPM_MODEL", "STEM_MODEL", "BundleError", "single_atom_model_for", "ModelCache", "check_model_name", "cpu_bf16_choice",
            "default_model_name", "delete_bundle", "export_bundle", "import_bundle", "is_cuda_failure", "list_bundles",
            "read_card", "recipe_name_for_mode", "rename_bundle", "user_models_dir"]
 
@@ -29,6 +29,34 @@ STEM_MODEL = "stem-haadf"
 SPM_MODEL = "stm-topo"
 #: The bundled defect-CAM model.
 CAM_MODEL = "defect-cam"
+#: The bundled model for single heavy atoms on a support, to which a Z-contrast image whose
+#: columns form no lattice is handed when the model was picked from the mode
+#: (:func:`atomlens.workflows.analyse.analyse_micrograph`).
+SINGLE_ATOM_MODEL = "stem-single-atoms"
+
+
+def single_atom_model_for(model, mode, available=None) -> str | None:
+    """The single-atom model to try after `model` on an image of `mode`, or None.
+
+    Parameters
+    ----------
+    model : str
+        The atom-finding model picked from the mode.
+    mode : str or None
+        The image's imaging mode.
+    available : iterable of str, optional
+        The installed models (default: :func:`list_bundles`'s names).
+
+    Returns
+    -------
+    str or None
+        :data:`SINGLE_ATOM_MODEL` for the microscope model (``stem-haadf``) when it is installed;
+        None otherwise (a scanning-probe image, a model the user chose).
+    """
+    if str(model) != STEM_MODEL or mode_family(mode) != "stem":
+        return None
+    names = [n for n, _p, _o in list_bundles()] if available is None else list(available)
+    return SINGLE_ATOM_MODEL if SINGLE_ATOM_MODEL in names else None
 
 
 def default_model_name(mode, available=None) -> str | None:
