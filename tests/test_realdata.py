@@ -49,6 +49,8 @@ def item():
 def test_annotated_image_defaults_and_files(item, tmp_path):
     assert item.name == "lattice0.tif" and item.sha256 == "00" * 32 and item.px_size_A() == pytest.approx(0.1)
     assert item.match_radius_px() == pytest.approx(5.0)  # 0.5 Å at 0.1 Å/px
+    coarse = AnnotatedImage(item.image, item.ann, px_size_nm=0.0293)  # 0.5 Å is 1.7 px here: hand clicks
+    assert coarse.match_radius_px() == pytest.approx(3.0)  # miss by more, so 3 px at least
     paths = export_training_pair(item.image, item.ann, tmp_path, "lat")
     back = AnnotatedImage.from_files(paths[0], paths[2], weight=2.5)
     assert back.weight == 2.5 and back.sha256 == item.sha256 and back.n_atoms == item.n_atoms

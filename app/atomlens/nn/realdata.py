@@ -62,6 +62,10 @@ def confirmed_mask(ann: Annotations) -> np.ndarray:
     return ann.confirmed_mask()
 
 
+#: The smallest match radius (px) between a prediction and an atom the user clicked: hand clicks
+#: land within a pixel or two of the column (the Pt data set's second rule is 3 px).
+MIN_MATCH_PX = 3.0
+
 @dataclasses.dataclass
 class AnnotatedImage:
     """One real image and the user's annotations of it.
@@ -194,10 +198,13 @@ class AnnotatedImage:
         Returns
         -------
         float
-            px: 0.5 Å (:data:`~atomlens.analysis.training_labels.LABEL_RADIUS_A`), or 2 px for an
-            uncalibrated image.
+            px: 0.5 Å (:data:`~atomlens.analysis.training_labels.LABEL_RADIUS_A`), but never less
+            than :data:`MIN_MATCH_PX` (a click by hand lands within a pixel or two of the column,
+            which at 0.3 Å/px is more than 0.5 Å); 2 px for an uncalibrated image.
         """
-        return LABEL_RADIUS_A / self.px_size_A() if self.calibrated else LABEL_RADIUS_UNCALIBRATED_PX
+        if not self.calibrated:
+            return LABEL_RADIUS_UNCALIBRATED_PX
+        return max(LABEL_RADIUS_A / self.px_size_A(), MIN_MATCH_PX)
 
     def image_for(self, model_mode) -> np.ndarray:
         """The image as a model of `model_mode` sees it.
