@@ -166,21 +166,11 @@ class AnalysisController(QtCore.QObject):
         mg = self.micrograph
         return AnalysisRequest(kind=kind, model=self.dock.model_path(), cam_model=self.dock.cam_model(),
                                device=self.dock.device(), image=image, micrograph=mg, frame=frame,
-                               px_size_nm=self.dock.px_size_nm(), px_size_y_nm=self._px_size_y_nm(),
-                               offset_nm=tuple(mg.offset_nm), mode=mg.mode,
                                tta=self.dock.tta(), model_given=self.dock.model_picked_by_hand,
                                threshold=self.dock.threshold(), refine=self.dock.refine(),
                                material=self.dock.material(), edge_margin_px=self.dock.edge_margin(),
                                result=result,
                                label=label)
-
-    def _px_size_y_nm(self):
-        """The file's pixel height while the dock shows the file's pixel width (a width the
-        user typed means square pixels of that size)."""
-        mg, px = self.micrograph, self.dock.px_size_nm()
-        py = getattr(mg, "px_size_y_nm", None)
-        return py if (px is not None and py is not None and mg.px_size_nm is not None
-                      and abs(float(px) - float(mg.px_size_nm)) <= 1e-12 * float(px)) else None
 
     def _can_start(self) -> bool:
         if self.micrograph is None:

@@ -36,10 +36,10 @@ class AnalysisRequest:
     kind : "run" (the network) or "rederive" (atoms from `result`'s cached probabilities).
     model, cam_model : bundle names or folders (`cam_model` None: no defect CAMs).
     device : "auto", "cpu", "cuda" ...
+    micrograph : the open Micrograph: its calibration (``px_size_nm`` None: the scale is
+        estimated from the lattice), offset and imaging mode are the analysis's (the Analysis
+        dock's pixel size is written to it when edited).
     image : (H, W) array, or None to read ``micrograph.frame(frame)`` in the worker.
-    px_size_nm : float or None (None: the scale is estimated from the lattice).
-    px_size_y_nm : float or None: the pixel height where it differs (the file's, while the
-        dock shows the file's pixel width); None: square pixels.
     label : prefix of the progress text (e.g. "frame 3/10").
     tta : average the networks over the 8 rotations and mirror images (slower, steadier).
     material : material hint (a name from atomlens.analysis.material.MATERIALS) or None.
@@ -56,10 +56,6 @@ class AnalysisRequest:
     image: np.ndarray | None = None
     micrograph: object = None
     frame: int = 0
-    px_size_nm: float | None = None
-    px_size_y_nm: float | None = None
-    offset_nm: tuple = (0.0, 0.0)
-    mode: str | None = None
     tta: bool = False
     model_given: bool = False
     threshold: float = 0.5
@@ -206,7 +202,6 @@ class AnalysisWorker(QtCore.QObject):
         return image if image.flags.writeable else image.copy()  # torch warns on read-only arrays
 
     def _run(self, req: AnalysisRequest):
-        from atomlens.analysis.pipeline import analyse_image
         from atomlens.workflows.analyse import AnalysisSettings, analyse_micrograph
         from atomlens.workflows.models import single_atom_model_for
 
@@ -214,33 +209,29 @@ class AnalysisWorker(QtCore.QObject):
         report(0.0, "loading the model")
         image = self._image(req)
         models = {}
+        # every scored defect comes back: the Results dock's "Min. defect score" filters them,
+        # down to 0 if asked
+        settings = AnalysisSettings(threshold=req.threshold, refine=req.refine, material=req.material,
+                                    edge_margin_px=req.edge_margin_px, min_defect_score=0.0)
+
+        def predictor(name, device):
+            p = self.predictor(name, device)
+            p.tta = bool(req.tta)
+            return p
 
         def attempt(device):
-            pred = self.predictor(req.model, device)
-            cam = self.predictor(req.cam_model, device) if req.cam_model else None
-            for p in (pred, cam):
-                if p is not None:
-                    p.tta = bool(req.tta)
+            pred = predictor(req.model, device)
+            cam = predictor(req.cam_model, device) if req.cam_model else None
             if req.cancel.is_set():
                 raise InterruptedError("cancelled")
             self.network_runs += 1
             models["pred"] = pred
-            # every scored defect comes back: the Results dock's "Min. defect score" filters
-            # them, down to 0 if asked
-            if req.micrograph is not None:  # the one entry of detect and batch, with the file's calibration
-                settings = AnalysisSettings(threshold=req.threshold, refine=req.refine, material=req.material,
-                                            edge_margin_px=req.edge_margin_px, min_defect_score=0.0)
-                alt = None if req.model_given else single_atom_model_for(pred.card.get("name"), req.micrograph.mode)
-                single = (lambda: self.predictor(alt, device)) if alt else None
-                return analyse_micrograph(req.micrograph, pred, frame=req.frame, settings=settings,
-                                          cam_predictor=cam, image=image, model_given=req.model_given,
-                                          override="pick the model to override", progress=report,
-                                          cancel=req.cancel, single_atoms=single)
-            return analyse_image(image, pred, px_size_nm=req.px_size_nm, px_size_y_nm=req.px_size_y_nm,
-                                 offset_nm=req.offset_nm, mode=req.mode, threshold=req.threshold,
-                                 refine=req.refine, cam_predictor=cam, frame=req.frame, material=req.material,
-                                 edge_margin_px=req.edge_margin_px, progress=report, cancel=req.cancel,
-                                 min_defect_score=0.0)
+            alt = None if req.model_given else single_atom_model_for(pred.card.get("name"), req.micrograph.mode)
+            # the one entry of detect and batch, with the micrograph's calibration and mode
+            return analyse_micrograph(req.micrograph, pred, frame=req.frame, settings=settings, cam_predictor=cam,
+                                      image=image, model_given=req.model_given, override="pick the model to override",
+                                      progress=report, cancel=req.cancel,
+                                      single_atoms=(lambda: predictor(alt, device)) if alt else None)
 
         result, fallback = self.models.run_with_fallback(
             attempt, req.device, on_fallback=lambda _note: report(0.0, "GPU failed, retrying on the CPU"))

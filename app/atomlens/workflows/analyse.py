@@ -15,10 +15,11 @@ import dataclasses
 import warnings
 
 from ..analysis.atoms import check_edge_margin
+from ..analysis.calibration import Calibration
 from ..analysis.defect_check import DEFAULT_MIN_DEFECT_SCORE
 from ..analysis.pipeline import analyse_image
 from ..io import LoadError, LoadWarning, load
-from ..io.filename_hints import apply_filename_hints, hints_from_name
+from ..io.filename_hints import apply_filename_hints, assumption_notes, hints_from_name
 from ..io.formats import file_dialog_filter
 from ..io.units import units_nm
 
@@ -207,10 +208,6 @@ def analyse_micrograph(mg, predictor, *, frame: int = 0, settings: AnalysisSetti
     IndexError
         When `frame` is not a frame of `mg`.
     """
-    from ..io.filename_hints import assumption_notes
-
-    from ..analysis.calibration import Calibration
-
     s = settings or AnalysisSettings()
     cal = Calibration.from_micrograph(mg, s.px_size_nm)
     img = mg.frame(frame) if image is None else image

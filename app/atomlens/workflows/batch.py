@@ -22,7 +22,7 @@ from ..io.formats import ALL_EXTENSIONS
 from ..progress import sub_progress
 from .analyse import AnalysisSettings, analyse_micrograph, load_micrograph
 from .export import to_hspy, write_results
-from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure, single_atom_model_for
+from .models import CAM_MODEL, ModelCache, default_model_name, is_cuda_failure, list_bundles, single_atom_model_for
 
 __all__ = ["FAILURES", "SUMMARY_NAME", "iter_micrograph_files", "process_paths", "write_summary"]
 
@@ -160,6 +160,7 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
     out.mkdir(parents=True, exist_ok=True)
     cache = models if models is not None else ModelCache(tta=tta, single_view=single_view, remember_failures=True)
     auto = model in (None, "", "auto")
+    installed = [m for m, _p, _o in list_bundles()] if auto else []  # read once, not per frame
     rows, used = [], set()
     n = len(paths)
 
@@ -177,6 +178,7 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
             mg = load_micrograph(path, channel=channel)
             name = default_model_name(mg.mode) if auto else model
             row["model"] = str(name)
+            alt = single_atom_model_for(name, mg.mode, installed) if auto else None
             stem = _unique_stem(path, used)
             idx = _frames_of(mg, frames)
             notes = []
@@ -187,9 +189,7 @@ def process_paths(paths, out_dir, *, model: str | None = "auto", settings: Analy
                     raise _FrameFailure(f"{path.name}: frame {f} requested from " + (
                         f"a stack of {mg.n_frames} frames" if mg.is_stack else "a single image"))
 
-                alt = single_atom_model_for(name, mg.mode) if auto else None
-
-                def attempt(dev, f=f, sub=sub, alt=alt):
+                def attempt(dev, f=f, sub=sub):
                     pred, cam_pred = _load_models(cache, name, s.cam, dev, device == "auto")
                     single = (lambda: _load_models(cache, alt, False, dev, device == "auto")[0]) if alt else None
                     return analyse_micrograph(mg, pred, frame=f, settings=s, cam_predictor=cam_pred,

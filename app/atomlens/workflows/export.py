@@ -370,7 +370,10 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
 
     atoms = result.atoms
     names = np.array(atoms.names(), dtype=str)
-    ax_pos = np.stack([ox + atoms.x * sx, oy + atoms.y * sy], axis=1) if len(atoms) else np.zeros((0, 2))  # axis units
+    def axis_xy(x, y):  # (n, 2) positions in the axes' units: nm, or px when uncalibrated
+        return np.stack(calib.to_nm(x, y) if cal else (np.asarray(x, float), np.asarray(y, float)), axis=1)
+
+    ax_pos = axis_xy(atoms.x, atoms.y) if len(atoms) else np.zeros((0, 2))
     for cname in atoms.class_names[1:]:
         sel = names == cname
         if not sel.any():
@@ -390,7 +393,7 @@ def to_hspy(result, micrograph, path, *, class_colours: dict | None = None) -> P
     if result.defects is not None:
         d = result.defects
         dnames = np.array(d.names(), dtype=str)
-        dpos = np.stack([ox + d.x * sx, oy + d.y * sy], axis=1) if len(d) else np.zeros((0, 2))
+        dpos = axis_xy(d.x, d.y) if len(d) else np.zeros((0, 2))
         for tname in sorted(set(dnames.tolist())):
             m = hs.plot.markers.Points(offsets=dpos[dnames == tname], sizes=2 * MARKER_SIZE_PT,
                                        facecolors="none", edgecolors=DEFECT_MARKER_COLOUR, units="points")
